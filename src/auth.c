@@ -1,0 +1,271 @@
+/*
+ * auth.c: authentication on both sides of a session.
+ *
+ * auth_client runs the exchange with the client (trust, md5 or
+ * SCRAM-SHA-256) against the users entry it routed to; auth_server_step
+ * answers one authentication request of a PostgreSQL server during
+ * login (cleartext password, md5 or SCRAM-SHA-256).  The cryptography
+ * is in scram.c; this file moves the messages.  Passwords never reach
+ * a log line.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "pgmirror.h"
+
+#define AUTH_OK			0
+#define AUTH_CLEARTEXT		3
+#define AUTH_MD5		5
+#define AUTH_SASL		10
+#define AUTH_SASL_CONTINUE	11
+#define AUTH_SASL_FINAL		12
+
+/* Read the client's PasswordMessage/SASLResponse ('p') into b. */
+static int
+auth_read_response(struct pgm_client *cl, struct pgm_buf *b, int64_t deadline)
+{
+	uint8_t		 type;
+
+	if (net_read_message(cl->fd, b, &type, PGM_AUTH_MESSAGE_MAX,
+	    deadline) == -1) {
+		if (errno == EMSGSIZE)
+			client_fail(cl, "08P01", "invalid message length");
+		else if (errno == ETIMEDOUT)
+			log_info("authentication timed out");
+		return -1;
+	}
+	if (type != 'p') {
+		client_fail(cl, "08P01", "expected password response, got "
+		    "message type %d", type);
+		return -1;
+	}
+	return 0;
+}
+
+/* Tell the client its password was wrong, as PostgreSQL words it. */
+static int
+auth_wrong_password(struct pgm_client *cl, const struct pgm_user *u)
+{
+	client_fail(cl, "28P01", "password authentication failed for user "
+	    "\"%s\"", u->name);
+	return -1;
+}
+
+/* md5 exchange with the client. */
+static int
+auth_client_md5(struct pgm_client *cl, const struct pgm_user *u,
+    struct pgm_buf *b, int64_t deadline)
+{
+	uint8_t		 salt[4];
+	char		 expect[36];
+	struct pgm_reader r;
+	const char	*got;
+
+	if (RAND_bytes(salt, sizeof(salt)) != 1)
+		return -1;
+	buf_reset(b);
+	proto_auth_request(b, AUTH_MD5, salt, sizeof(salt));
+	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
+		return -1;
+	reader_init(&r, b->data + 5, b->len - 5);
+	if (reader_str(&r, &got) == -1) {
+		client_fail(cl, "08P01", "invalid password packet");
+		return -1;
+	}
+	md5_salted_response(u->md5, salt, expect);
+	if (strlen(got) != 35 || CRYPTO_memcmp(got, expect, 35) != 0)
+		return auth_wrong_password(cl, u);
+	return 0;
+}
+
+/* SCRAM-SHA-256 exchange with the client. */
+static int
+auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
+    struct pgm_buf *b, int64_t deadline)
+{
+	static const char mech[] = "SCRAM-SHA-256\0";
+	struct pgm_reader r;
+	const char	*name, *err;
+	const uint8_t	*data;
+	uint32_t	 dlen;
+	char		 out[512];
+	size_t		 outlen;
+	int		 rc;
+
+	buf_reset(b);
+	proto_auth_request(b, AUTH_SASL, mech, sizeof(mech));
+	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
+		return -1;
+	reader_init(&r, b->data + 5, b->len - 5);
+	if (reader_str(&r, &name) == -1 || reader_u32(&r, &dlen) == -1 ||
+	    dlen == 0xffffffff || reader_bytes(&r, dlen, &data) == -1) {
+		client_fail(cl, "08P01", "malformed SASLInitialResponse");
+		return -1;
+	}
+	if (strcmp(name, "SCRAM-SHA-256") != 0) {
+		client_fail(cl, "08P01", "client selected an invalid SASL "
+		    "authentication mechanism");
+		return -1;
+	}
+	if (scram_server_first(&cl->scram, &u->scram, (const char *)data,
+	    dlen, out, sizeof(out), &outlen, &err) != 0) {
+		client_fail(cl, "08P01", "%s", err);
+		return -1;
+	}
+	buf_reset(b);
+	proto_auth_request(b, AUTH_SASL_CONTINUE, out, outlen);
+	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
+		return -1;
+	rc = scram_server_final(&cl->scram, (const char *)b->data + 5,
+	    b->len - 5, out, sizeof(out), &outlen, &err);
+	if (rc == 1)
+		return auth_wrong_password(cl, u);
+	if (rc != 0) {
+		client_fail(cl, "08P01", "%s", err);
+		return -1;
+	}
+	cl->have_client_key = 1;
+	buf_reset(b);
+	proto_auth_request(b, AUTH_SASL_FINAL, out, outlen);
+	return client_send(cl, b);
+}
+
+/*
+ * Authenticate the client against its users entry.  Returns 0 when it
+ * proved its identity, -1 when it did not or left (it has been told).
+ */
+int
+auth_client(struct pgm_client *cl, int64_t deadline)
+{
+	const struct pgm_user *u = &pgm_conf->users[cl->user];
+	struct pgm_buf	 b;
+	int		 type, rc;
+
+	type = u->auth_type == AUTH_DEFAULT ? pgm_conf->auth_type :
+	    u->auth_type;
+	buf_init(&b);
+	switch (type) {
+	case AUTH_TRUST:
+		rc = 0;
+		break;
+	case AUTH_MD5:
+		rc = auth_client_md5(cl, u, &b, deadline);
+		break;
+	default:
+		rc = auth_client_scram(cl, u, &b, deadline);
+		break;
+	}
+	buf_free(&b);
+	return rc;
+}
+
+/* Send one 'p' message with the given body to the server. */
+static int
+auth_server_send(int fd, const void *body, size_t len, int64_t deadline)
+{
+	struct pgm_buf	 b;
+	int		 rc;
+
+	buf_init(&b);
+	buf_msg_begin(&b, 'p');
+	buf_put(&b, body, len);
+	buf_msg_end(&b);
+	rc = b.failed ? -1 : net_write_full(fd, b.data, b.len, deadline);
+	buf_free(&b);
+	return rc;
+}
+
+/*
+ * Answer one authentication request (code and data) of a server during
+ * login, with the credentials of the client's users entry.  SCRAM state
+ * is kept in sc across the requests.  Returns 0, or -1 with *err.
+ */
+int
+auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
+    const uint8_t *data, size_t len, struct scram_client *sc,
+    int64_t deadline, const char **err)
+{
+	const struct pgm_user *u = &pgm_conf->users[cl->user];
+	char		 out[512];
+	size_t		 outlen;
+	struct pgm_reader r;
+	const char	*mech;
+	int		 have_scram = 0;
+
+	switch (code) {
+	case AUTH_CLEARTEXT:
+		if (u->plain == NULL) {
+			*err = "server asks for a cleartext password, but the "
+			    "configured password is a hash";
+			return -1;
+		}
+		return auth_server_send(fd, u->plain, strlen(u->plain) + 1,
+		    deadline) == -1 ? (*err = "write failed", -1) : 0;
+	case AUTH_MD5:
+		if (!u->has_md5 || len != 4) {
+			*err = u->has_md5 ? "malformed md5 request" :
+			    "server asks for md5, but the configured password "
+			    "is a SCRAM verifier";
+			return -1;
+		}
+		md5_salted_response(u->md5, data, out);
+		return auth_server_send(fd, out, 36, deadline) == -1 ?
+		    (*err = "write failed", -1) : 0;
+	case AUTH_SASL:
+		reader_init(&r, data, len);
+		while (reader_str(&r, &mech) == 0 && *mech != '\0')
+			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+				have_scram = 1;
+		if (!have_scram) {
+			*err = "server offers no SASL mechanism we support";
+			return -1;
+		}
+		if (u->plain != NULL)
+			scram_client_init_password(sc, u->plain);
+		else if (u->has_scram && cl->have_client_key)
+			scram_client_init_keys(sc, cl->scram.client_key,
+			    u->scram.server_key, u->scram.iterations,
+			    u->scram.salt, u->scram.saltlen);
+		else {
+			*err = "server asks for SCRAM-SHA-256, but there is no "
+			    "plain password and the client did not log in "
+			    "with SCRAM";
+			return -1;
+		}
+		if (scram_client_first(sc, out, sizeof(out), &outlen) != 0) {
+			*err = "cannot build SCRAM client-first-message";
+			return -1;
+		}
+		{
+			struct pgm_buf	 b;
+			int		 rc;
+
+			buf_init(&b);
+			buf_put_str(&b, "SCRAM-SHA-256");
+			buf_put_u32(&b, outlen);
+			buf_put(&b, out, outlen);
+			rc = b.failed ? -1 : auth_server_send(fd, b.data,
+			    b.len, deadline);
+			buf_free(&b);
+			if (rc == -1) {
+				*err = "write failed";
+				return -1;
+			}
+		}
+		return 0;
+	case AUTH_SASL_CONTINUE:
+		if (scram_client_final(sc, (const char *)data, len, out,
+		    sizeof(out), &outlen, err) != 0)
+			return -1;
+		return auth_server_send(fd, out, outlen, deadline) == -1 ?
+		    (*err = "write failed", -1) : 0;
+	case AUTH_SASL_FINAL:
+		return scram_client_verify(sc, (const char *)data, len, err);
+	}
+	*err = "server asks for an authentication method pgmirror does not "
+	    "support";
+	return -1;
+}

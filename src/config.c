@@ -1,0 +1,799 @@
+/*
+ * config.c: loading and checking pgmirror.conf (libconfig syntax).
+ *
+ * config_load reads a file into a fresh struct pgm_config and checks
+ * every setting, collecting all errors with their line numbers instead
+ * of stopping at the first, so `pgmirror -n` can show them together.
+ * A config is immutable once loaded; a reload builds a new one.  The
+ * password of each user is prepared here (md5 hash, SCRAM secret) so
+ * no PBKDF2 runs per connection.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <libconfig.h>
+
+#include "pgmirror.h"
+
+struct config_ctx {
+	struct pgm_config_errors *errs;
+	struct pgm_config *conf;
+};
+
+/* Record one error at a line. */
+static void __attribute__((format(printf, 3, 4)))
+config_err(struct config_ctx *cx, int line, const char *fmt, ...)
+{
+	struct pgm_config_error *e;
+	va_list		 ap;
+
+	if (cx->errs->n == PGM_CONFIG_MAXERR)
+		return;
+	e = &cx->errs->err[cx->errs->n++];
+	e->line = line;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* strdup that records an error instead of failing silently. */
+static char *
+config_strdup(struct config_ctx *cx, const char *s)
+{
+	char		*p;
+
+	if (s == NULL)
+		return NULL;
+	if ((p = strdup(s)) == NULL)
+		config_err(cx, 0, "out of memory");
+	return p;
+}
+
+/* Line of a setting, for messages. */
+static int
+config_line(const config_setting_t *s)
+{
+	return s ? (int)config_setting_source_line(s) : 0;
+}
+
+/* Is name one of the NULL-terminated list? */
+static int
+config_known(const char *name, const char *const *known)
+{
+	for (; *known; known++)
+		if (strcmp(name, *known) == 0)
+			return 1;
+	return 0;
+}
+
+/* Report the members of a group that are not in the known list. */
+static void
+config_check_keys(struct config_ctx *cx, const config_setting_t *group,
+    const char *where, const char *const *known)
+{
+	const config_setting_t *m;
+	int		 i;
+
+	for (i = 0; (m = config_setting_get_elem(group, i)) != NULL; i++) {
+		const char	*name = config_setting_name(m);
+
+		if (name != NULL && !config_known(name, known))
+			config_err(cx, config_line(m),
+			    "unknown setting \"%s%s%s\"", where,
+			    *where ? "." : "", name);
+	}
+}
+
+/* Fetch an optional string member; errors if it has another type. */
+static int
+config_get_str(struct config_ctx *cx, const config_setting_t *g,
+    const char *key, const char *what, char **out)
+{
+	const config_setting_t *s;
+
+	if (g == NULL || (s = config_setting_get_member(g, key)) == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		config_err(cx, config_line(s), "%s must be a string", what);
+		return -1;
+	}
+	free(*out);
+	*out = config_strdup(cx, config_setting_get_string(s));
+	return 1;
+}
+
+/* Fetch an optional integer member within [min, max]. */
+static int
+config_get_int(struct config_ctx *cx, const config_setting_t *g,
+    const char *key, const char *what, int min, int max, int *out)
+{
+	const config_setting_t *s;
+	long long	 v;
+
+	if (g == NULL || (s = config_setting_get_member(g, key)) == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_INT &&
+	    config_setting_type(s) != CONFIG_TYPE_INT64) {
+		config_err(cx, config_line(s), "%s must be an integer", what);
+		return -1;
+	}
+	v = config_setting_get_int64(s);
+	if (v < min || v > max) {
+		config_err(cx, config_line(s),
+		    "%s must be between %d and %d, not %lld", what, min, max,
+		    v);
+		return -1;
+	}
+	*out = (int)v;
+	return 1;
+}
+
+/* Fetch a group member, checking that it is a group. */
+static const config_setting_t *
+config_get_group(struct config_ctx *cx, const config_setting_t *g,
+    const char *key)
+{
+	const config_setting_t *s;
+
+	if ((s = config_setting_get_member(g, key)) == NULL)
+		return NULL;
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+		config_err(cx, config_line(s),
+		    "%s must be a group: %s = { ... };", key, key);
+		return NULL;
+	}
+	return s;
+}
+
+/* Map an auth_type name. */
+static int
+config_auth_type(const char *s)
+{
+	if (strcmp(s, "scram-sha-256") == 0)
+		return AUTH_SCRAM;
+	if (strcmp(s, "md5") == 0)
+		return AUTH_MD5;
+	if (strcmp(s, "trust") == 0)
+		return AUTH_TRUST;
+	return -2;
+}
+
+/* The config name of an auth type. */
+const char *
+config_auth_name(int t)
+{
+	switch (t) {
+	case AUTH_SCRAM:
+		return "scram-sha-256";
+	case AUTH_MD5:
+		return "md5";
+	case AUTH_TRUST:
+		return "trust";
+	}
+	return "default";
+}
+
+/* Map a syslog facility name. */
+static int
+config_facility(const char *s)
+{
+	static const struct {
+		const char	*name;
+		int		 code;
+	} f[] = {
+		{ "daemon", LOG_DAEMON }, { "user", LOG_USER },
+		{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+		{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+		{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	};
+	size_t		 i;
+
+	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(s, f[i].name) == 0)
+			return f[i].code;
+	return -1;
+}
+
+/*
+ * Parse one listen entry: "HOST:PORT", "[V6]:PORT", "*:PORT",
+ * "/socket/dir:PORT" or "/socket/dir" (port 6432).
+ */
+static int
+config_parse_listen(const char *s, struct pgm_listen *l, const char **why)
+{
+	const char	*colon;
+	char		*end;
+	long		 port = 6432;
+	size_t		 hlen;
+
+	memset(l, 0, sizeof(*l));
+	*why = "expected \"HOST:PORT\", \"[IPV6]:PORT\" or \"/DIR:PORT\"";
+	if (s[0] == '/') {
+		colon = strrchr(s, ':');
+		hlen = colon ? (size_t)(colon - s) : strlen(s);
+		if (hlen > 80) {
+			*why = "Unix socket directory path is too long";
+			return -1;
+		}
+	} else if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (rb == NULL || rb[1] != ':')
+			return -1;
+		colon = rb + 1;
+		s++;
+		hlen = rb - s;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return -1;
+		hlen = colon - s;
+	}
+	if (colon != NULL) {
+		errno = 0;
+		port = strtol(colon + 1, &end, 10);
+		if (colon[1] == '\0' || *end != '\0' || errno != 0 ||
+		    port < 1 || port > 65535) {
+			*why = "port must be a number from 1 to 65535";
+			return -1;
+		}
+	}
+	l->port = (int)port;
+	if (hlen == 0)
+		return -1;
+	if ((l->host = strndup(s, hlen)) == NULL)
+		return -1;
+	if (l->host[0] == '/') {
+		l->path = l->host;
+		l->host = NULL;
+	}
+	return 0;
+}
+
+/* Load the top-level scalars and groups other than the lists. */
+static void
+config_load_globals(struct config_ctx *cx, const config_setting_t *root)
+{
+	static const char *const top[] = { "listen", "control_socket",
+	    "admin", "auth_type", "workers", "pool", "shutdown_timeout",
+	    "mirror_queue", "metrics", "log", "tls", "databases", "users",
+	    "mirrors", NULL };
+	static const char *const k_admin[] = { "database", "user",
+	    "password", NULL };
+	static const char *const k_workers[] = { "min_spare", "max_spare",
+	    "max", NULL };
+	static const char *const k_pool[] = { "mode", "default_size",
+	    "min_size", "wait_timeout", "reset_query", NULL };
+	static const char *const k_metrics[] = { "listen", NULL };
+	static const char *const k_log[] = { "destination", "facility",
+	    "stats_period", NULL };
+	struct pgm_config *c = cx->conf;
+	const config_setting_t *g, *s;
+	char		*str = NULL;
+	int		 i;
+
+	config_check_keys(cx, root, "", top);
+
+	if ((s = config_setting_get_member(root, "listen")) == NULL)
+		config_err(cx, 0, "listen is not set");
+	else if (config_setting_type(s) != CONFIG_TYPE_ARRAY &&
+	    config_setting_type(s) != CONFIG_TYPE_LIST)
+		config_err(cx, config_line(s),
+		    "listen must be a list of strings: [ \"HOST:PORT\" ]");
+	else {
+		int	 n = config_setting_length(s);
+
+		c->listen = calloc(n ? n : 1, sizeof(*c->listen));
+		for (i = 0; i < n && c->listen; i++) {
+			const config_setting_t *e = config_setting_get_elem(s,
+			    i);
+			const char *why;
+
+			if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+				config_err(cx, config_line(s),
+				    "listen entries must be strings");
+				continue;
+			}
+			if (config_parse_listen(config_setting_get_string(e),
+			    &c->listen[c->nlisten], &why) == -1) {
+				config_err(cx, config_line(s),
+				    "listen \"%s\": %s",
+				    config_setting_get_string(e), why);
+				continue;
+			}
+			c->listen[c->nlisten++].line = config_line(s);
+		}
+		if (n == 0)
+			config_err(cx, config_line(s), "listen is empty");
+	}
+
+	config_get_str(cx, root, "control_socket", "control_socket",
+	    &c->control_socket);
+
+	if ((g = config_get_group(cx, root, "admin")) != NULL) {
+		config_check_keys(cx, g, "admin", k_admin);
+		config_get_str(cx, g, "database", "admin.database",
+		    &c->admin_database);
+		config_get_str(cx, g, "user", "admin.user", &c->admin_user);
+		config_get_str(cx, g, "password", "admin.password",
+		    &c->admin_password);
+	}
+
+	if (config_get_str(cx, root, "auth_type", "auth_type", &str) == 1 &&
+	    str != NULL) {
+		if ((c->auth_type = config_auth_type(str)) == -2) {
+			config_err(cx, config_line(config_setting_get_member(
+			    root, "auth_type")), "auth_type must be "
+			    "\"scram-sha-256\", \"md5\" or \"trust\"");
+			c->auth_type = AUTH_SCRAM;
+		}
+	}
+	free(str);
+	str = NULL;
+
+	if ((g = config_get_group(cx, root, "workers")) != NULL) {
+		config_check_keys(cx, g, "workers", k_workers);
+		config_get_int(cx, g, "min_spare", "workers.min_spare", 1,
+		    10000, &c->workers_min_spare);
+		config_get_int(cx, g, "max_spare", "workers.max_spare", 1,
+		    10000, &c->workers_max_spare);
+		config_get_int(cx, g, "max", "workers.max", 1, 100000,
+		    &c->workers_max);
+		if (c->workers_min_spare > c->workers_max_spare)
+			config_err(cx, config_line(g), "workers.min_spare (%d)"
+			    " is larger than workers.max_spare (%d)",
+			    c->workers_min_spare, c->workers_max_spare);
+		if (c->workers_min_spare > c->workers_max)
+			config_err(cx, config_line(g), "workers.min_spare (%d)"
+			    " is larger than workers.max (%d)",
+			    c->workers_min_spare, c->workers_max);
+	}
+
+	if ((g = config_get_group(cx, root, "pool")) != NULL) {
+		config_check_keys(cx, g, "pool", k_pool);
+		if (config_get_str(cx, g, "mode", "pool.mode", &str) == 1 &&
+		    str != NULL && strcmp(str, "session") != 0)
+			config_err(cx, config_line(config_setting_get_member(g,
+			    "mode")), "pool.mode \"%s\" is not supported: "
+			    "pgmirror pools sessions (\"session\")", str);
+		free(str);
+		str = NULL;
+		config_get_int(cx, g, "default_size", "pool.default_size", 1,
+		    100000, &c->pool_default_size);
+		config_get_int(cx, g, "min_size", "pool.min_size", 0,
+		    100000, &c->pool_min_size);
+		config_get_int(cx, g, "wait_timeout", "pool.wait_timeout", 0,
+		    86400, &c->pool_wait_timeout);
+		config_get_str(cx, g, "reset_query", "pool.reset_query",
+		    &c->pool_reset_query);
+		if (c->pool_min_size > c->pool_default_size)
+			config_err(cx, config_line(g), "pool.min_size (%d) is "
+			    "larger than pool.default_size (%d)",
+			    c->pool_min_size, c->pool_default_size);
+	}
+
+	config_get_int(cx, root, "shutdown_timeout", "shutdown_timeout", 0,
+	    86400, &c->shutdown_timeout);
+	config_get_int(cx, root, "mirror_queue", "mirror_queue", 0,
+	    INT_MAX, &c->mirror_queue);
+
+	if ((g = config_get_group(cx, root, "metrics")) != NULL) {
+		config_check_keys(cx, g, "metrics", k_metrics);
+		config_get_str(cx, g, "listen", "metrics.listen",
+		    &c->metrics_listen);
+	}
+
+	if ((g = config_get_group(cx, root, "log")) != NULL) {
+		config_check_keys(cx, g, "log", k_log);
+		if (config_get_str(cx, g, "destination", "log.destination",
+		    &str) == 1 && str != NULL) {
+			if (strcmp(str, "stderr") == 0)
+				c->log_stderr = 1;
+			else if (strcmp(str, "syslog") == 0)
+				c->log_stderr = 0;
+			else
+				config_err(cx, config_line(
+				    config_setting_get_member(g, "destination")),
+				    "log.destination must be \"syslog\" or "
+				    "\"stderr\"");
+		}
+		free(str);
+		str = NULL;
+		if (config_get_str(cx, g, "facility", "log.facility",
+		    &str) == 1 && str != NULL) {
+			if ((c->log_facility = config_facility(str)) == -1) {
+				config_err(cx, config_line(
+				    config_setting_get_member(g, "facility")),
+				    "log.facility \"%s\" is not a syslog "
+				    "facility (daemon, user, local0..local7)",
+				    str);
+				c->log_facility = LOG_DAEMON;
+			}
+		}
+		free(str);
+		str = NULL;
+		config_get_int(cx, g, "stats_period", "log.stats_period", 0,
+		    86400, &c->stats_period);
+	}
+}
+
+/* Load the databases list. */
+static void
+config_load_databases(struct config_ctx *cx, const config_setting_t *root)
+{
+	static const char *const keys[] = { "name", "host", "port",
+	    "database", "pool_size", NULL };
+	struct pgm_config *c = cx->conf;
+	const config_setting_t *list, *e;
+	int		 i, j, n;
+
+	if ((list = config_setting_get_member(root, "databases")) == NULL) {
+		config_err(cx, 0, "databases is not set: no database to "
+		    "route clients to");
+		return;
+	}
+	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
+		config_err(cx, config_line(list),
+		    "databases must be a list: databases = ( { ... } );");
+		return;
+	}
+	n = config_setting_length(list);
+	if ((c->databases = calloc(n ? n : 1, sizeof(*c->databases))) == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		struct pgm_database *d = &c->databases[c->ndatabases];
+
+		e = config_setting_get_elem(list, i);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+			config_err(cx, config_line(e),
+			    "databases entries must be groups { ... }");
+			continue;
+		}
+		config_check_keys(cx, e, "databases", keys);
+		d->line = config_line(e);
+		d->port = 5432;
+		d->pool_size = -1;
+		config_get_str(cx, e, "name", "databases.name", &d->name);
+		config_get_str(cx, e, "host", "databases.host", &d->host);
+		config_get_int(cx, e, "port", "databases.port", 1, 65535,
+		    &d->port);
+		config_get_str(cx, e, "database", "databases.database",
+		    &d->dbname);
+		config_get_int(cx, e, "pool_size", "databases.pool_size", 1,
+		    100000, &d->pool_size);
+		if (d->name == NULL || *d->name == '\0') {
+			config_err(cx, d->line, "database entry has no name");
+			continue;
+		}
+		if (d->host == NULL || *d->host == '\0') {
+			config_err(cx, d->line, "database \"%s\" has no host",
+			    d->name);
+			continue;
+		}
+		if (d->dbname == NULL)
+			d->dbname = config_strdup(cx, d->name);
+		for (j = 0; j < c->ndatabases; j++)
+			if (strcmp(c->databases[j].name, d->name) == 0)
+				config_err(cx, d->line, "database \"%s\" is "
+				    "already defined at line %d", d->name,
+				    c->databases[j].line);
+		c->ndatabases++;
+	}
+}
+
+/* Is s "md5" followed by 32 lowercase hex digits? */
+static int
+config_is_md5(const char *s)
+{
+	int		 i;
+
+	if (strncmp(s, "md5", 3) != 0 || strlen(s) != 35)
+		return 0;
+	for (i = 3; i < 35; i++)
+		if (!isxdigit((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+/* Prepare what we need of a user's password. */
+static void
+config_user_password(struct config_ctx *cx, struct pgm_user *u,
+    const char *pw)
+{
+	if (scram_secret_is_verifier(pw)) {
+		if (scram_secret_parse(pw, &u->scram) == -1)
+			config_err(cx, u->line, "user \"%s\": malformed "
+			    "SCRAM-SHA-256 verifier", u->name);
+		else
+			u->has_scram = 1;
+	} else if (config_is_md5(pw)) {
+		memcpy(u->md5, pw, 36);
+		u->has_md5 = 1;
+	} else {
+		u->plain = config_strdup(cx, pw);
+		md5_password_hash(u->name, pw, u->md5);
+		u->has_md5 = 1;
+		if (scram_secret_from_password(pw, &u->scram) == -1)
+			config_err(cx, u->line, "user \"%s\": cannot derive "
+			    "the SCRAM secret", u->name);
+		else
+			u->has_scram = 1;
+	}
+}
+
+/* Load the users list. */
+static void
+config_load_users(struct config_ctx *cx, const config_setting_t *root)
+{
+	static const char *const keys[] = { "name", "password", "database",
+	    "auth_type", "pool_size", NULL };
+	struct pgm_config *c = cx->conf;
+	const config_setting_t *list, *e;
+	char		*pw, *at;
+	int		 i, j, n, t;
+
+	if ((list = config_setting_get_member(root, "users")) == NULL) {
+		config_err(cx, 0, "users is not set: no client could log in");
+		return;
+	}
+	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
+		config_err(cx, config_line(list),
+		    "users must be a list: users = ( { ... } );");
+		return;
+	}
+	n = config_setting_length(list);
+	if ((c->users = calloc(n ? n : 1, sizeof(*c->users))) == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		struct pgm_user *u = &c->users[c->nusers];
+
+		e = config_setting_get_elem(list, i);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+			config_err(cx, config_line(e),
+			    "users entries must be groups { ... }");
+			continue;
+		}
+		config_check_keys(cx, e, "users", keys);
+		u->line = config_line(e);
+		u->auth_type = AUTH_DEFAULT;
+		u->pool_size = -1;
+		pw = at = NULL;
+		config_get_str(cx, e, "name", "users.name", &u->name);
+		config_get_str(cx, e, "database", "users.database",
+		    &u->database);
+		config_get_str(cx, e, "password", "users.password", &pw);
+		config_get_str(cx, e, "auth_type", "users.auth_type", &at);
+		config_get_int(cx, e, "pool_size", "users.pool_size", 1,
+		    100000, &u->pool_size);
+		if (u->name == NULL || *u->name == '\0') {
+			config_err(cx, u->line, "user entry has no name");
+			goto next;
+		}
+		if (at != NULL) {
+			if ((t = config_auth_type(at)) == -2)
+				config_err(cx, u->line, "user \"%s\": auth_type"
+				    " must be \"scram-sha-256\", \"md5\" or "
+				    "\"trust\"", u->name);
+			else
+				u->auth_type = t;
+		}
+		if (u->database != NULL &&
+		    config_find_database(c, u->database) == -1)
+			config_err(cx, u->line, "user \"%s\" refers to "
+			    "database \"%s\", which is not in databases",
+			    u->name, u->database);
+		for (j = 0; j < c->nusers; j++) {
+			const struct pgm_user *o = &c->users[j];
+
+			if (strcmp(o->name, u->name) == 0 &&
+			    ((o->database == NULL && u->database == NULL) ||
+			    (o->database && u->database &&
+			    strcmp(o->database, u->database) == 0)))
+				config_err(cx, u->line, "user \"%s\" for %s is"
+				    " already defined at line %d", u->name,
+				    u->database ? u->database : "all databases",
+				    o->line);
+		}
+		if (pw != NULL)
+			config_user_password(cx, u, pw);
+		c->nusers++;
+next:
+		if (pw != NULL)
+			explicit_bzero(pw, strlen(pw));
+		free(pw);
+		free(at);
+	}
+}
+
+/* Check what needs the whole config at once. */
+static void
+config_check(struct config_ctx *cx)
+{
+	struct pgm_config *c = cx->conf;
+	int		 i, t;
+
+	for (i = 0; i < c->nusers; i++) {
+		struct pgm_user *u = &c->users[i];
+
+		t = u->auth_type == AUTH_DEFAULT ? c->auth_type : u->auth_type;
+		if (t == AUTH_MD5 && !u->has_md5)
+			config_err(cx, u->line, "user \"%s\": md5 "
+			    "authentication needs a plain or md5 password, "
+			    "not a SCRAM verifier", u->name);
+		if (t == AUTH_SCRAM && !u->has_scram && u->has_md5)
+			config_err(cx, u->line, "user \"%s\": scram-sha-256 "
+			    "authentication needs a plain password or a SCRAM "
+			    "verifier, not an md5 hash", u->name);
+		if (t != AUTH_TRUST && !u->has_md5 && !u->has_scram)
+			config_err(cx, u->line, "user \"%s\" has no password "
+			    "but auth_type is %s", u->name,
+			    config_auth_name(t));
+	}
+}
+
+/*
+ * Load and check a config file.  Returns the config, or NULL with the
+ * errors (file, line and message each) in errs.
+ */
+struct pgm_config *
+config_load(const char *path, struct pgm_config_errors *errs)
+{
+	struct config_ctx cx;
+	struct pgm_config *c;
+	config_t	 cf;
+
+	memset(errs, 0, sizeof(*errs));
+	errs->file = path;
+	cx.errs = errs;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		cx.conf = NULL;
+		config_err(&cx, 0, "out of memory");
+		return NULL;
+	}
+	cx.conf = c;
+	c->path = config_strdup(&cx, path);
+	c->auth_type = AUTH_SCRAM;
+	c->workers_min_spare = 4;
+	c->workers_max_spare = 32;
+	c->workers_max = 512;
+	c->pool_default_size = 100;
+	c->pool_min_size = 0;
+	c->pool_wait_timeout = 30;
+	c->pool_reset_query = config_strdup(&cx, "DISCARD ALL");
+	c->shutdown_timeout = 30;
+	c->mirror_queue = 20000;
+	c->control_socket = config_strdup(&cx, PGM_CONTROL_SOCKET);
+	c->admin_database = config_strdup(&cx, "pgmirror");
+	c->admin_user = config_strdup(&cx, "admin");
+	c->metrics_listen = config_strdup(&cx, "127.0.0.1:9930");
+	c->log_facility = LOG_DAEMON;
+	c->stats_period = 60;
+
+	config_init(&cf);
+	if (config_read_file(&cf, path) == CONFIG_FALSE) {
+		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
+			config_err(&cx, 0, "cannot read: %s", strerror(errno));
+		else
+			config_err(&cx, config_error_line(&cf), "%s",
+			    config_error_text(&cf));
+		config_destroy(&cf);
+		config_free(c);
+		return NULL;
+	}
+	config_load_globals(&cx, config_root_setting(&cf));
+	config_load_databases(&cx, config_root_setting(&cf));
+	config_load_users(&cx, config_root_setting(&cf));
+	if (errs->n == 0)
+		config_check(&cx);
+	config_destroy(&cf);
+	if (errs->n > 0) {
+		config_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Free a config and wipe its secrets. */
+void
+config_free(struct pgm_config *c)
+{
+	int		 i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nlisten; i++) {
+		free(c->listen[i].host);
+		free(c->listen[i].path);
+	}
+	free(c->listen);
+	for (i = 0; i < c->ndatabases; i++) {
+		free(c->databases[i].name);
+		free(c->databases[i].host);
+		free(c->databases[i].dbname);
+	}
+	free(c->databases);
+	for (i = 0; i < c->nusers; i++) {
+		struct pgm_user *u = &c->users[i];
+
+		free(u->name);
+		free(u->database);
+		if (u->plain != NULL)
+			explicit_bzero(u->plain, strlen(u->plain));
+		free(u->plain);
+		explicit_bzero(u, sizeof(*u));
+	}
+	free(c->users);
+	if (c->admin_password != NULL)
+		explicit_bzero(c->admin_password, strlen(c->admin_password));
+	free(c->admin_password);
+	free(c->admin_database);
+	free(c->admin_user);
+	free(c->control_socket);
+	free(c->metrics_listen);
+	free(c->pool_reset_query);
+	free(c->path);
+	free(c);
+}
+
+/* Index of the database entry a client asks for, or -1. */
+int
+config_find_database(const struct pgm_config *c, const char *name)
+{
+	int		 i;
+
+	for (i = 0; i < c->ndatabases; i++)
+		if (strcmp(c->databases[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/*
+ * Index of the users entry for a user in a database: an entry naming
+ * that database wins over one for all databases.  -1 if none.
+ */
+int
+config_find_user(const struct pgm_config *c, const char *name, int db)
+{
+	int		 i, any = -1;
+
+	for (i = 0; i < c->nusers; i++) {
+		const struct pgm_user *u = &c->users[i];
+
+		if (strcmp(u->name, name) != 0)
+			continue;
+		if (u->database == NULL)
+			any = i;
+		else if (db >= 0 &&
+		    strcmp(u->database, c->databases[db].name) == 0)
+			return i;
+	}
+	return any;
+}
+
+/* The server connection cap for the pool of users[user] in databases[db]. */
+int
+config_pool_size(const struct pgm_config *c, int pool)
+{
+	int		 user = pool / (c->ndatabases ? c->ndatabases : 1);
+	int		 db = pool % (c->ndatabases ? c->ndatabases : 1);
+
+	if (c->users[user].pool_size > 0)
+		return c->users[user].pool_size;
+	if (c->databases[db].pool_size > 0)
+		return c->databases[db].pool_size;
+	return c->pool_default_size;
+}
+
+/* The pool index of a (users entry, databases entry) pair. */
+int
+config_pool_index(const struct pgm_config *c, int user, int db)
+{
+	return user * c->ndatabases + db;
+}

@@ -1,0 +1,396 @@
+/*
+ * pgmirror.h: the one internal header of pgmirror.
+ *
+ * Types shared between modules, then the prototypes grouped under a
+ * comment naming the file that defines them.  Pure modules (proto.c,
+ * config.c, scram.c) depend on nothing that does I/O so the unit tests
+ * can link them alone.
+ */
+#ifndef PGMIRROR_H
+#define PGMIRROR_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scram.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION	"0.1.0"
+#endif
+
+#define PGM_CONFIG_FILE		"/etc/pgmirror/pgmirror.conf"
+#define PGM_CONTROL_SOCKET	"/run/pgmirror/pgmirror.sock"
+
+/* PostgreSQL's own limits for what we accept from a peer. */
+#define PGM_STARTUP_MAX		10000		/* startup packet bytes */
+#define PGM_MESSAGE_MAX		(1024 * 1024 * 1024)	/* one message */
+#define PGM_AUTH_MESSAGE_MAX	8192		/* SASL and password messages */
+
+/* Protocol codes of the startup forms. */
+#define PGM_PROTO_V3		0x00030000
+#define PGM_CANCEL_CODE		80877102
+#define PGM_SSL_CODE		80877103
+#define PGM_GSSENC_CODE		80877104
+
+enum pgm_auth_type {
+	AUTH_TRUST,
+	AUTH_MD5,
+	AUTH_SCRAM,
+	AUTH_DEFAULT = -1		/* per user: use the global one */
+};
+
+/*
+ * Config (config.c).  Loaded whole by the supervisor before the first
+ * fork; workers read their inherited copy and never change it.
+ */
+struct pgm_listen {
+	char		*host;		/* NULL or "*" for any, else address */
+	char		*path;		/* Unix socket directory, or NULL */
+	int		 port;
+	int		 line;
+};
+
+struct pgm_database {
+	char		*name;		/* what clients ask for */
+	char		*host;		/* address, name or socket directory */
+	int		 port;
+	char		*dbname;	/* the database on the server */
+	int		 pool_size;	/* -1: pool.default_size */
+	int		 line;
+};
+
+struct pgm_user {
+	char		*name;
+	char		*database;	/* databases entry, NULL for all */
+	int		 auth_type;	/* enum pgm_auth_type */
+	int		 pool_size;	/* -1: database's, then default */
+	int		 line;
+	/* What we know of the password; any of the three may be unset. */
+	char		*plain;
+	int		 has_md5;
+	char		 md5[36];	/* "md5" + hex(md5(password || user)) */
+	int		 has_scram;
+	struct scram_secret scram;
+};
+
+struct pgm_config {
+	char		*path;
+	struct pgm_listen *listen;
+	int		 nlisten;
+	char		*control_socket;
+	char		*admin_database;
+	char		*admin_user;
+	char		*admin_password;
+	int		 auth_type;
+	int		 workers_min_spare;
+	int		 workers_max_spare;
+	int		 workers_max;
+	int		 pool_default_size;
+	int		 pool_min_size;
+	int		 pool_wait_timeout;	/* seconds */
+	char		*pool_reset_query;
+	int		 shutdown_timeout;	/* seconds */
+	int		 mirror_queue;
+	char		*metrics_listen;
+	int		 log_stderr;
+	int		 log_facility;
+	int		 stats_period;
+	struct pgm_database *databases;
+	int		 ndatabases;
+	struct pgm_user	*users;
+	int		 nusers;
+};
+
+/* One error found while loading a config, with its place. */
+struct pgm_config_error {
+	int		 line;
+	char		 msg[256];
+};
+
+#define PGM_CONFIG_MAXERR	64
+
+struct pgm_config_errors {
+	const char	*file;
+	int		 n;
+	struct pgm_config_error err[PGM_CONFIG_MAXERR];
+};
+
+/*
+ * Protocol codec (proto.c).  A growable output buffer for the messages
+ * we compose, a bounds-checked reader for the ones we parse, and the
+ * incremental scanner that follows message boundaries in a byte stream.
+ */
+struct pgm_buf {
+	uint8_t		*data;
+	size_t		 len;
+	size_t		 cap;
+	int		 failed;	/* allocation failed; stays set */
+	size_t		 msgstart;	/* offset of the message being built */
+};
+
+struct pgm_reader {
+	const uint8_t	*p;
+	size_t		 len;
+	size_t		 pos;
+};
+
+/* A startup packet's parameters, in the order the client sent them. */
+#define PGM_MAXPARAMS	64
+
+struct pgm_startup {
+	uint32_t	 code;		/* protocol version or request code */
+	int		 nparams;
+	const char	*name[PGM_MAXPARAMS];
+	const char	*value[PGM_MAXPARAMS];
+	uint32_t	 cancel_pid;	/* CancelRequest only */
+	uint32_t	 cancel_key;
+	/* the packet's bytes, owned by the caller */
+};
+
+/* Follows message boundaries in one direction of a session. */
+struct pgm_scan {
+	uint8_t		 hdr[5];
+	int		 hdrlen;	/* header bytes seen of current msg */
+	uint8_t		 type;		/* current message type */
+	uint32_t	 len;		/* its length word (includes itself) */
+	uint32_t	 remain;	/* body bytes still to come */
+	uint32_t	 maxlen;	/* refuse longer messages */
+	/* body capture of the current message, when wanted */
+	int		 capture;
+	size_t		 caplen;
+	uint8_t		 cap[1024];
+};
+
+/* What proto_scan found: a message start, a captured body, or an error. */
+enum pgm_scan_event {
+	SCAN_NEED_MORE,		/* consumed everything given */
+	SCAN_HEADER,		/* a header completed: type and len are set */
+	SCAN_BODY,		/* capture finished: cap/caplen hold the body */
+	SCAN_BAD_LENGTH		/* length word < 4 or > maxlen */
+};
+
+/*
+ * Shared memory (shm.c): created by the supervisor before the first fork
+ * and never resized.  Each scoreboard slot is written by its worker only
+ * (the supervisor writes it before forking and after reaping); pool
+ * counters are changed with atomic operations by any worker.
+ */
+enum pgm_slot_state {
+	SLOT_FREE = 0,
+	SLOT_STARTING,
+	SLOT_IDLE,		/* waiting in accept */
+	SLOT_BUSY,		/* serving a client */
+	SLOT_EXITING
+};
+
+#define PGM_SLOT_HELD	16		/* server connections per worker */
+
+struct pgm_slot {
+	volatile pid_t	 pid;
+	volatile int	 state;
+	volatile uint64_t served;	/* clients served by this process */
+	volatile int	 idle_servers;	/* pooled server connections held */
+	volatile int	 held[PGM_SLOT_HELD];	/* pool + 1 of each, 0: none */
+	/* cancel key we handed our client, and where to forward it */
+	volatile uint32_t cancel_pid;
+	volatile uint32_t cancel_key;
+	volatile uint32_t server_pid;
+	volatile uint32_t server_key;
+	struct sockaddr_storage server_addr;
+	volatile socklen_t server_addrlen;
+	volatile int	 cancel_gen;	/* odd while being written */
+};
+
+struct pgm_pool_shared {
+	volatile int	 count;		/* open server connections */
+	volatile int	 waiters;	/* clients waiting for one */
+	volatile int	 idle;		/* of those, parked in a worker */
+};
+
+struct pgm_shm {
+	uint32_t	 magic;
+	int		 nslots;
+	int		 npools;
+	volatile int	 shutdown;	/* supervisor asks workers to go */
+	volatile uint64_t clients_total;
+	struct pgm_slot	*slots;
+	struct pgm_pool_shared *pools;
+};
+
+/* A server connection owned by a worker (pool.c, server.c). */
+#define PGM_MAXSTATUS	32
+
+struct pgm_server {
+	int		 fd;
+	int		 pool;		/* users[] index: (database, user) */
+	char		*params;	/* canonical startup parameters */
+	uint32_t	 be_pid;	/* the server's BackendKeyData */
+	uint32_t	 be_key;
+	uint8_t		 txstatus;	/* last ReadyForQuery status */
+	int		 nstatus;
+	char		*status_name[PGM_MAXSTATUS];	/* ParameterStatus */
+	char		*status_value[PGM_MAXSTATUS];
+	struct sockaddr_storage addr;
+	socklen_t	 addrlen;
+	int64_t		 created;	/* monotonic ms */
+	int64_t		 used;
+	struct pgm_server *next;	/* in the worker's idle list */
+};
+
+/* The client being served (worker.c, relay.c). */
+struct pgm_client {
+	int		 fd;
+	char		 addr[64];	/* for logs */
+	int		 user;		/* users[] index */
+	int		 database;	/* databases[] index */
+	struct pgm_startup startup;
+	uint8_t		 startup_buf[PGM_STARTUP_MAX];
+	uint32_t	 cancel_pid;
+	uint32_t	 cancel_key;
+	struct scram_server scram;
+	int		 have_client_key;	/* scram.client_key is valid */
+};
+
+/* log.c */
+void	 log_init(int, int);
+void	 log_setproc(const char *, int);
+void	 log_setsession(const char *);
+void	 log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void	 log_verbose(int);
+__attribute__((noreturn))
+void	 fatal(const char *, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn))
+void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/* config.c */
+struct pgm_config *config_load(const char *, struct pgm_config_errors *);
+void	 config_free(struct pgm_config *);
+int	 config_find_database(const struct pgm_config *, const char *);
+int	 config_find_user(const struct pgm_config *, const char *, int);
+int	 config_pool_size(const struct pgm_config *, int);
+int	 config_pool_index(const struct pgm_config *, int, int);
+const char *config_auth_name(int);
+
+/* proto.c */
+void	 buf_init(struct pgm_buf *);
+void	 buf_free(struct pgm_buf *);
+void	 buf_reset(struct pgm_buf *);
+int	 buf_reserve(struct pgm_buf *, size_t);
+void	 buf_put(struct pgm_buf *, const void *, size_t);
+void	 buf_put_u8(struct pgm_buf *, uint8_t);
+void	 buf_put_u32(struct pgm_buf *, uint32_t);
+void	 buf_put_str(struct pgm_buf *, const char *);
+void	 buf_msg_begin(struct pgm_buf *, uint8_t);
+void	 buf_msg_end(struct pgm_buf *);
+void	 reader_init(struct pgm_reader *, const void *, size_t);
+int	 reader_u8(struct pgm_reader *, uint8_t *);
+int	 reader_u32(struct pgm_reader *, uint32_t *);
+int	 reader_bytes(struct pgm_reader *, size_t, const uint8_t **);
+int	 reader_str(struct pgm_reader *, const char **);
+uint32_t proto_get_u32(const uint8_t *);
+void	 proto_put_u32(uint8_t *, uint32_t);
+int	 proto_parse_startup(uint8_t *, size_t, struct pgm_startup *,
+	    const char **);
+const char *proto_startup_param(const struct pgm_startup *, const char *);
+void	 proto_error(struct pgm_buf *, const char *, const char *,
+	    const char *, ...) __attribute__((format(printf, 4, 5)));
+void	 proto_auth_request(struct pgm_buf *, uint32_t, const void *, size_t);
+void	 proto_parameter_status(struct pgm_buf *, const char *, const char *);
+void	 proto_backend_key(struct pgm_buf *, uint32_t, uint32_t);
+void	 proto_ready(struct pgm_buf *, uint8_t);
+void	 proto_negotiate_version(struct pgm_buf *, uint32_t,
+	    const struct pgm_startup *);
+void	 proto_query(struct pgm_buf *, const char *);
+int	 proto_error_fields(const uint8_t *, size_t, const char **,
+	    const char **, const char **);
+void	 scan_init(struct pgm_scan *, uint32_t);
+enum pgm_scan_event scan_feed(struct pgm_scan *, const uint8_t *, size_t,
+	    size_t *);
+int	 proto_valid_frontend_type(uint8_t);
+
+/* net.c */
+extern sigset_t net_waitmask;
+extern int net_use_waitmask;
+int	 net_poll(struct pollfd *, nfds_t, int);
+int64_t	 net_now_ms(void);
+int	 net_set_nonblock(int);
+int	 net_wait(int, short, int64_t);
+int	 net_read_full(int, void *, size_t, int64_t);
+int	 net_write_full(int, const void *, size_t, int64_t);
+int	 net_read_message(int, struct pgm_buf *, uint8_t *, size_t, int64_t);
+int	 net_connect(const char *, int, int64_t, struct sockaddr_storage *,
+	    socklen_t *);
+int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t);
+void	 net_addr_str(const struct sockaddr_storage *, char *, size_t);
+
+/* shm.c */
+extern struct pgm_shm *pgm_shm;
+int	 shm_create(const struct pgm_config *);
+struct pgm_slot *shm_slot(int);
+int	 shm_pool_try_acquire(int, int);
+void	 shm_pool_release(int);
+int	 shm_count_state(int);
+void	 shm_slot_reclaim(struct pgm_slot *);
+
+/* supervisor.c */
+int	 supervisor_main(struct pgm_config *, int);
+
+/* worker.c */
+extern volatile sig_atomic_t worker_sig_term;
+extern volatile sig_atomic_t worker_sig_int;
+extern volatile sig_atomic_t worker_sig_usr1;
+__attribute__((noreturn))
+void	 worker_main(int, int *, int, int);
+int	 worker_interrupted(void);
+void	 worker_cancel_request(const struct pgm_startup *);
+
+/* auth.c */
+int	 auth_client(struct pgm_client *, int64_t);
+int	 auth_server_step(int, const struct pgm_client *, uint32_t,
+	    const uint8_t *, size_t, struct scram_client *, int64_t,
+	    const char **);
+int	 client_send(struct pgm_client *, struct pgm_buf *);
+void	 client_fail(struct pgm_client *, const char *, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+/* server.c */
+struct pgm_server *server_open(const struct pgm_client *, const char *,
+	    struct pgm_buf *);
+void	 server_close(struct pgm_server *);
+int	 server_alive(struct pgm_server *);
+int	 server_reset(struct pgm_server *);
+void	 server_set_status(struct pgm_server *, const char *, const char *);
+
+/* pool.c */
+struct pgm_server *pool_get(const struct pgm_client *, struct pgm_buf *);
+void	 pool_put(struct pgm_server *, int);
+void	 pool_release_for_waiters(void);
+void	 pool_maintain(void);
+void	 pool_close_all(void);
+char	*pool_params_key(const struct pgm_startup *);
+
+/* relay.c */
+enum pgm_relay_end {
+	RELAY_CLIENT_TERMINATE,	/* client sent Terminate: server reusable */
+	RELAY_CLIENT_GONE,	/* client closed or failed */
+	RELAY_SERVER_GONE,	/* server closed or failed */
+	RELAY_PROTOCOL,		/* client broke the protocol */
+	RELAY_SHUTDOWN		/* fast shutdown asked */
+};
+enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server *,
+	    int *);
+
+/* Globals set up by main and the supervisor, read everywhere. */
+extern struct pgm_config *pgm_conf;
+extern int pgm_death_fd;	/* read end: EOF when the supervisor dies */
+
+#endif /* PGMIRROR_H */

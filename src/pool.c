@@ -1,0 +1,335 @@
+/*
+ * pool.c: session pooling of server connections.
+ *
+ * Each worker keeps the server connections its clients left behind, in
+ * an idle list, for the next client with the same user, database and
+ * startup parameters.  The cap on server connections per pool holds
+ * across all workers through the counters in shared memory: a
+ * connection is counted before it is opened and uncounted when it is
+ * closed.  A client that finds its pool full waits, and asks the
+ * workers that park idle connections of that pool (SIGUSR1) to close
+ * one, up to pool.wait_timeout; then it is refused with 53300.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pgmirror.h"
+
+#define POOL_WAIT_STEP		50	/* ms between tries of a full pool */
+
+static struct pgm_server *pool_idle;	/* this worker's parked connections */
+static int	 pool_nheld;		/* counted connections we hold */
+extern int	 worker_slot;
+
+/* Record in our scoreboard slot that we hold one connection of pool. */
+static void
+pool_hold(int pool)
+{
+	struct pgm_slot *slot = shm_slot(worker_slot);
+	int		 i;
+
+	for (i = 0; i < PGM_SLOT_HELD; i++)
+		if (slot->held[i] == 0) {
+			slot->held[i] = pool + 1;
+			break;
+		}
+	pool_nheld++;
+}
+
+/* Uncount one connection of pool, in shared memory and in our slot. */
+static void
+pool_unhold(int pool)
+{
+	struct pgm_slot *slot = shm_slot(worker_slot);
+	int		 i;
+
+	for (i = 0; i < PGM_SLOT_HELD; i++)
+		if (slot->held[i] == pool + 1) {
+			slot->held[i] = 0;
+			break;
+		}
+	shm_pool_release(pool);
+	pool_nheld--;
+}
+
+/* Close a counted connection and give its count back. */
+static void
+pool_drop(struct pgm_server *s)
+{
+	int		 pool = s->pool;
+
+	server_close(s);
+	pool_unhold(pool);
+}
+
+/* Take a connection off the idle list. */
+static void
+pool_unlink(struct pgm_server *s)
+{
+	struct pgm_server **pp;
+
+	for (pp = &pool_idle; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	s->next = NULL;
+	shm_slot(worker_slot)->idle_servers--;
+	__atomic_sub_fetch(&pgm_shm->pools[s->pool].idle, 1,
+	    __ATOMIC_RELAXED);
+}
+
+/* Compare two startup parameter names for sorting. */
+static int
+pool_cmp_param(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+
+	return strcmp(x[0], y[0]);
+}
+
+/*
+ * The canonical key of a client's startup parameters: every parameter
+ * but user and database, sorted by name, as "name=value" joined by
+ * 0x01.  Connections are reused only between equal keys.
+ */
+char *
+pool_params_key(const struct pgm_startup *st)
+{
+	const char	*pairs[PGM_MAXPARAMS][2];
+	struct pgm_buf	 b;
+	int		 i, n = 0;
+	char		*key;
+
+	for (i = 0; i < st->nparams; i++) {
+		if (strcmp(st->name[i], "user") == 0 ||
+		    strcmp(st->name[i], "database") == 0 ||
+		    strncmp(st->name[i], "_pq_.", 5) == 0)
+			continue;
+		pairs[n][0] = st->name[i];
+		pairs[n][1] = st->value[i];
+		n++;
+	}
+	qsort(pairs, n, sizeof(pairs[0]), pool_cmp_param);
+	buf_init(&b);
+	for (i = 0; i < n; i++) {
+		buf_put(&b, pairs[i][0], strlen(pairs[i][0]));
+		buf_put_u8(&b, '=');
+		buf_put(&b, pairs[i][1], strlen(pairs[i][1]));
+		buf_put_u8(&b, 1);
+	}
+	buf_put_u8(&b, 0);
+	if (b.failed) {
+		buf_free(&b);
+		return NULL;
+	}
+	key = (char *)b.data;
+	return key;
+}
+
+/* Ask the workers that park idle connections of a pool to close one. */
+static void
+pool_poke_holders(int pool)
+{
+	int		 i, j;
+
+	for (i = 0; i < pgm_shm->nslots; i++) {
+		struct pgm_slot *slot = shm_slot(i);
+
+		if (i == worker_slot || slot->pid <= 0 ||
+		    slot->idle_servers <= 0)
+			continue;
+		for (j = 0; j < PGM_SLOT_HELD; j++)
+			if (slot->held[j] == pool + 1) {
+				kill(slot->pid, SIGUSR1);
+				break;
+			}
+	}
+}
+
+/* Close our parked connections of pools that others are waiting for. */
+void
+pool_release_for_waiters(void)
+{
+	struct pgm_server *s, *next;
+
+	for (s = pool_idle; s != NULL; s = next) {
+		next = s->next;
+		if (pgm_shm->pools[s->pool].waiters > 0) {
+			pool_unlink(s);
+			log_debug("closing a parked server connection: a client"
+			    " is waiting for its pool");
+			pool_drop(s);
+		}
+	}
+}
+
+/* Close the least recently used parked connection, if any. */
+static int
+pool_evict_one(int pool)
+{
+	struct pgm_server *s, *victim = NULL;
+
+	for (s = pool_idle; s != NULL; s = s->next)
+		if ((pool < 0 || s->pool == pool) &&
+		    (victim == NULL || s->used < victim->used))
+			victim = s;
+	if (victim == NULL)
+		return 0;
+	pool_unlink(victim);
+	pool_drop(victim);
+	return 1;
+}
+
+/*
+ * Wait for room in a full pool until the deadline or the client leaves.
+ * Returns 1 when a count was taken, 0 on timeout, -1 if the client left
+ * or we must stop.
+ */
+static int
+pool_wait(const struct pgm_client *cl, int pool, int max, int64_t deadline)
+{
+	struct pollfd	 pfd;
+	int		 rc = 0;
+	char		 c;
+
+	__atomic_add_fetch(&pgm_shm->pools[pool].waiters, 1, __ATOMIC_ACQ_REL);
+	for (;;) {
+		pool_poke_holders(pool);
+		if (shm_pool_try_acquire(pool, max)) {
+			rc = 1;
+			break;
+		}
+		if (net_now_ms() >= deadline || worker_interrupted())
+			break;
+		pfd.fd = cl->fd;
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, POOL_WAIT_STEP) > 0 &&
+		    recv(cl->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+			rc = -1;
+			break;
+		}
+	}
+	__atomic_sub_fetch(&pgm_shm->pools[pool].waiters, 1, __ATOMIC_ACQ_REL);
+	if (rc == 0 && worker_interrupted())
+		rc = -1;
+	return rc;
+}
+
+/*
+ * A server connection for the client: a parked one with the same
+ * parameters, or a new one within the pool's cap.  Returns NULL with an
+ * ErrorResponse for the client in out (empty if the client left).
+ */
+struct pgm_server *
+pool_get(const struct pgm_client *cl, struct pgm_buf *out)
+{
+	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	const struct pgm_user *u = &pgm_conf->users[cl->user];
+	struct pgm_server *s, *next;
+	int		 pool, max, rc;
+	char		*key;
+
+	pool = config_pool_index(pgm_conf, cl->user, cl->database);
+	max = config_pool_size(pgm_conf, pool);
+	if ((key = pool_params_key(&cl->startup)) == NULL) {
+		proto_error(out, "FATAL", "53200", "out of memory");
+		return NULL;
+	}
+	for (s = pool_idle; s != NULL; s = next) {
+		next = s->next;
+		if (s->pool != pool || strcmp(s->params, key) != 0)
+			continue;
+		pool_unlink(s);
+		if (!server_alive(s)) {
+			log_debug("parked server connection was closed");
+			pool_drop(s);
+			continue;
+		}
+		free(key);
+		s->used = net_now_ms();
+		return s;
+	}
+	/* Keep within the slot's record; make room by closing the oldest. */
+	while (pool_nheld >= PGM_SLOT_HELD - 1 && pool_evict_one(-1))
+		;
+	if (!shm_pool_try_acquire(pool, max)) {
+		/* One of ours with other parameters is a slot we can free. */
+		if (pool_evict_one(pool) && shm_pool_try_acquire(pool, max))
+			rc = 1;
+		else
+			rc = pool_wait(cl, pool, max, net_now_ms() +
+			    (int64_t)pgm_conf->pool_wait_timeout * 1000);
+		if (rc != 1) {
+			free(key);
+			if (rc == 0) {
+				log_warnx("pool %s/%s is full (%d server "
+				    "connections): client refused after %d s",
+				    d->name, u->name, max,
+				    pgm_conf->pool_wait_timeout);
+				proto_error(out, "FATAL", "53300", "too many "
+				    "server connections for pool \"%s/%s\" "
+				    "(pool_size %d)", d->name, u->name, max);
+			}
+			return NULL;
+		}
+	}
+	pool_hold(pool);
+	s = server_open(cl, key, out);
+	free(key);
+	if (s == NULL) {
+		pool_unhold(pool);
+		return NULL;
+	}
+	return s;
+}
+
+/*
+ * Take a connection back from a finished session.  A reusable one is
+ * reset and parked unless clients wait for its pool; any other is
+ * closed.
+ */
+void
+pool_put(struct pgm_server *s, int reusable)
+{
+	if (s == NULL)
+		return;
+	if (!reusable || pgm_shm->pools[s->pool].waiters > 0 ||
+	    worker_interrupted() || server_reset(s) == -1) {
+		pool_drop(s);
+		return;
+	}
+	s->used = net_now_ms();
+	s->next = pool_idle;
+	pool_idle = s;
+	shm_slot(worker_slot)->idle_servers++;
+	__atomic_add_fetch(&pgm_shm->pools[s->pool].idle, 1,
+	    __ATOMIC_RELAXED);
+}
+
+/* Periodic care of parked connections: drop the ones that died. */
+void
+pool_maintain(void)
+{
+	struct pgm_server *s, *next;
+
+	for (s = pool_idle; s != NULL; s = next) {
+		next = s->next;
+		if (!server_alive(s)) {
+			pool_unlink(s);
+			pool_drop(s);
+		}
+	}
+}
+
+/* Close every parked connection (worker exit). */
+void
+pool_close_all(void)
+{
+	while (pool_evict_one(-1))
+		;
+}

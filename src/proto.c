@@ -1,0 +1,517 @@
+/*
+ * proto.c: the PostgreSQL frontend/backend protocol codec.
+ *
+ * Pure code, no I/O: composing the messages pgmirror itself sends
+ * (ErrorResponse, authentication requests, ParameterStatus, ...), a
+ * bounds-checked reader for the ones it parses (every read returns 0 on
+ * success and -1 when the data runs out), the parser of the startup
+ * packet forms, and the incremental scanner that follows message
+ * boundaries in a forwarded byte stream without holding messages whole.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgmirror.h"
+
+/* Read a big-endian 32-bit word. */
+uint32_t
+proto_get_u32(const uint8_t *p)
+{
+	return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+	    ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+/* Write a big-endian 32-bit word. */
+void
+proto_put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
+/* Start an empty buffer. */
+void
+buf_init(struct pgm_buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+/* Free a buffer's memory. */
+void
+buf_free(struct pgm_buf *b)
+{
+	free(b->data);
+	buf_init(b);
+}
+
+/* Empty a buffer, keeping its memory. */
+void
+buf_reset(struct pgm_buf *b)
+{
+	b->len = 0;
+	b->failed = 0;
+}
+
+/* Make room for n more bytes; on failure mark the buffer failed. */
+int
+buf_reserve(struct pgm_buf *b, size_t n)
+{
+	size_t		 cap;
+	uint8_t		*p;
+
+	if (b->failed)
+		return -1;
+	if (b->len + n <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 256;
+	while (cap < b->len + n) {
+		if (cap > SIZE_MAX / 2) {
+			b->failed = 1;
+			return -1;
+		}
+		cap *= 2;
+	}
+	if ((p = realloc(b->data, cap)) == NULL) {
+		b->failed = 1;
+		return -1;
+	}
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+/* Append bytes. */
+void
+buf_put(struct pgm_buf *b, const void *p, size_t n)
+{
+	if (n == 0 || buf_reserve(b, n) == -1)
+		return;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+/* Append one byte. */
+void
+buf_put_u8(struct pgm_buf *b, uint8_t v)
+{
+	buf_put(b, &v, 1);
+}
+
+/* Append a big-endian 32-bit word. */
+void
+buf_put_u32(struct pgm_buf *b, uint32_t v)
+{
+	uint8_t		 w[4];
+
+	proto_put_u32(w, v);
+	buf_put(b, w, 4);
+}
+
+/* Append a NUL-terminated string with its NUL. */
+void
+buf_put_str(struct pgm_buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s) + 1);
+}
+
+/* Begin a message of the given type (0: untyped, as in startup). */
+void
+buf_msg_begin(struct pgm_buf *b, uint8_t type)
+{
+	if (type != 0)
+		buf_put_u8(b, type);
+	b->msgstart = b->len;
+	buf_put_u32(b, 0);
+}
+
+/* Close the message begun last by filling in its length word. */
+void
+buf_msg_end(struct pgm_buf *b)
+{
+	if (b->failed)
+		return;
+	proto_put_u32(b->data + b->msgstart, b->len - b->msgstart);
+}
+
+/* Start reading a byte range. */
+void
+reader_init(struct pgm_reader *r, const void *p, size_t len)
+{
+	r->p = p;
+	r->len = len;
+	r->pos = 0;
+}
+
+/* Read one byte. */
+int
+reader_u8(struct pgm_reader *r, uint8_t *v)
+{
+	if (r->len - r->pos < 1)
+		return -1;
+	*v = r->p[r->pos++];
+	return 0;
+}
+
+/* Read a big-endian 32-bit word. */
+int
+reader_u32(struct pgm_reader *r, uint32_t *v)
+{
+	if (r->len - r->pos < 4)
+		return -1;
+	*v = proto_get_u32(r->p + r->pos);
+	r->pos += 4;
+	return 0;
+}
+
+/* Take n bytes in place. */
+int
+reader_bytes(struct pgm_reader *r, size_t n, const uint8_t **p)
+{
+	if (r->len - r->pos < n)
+		return -1;
+	*p = r->p + r->pos;
+	r->pos += n;
+	return 0;
+}
+
+/* Take a NUL-terminated string in place. */
+int
+reader_str(struct pgm_reader *r, const char **s)
+{
+	const uint8_t	*nul;
+
+	nul = memchr(r->p + r->pos, '\0', r->len - r->pos);
+	if (nul == NULL)
+		return -1;
+	*s = (const char *)(r->p + r->pos);
+	r->pos = nul - r->p + 1;
+	return 0;
+}
+
+/* Is this string valid UTF-8 (no overlongs, no surrogates)? */
+static int
+proto_valid_utf8(const char *s)
+{
+	const uint8_t	*p = (const uint8_t *)s;
+	uint32_t	 c;
+	int		 n, i;
+
+	while (*p) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if ((*p & 0xe0) == 0xc0) {
+			n = 1;
+			c = *p & 0x1f;
+		} else if ((*p & 0xf0) == 0xe0) {
+			n = 2;
+			c = *p & 0x0f;
+		} else if ((*p & 0xf8) == 0xf0) {
+			n = 3;
+			c = *p & 0x07;
+		} else
+			return 0;
+		for (i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			c = (c << 6) | (p[i] & 0x3f);
+		}
+		if ((n == 1 && c < 0x80) || (n == 2 && c < 0x800) ||
+		    (n == 3 && (c < 0x10000 || c > 0x10ffff)) ||
+		    (c >= 0xd800 && c <= 0xdfff))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
+/*
+ * Parse a startup packet (its length word included) in place.  The
+ * parameter strings point into pkt.  Returns 0, or -1 with *err naming
+ * what is wrong in words a client can be shown.
+ */
+int
+proto_parse_startup(uint8_t *pkt, size_t len, struct pgm_startup *st,
+    const char **err)
+{
+	struct pgm_reader r;
+	uint32_t	 plen, code;
+	const char	*name, *value;
+
+	memset(st, 0, sizeof(*st));
+	*err = "invalid startup packet layout";
+	reader_init(&r, pkt, len);
+	if (reader_u32(&r, &plen) == -1 || plen != len || plen < 8 ||
+	    reader_u32(&r, &code) == -1)
+		return -1;
+	st->code = code;
+	if (code == PGM_CANCEL_CODE) {
+		if (len != 16 || reader_u32(&r, &st->cancel_pid) == -1 ||
+		    reader_u32(&r, &st->cancel_key) == -1)
+			return -1;
+		return 0;
+	}
+	if (code == PGM_SSL_CODE || code == PGM_GSSENC_CODE)
+		return len == 8 ? 0 : -1;
+	if ((code >> 16) != 3) {
+		*err = "unsupported frontend protocol";
+		return -1;
+	}
+	for (;;) {
+		if (reader_str(&r, &name) == -1)
+			return -1;
+		if (*name == '\0')
+			break;
+		if (reader_str(&r, &value) == -1)
+			return -1;
+		if (st->nparams == PGM_MAXPARAMS) {
+			*err = "too many startup parameters";
+			return -1;
+		}
+		if (!proto_valid_utf8(name) || !proto_valid_utf8(value)) {
+			*err = "invalid byte sequence in startup packet";
+			return -1;
+		}
+		st->name[st->nparams] = name;
+		st->value[st->nparams] = value;
+		st->nparams++;
+	}
+	if (r.pos != r.len)
+		return -1;
+	if (proto_startup_param(st, "user") == NULL ||
+	    *proto_startup_param(st, "user") == '\0') {
+		*err = "no PostgreSQL user name specified in startup packet";
+		return -1;
+	}
+	return 0;
+}
+
+/* The value of a startup parameter, or NULL. */
+const char *
+proto_startup_param(const struct pgm_startup *st, const char *name)
+{
+	int		 i;
+
+	for (i = 0; i < st->nparams; i++)
+		if (strcmp(st->name[i], name) == 0)
+			return st->value[i];
+	return NULL;
+}
+
+/*
+ * Append an ErrorResponse: severity ("FATAL", "ERROR"), SQLSTATE and a
+ * formatted message, in the fields PostgreSQL itself sends.
+ */
+void
+proto_error(struct pgm_buf *b, const char *severity, const char *sqlstate,
+    const char *fmt, ...)
+{
+	va_list		 ap;
+	char		 msg[512];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	buf_msg_begin(b, 'E');
+	buf_put_u8(b, 'S');
+	buf_put_str(b, severity);
+	buf_put_u8(b, 'V');
+	buf_put_str(b, severity);
+	buf_put_u8(b, 'C');
+	buf_put_str(b, sqlstate);
+	buf_put_u8(b, 'M');
+	buf_put_str(b, msg);
+	buf_put_u8(b, 0);
+	buf_msg_end(b);
+}
+
+/* Append an Authentication request of the given code with its data. */
+void
+proto_auth_request(struct pgm_buf *b, uint32_t code, const void *data,
+    size_t len)
+{
+	buf_msg_begin(b, 'R');
+	buf_put_u32(b, code);
+	buf_put(b, data, len);
+	buf_msg_end(b);
+}
+
+/* Append a ParameterStatus. */
+void
+proto_parameter_status(struct pgm_buf *b, const char *name, const char *value)
+{
+	buf_msg_begin(b, 'S');
+	buf_put_str(b, name);
+	buf_put_str(b, value);
+	buf_msg_end(b);
+}
+
+/* Append a BackendKeyData. */
+void
+proto_backend_key(struct pgm_buf *b, uint32_t pid, uint32_t key)
+{
+	buf_msg_begin(b, 'K');
+	buf_put_u32(b, pid);
+	buf_put_u32(b, key);
+	buf_msg_end(b);
+}
+
+/* Append a ReadyForQuery with a transaction status. */
+void
+proto_ready(struct pgm_buf *b, uint8_t status)
+{
+	buf_msg_begin(b, 'Z');
+	buf_put_u8(b, status);
+	buf_msg_end(b);
+}
+
+/*
+ * Append a NegotiateProtocolVersion: we speak 3.0, and list the "_pq_."
+ * options of the startup packet that we do not know (all of them).
+ */
+void
+proto_negotiate_version(struct pgm_buf *b, uint32_t newest,
+    const struct pgm_startup *st)
+{
+	int		 i, n = 0;
+
+	for (i = 0; i < st->nparams; i++)
+		if (strncmp(st->name[i], "_pq_.", 5) == 0)
+			n++;
+	buf_msg_begin(b, 'v');
+	buf_put_u32(b, newest);
+	buf_put_u32(b, n);
+	for (i = 0; i < st->nparams; i++)
+		if (strncmp(st->name[i], "_pq_.", 5) == 0)
+			buf_put_str(b, st->name[i]);
+	buf_msg_end(b);
+}
+
+/* Append a simple Query. */
+void
+proto_query(struct pgm_buf *b, const char *sql)
+{
+	buf_msg_begin(b, 'Q');
+	buf_put_str(b, sql);
+	buf_msg_end(b);
+}
+
+/*
+ * Pick the severity, SQLSTATE and message out of an ErrorResponse or
+ * NoticeResponse body.  Missing fields are set to "".  Returns -1 if the
+ * body is malformed.
+ */
+int
+proto_error_fields(const uint8_t *body, size_t len, const char **severity,
+    const char **sqlstate, const char **message)
+{
+	struct pgm_reader r;
+	uint8_t		 code;
+	const char	*s;
+
+	*severity = *sqlstate = *message = "";
+	reader_init(&r, body, len);
+	for (;;) {
+		if (reader_u8(&r, &code) == -1)
+			return -1;
+		if (code == 0)
+			return 0;
+		if (reader_str(&r, &s) == -1)
+			return -1;
+		if (code == 'S')
+			*severity = s;
+		else if (code == 'C')
+			*sqlstate = s;
+		else if (code == 'M')
+			*message = s;
+	}
+}
+
+/* Is this a message type a frontend may send after startup? */
+int
+proto_valid_frontend_type(uint8_t t)
+{
+	switch (t) {
+	case 'B': case 'C': case 'c': case 'd': case 'D': case 'E':
+	case 'f': case 'F': case 'H': case 'P': case 'p': case 'Q':
+	case 'S': case 'X':
+		return 1;
+	}
+	return 0;
+}
+
+/* Start following a stream; messages longer than maxlen are refused. */
+void
+scan_init(struct pgm_scan *s, uint32_t maxlen)
+{
+	memset(s, 0, sizeof(*s));
+	s->maxlen = maxlen;
+}
+
+/*
+ * Feed stream bytes to the scanner.  It stops at the first event and
+ * says in *used how many bytes it consumed; the caller feeds the rest
+ * again.  On SCAN_HEADER the caller may set s->capture to collect the
+ * body (up to sizeof(s->cap) bytes; a longer body is not captured and
+ * caplen says how much was).  SCAN_BODY is returned once the captured
+ * body is complete, before the next header.
+ */
+enum pgm_scan_event
+scan_feed(struct pgm_scan *s, const uint8_t *p, size_t n, size_t *used)
+{
+	size_t		 off = 0, take;
+
+	while (off < n) {
+		if (s->hdrlen < 5) {
+			take = 5 - s->hdrlen;
+			if (take > n - off)
+				take = n - off;
+			memcpy(s->hdr + s->hdrlen, p + off, take);
+			s->hdrlen += take;
+			off += take;
+			if (s->hdrlen < 5)
+				break;
+			s->type = s->hdr[0];
+			s->len = proto_get_u32(s->hdr + 1);
+			if (s->len < 4 || s->len > s->maxlen) {
+				*used = off;
+				return SCAN_BAD_LENGTH;
+			}
+			s->remain = s->len - 4;
+			s->capture = 0;
+			s->caplen = 0;
+			*used = off;
+			if (s->remain == 0)
+				s->hdrlen = 0;
+			return SCAN_HEADER;
+		}
+		take = s->remain;
+		if (take > n - off)
+			take = n - off;
+		if (s->capture && s->caplen < sizeof(s->cap)) {
+			size_t	 c = take;
+
+			if (c > sizeof(s->cap) - s->caplen)
+				c = sizeof(s->cap) - s->caplen;
+			memcpy(s->cap + s->caplen, p + off, c);
+			s->caplen += c;
+		}
+		off += take;
+		s->remain -= take;
+		if (s->remain == 0) {
+			s->hdrlen = 0;
+			if (s->capture) {
+				s->capture = 0;
+				*used = off;
+				return SCAN_BODY;
+			}
+		}
+	}
+	*used = off;
+	return SCAN_NEED_MORE;
+}

@@ -1,0 +1,312 @@
+/*
+ * relay.c: the forwarding loop of a session, pgmirror's hot path.
+ *
+ * After login the client's bytes go to the server and the server's to
+ * the client unchanged.  Each direction has one fixed buffer: bytes are
+ * read into it and written out of it, never copied in between, and a
+ * message larger than the buffer simply streams through.  A scanner per
+ * direction (proto.c) follows message boundaries as the bytes pass, to
+ * know what the session is doing: how many answers the server still
+ * owes (Query, Sync and FunctionCall each end with a ReadyForQuery),
+ * the transaction status, the ParameterStatus values, and the client's
+ * Terminate, which is not forwarded so the server connection can be
+ * reused.  Sockets are non-blocking and one poll covers both, so a
+ * client that pipelines while the server answers never deadlocks.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pgmirror.h"
+
+#define RELAY_BUFSZ	(128 * 1024)
+
+struct relay_dir {
+	int		 from, to;
+	size_t		 start, end;	/* bytes [start, end) to write */
+	size_t		 hold;		/* trailing bytes of a partial header */
+	int		 eof;		/* source closed or failed */
+	struct pgm_scan	 scan;
+	uint8_t		 buf[RELAY_BUFSZ];
+};
+
+/* The session state the scanners keep. */
+struct relay_state {
+	struct pgm_server *server;
+	int		 pending;	/* ReadyForQuery the server owes */
+	int		 unsynced;	/* extended messages since last Sync */
+	int		 terminated;	/* client sent Terminate */
+	int		 protocol_error;
+};
+
+static struct relay_dir relay_c2s, relay_s2c;
+
+/* Follow the client's messages in newly read bytes [from, end). */
+static int
+relay_scan_client(struct relay_dir *d, struct relay_state *st, size_t from)
+{
+	size_t		 off = from, used;
+	enum pgm_scan_event ev;
+
+	while (off < d->end) {
+		ev = scan_feed(&d->scan, d->buf + off, d->end - off, &used);
+		off += used;
+		if (ev == SCAN_BAD_LENGTH) {
+			log_warnx("client sent a message of type %d with "
+			    "invalid length %u", d->scan.type, d->scan.len);
+			st->protocol_error = 1;
+			return -1;
+		}
+		if (ev != SCAN_HEADER)
+			continue;
+		switch (d->scan.type) {
+		case 'Q':
+		case 'F':
+			st->pending++;
+			break;
+		case 'S':
+			st->pending++;
+			st->unsynced = 0;
+			break;
+		case 'P': case 'B': case 'E': case 'D': case 'C': case 'H':
+			st->unsynced = 1;
+			break;
+		case 'X':
+			/* Keep Terminate from the server; nothing follows. */
+			st->terminated = 1;
+			d->end = off - 5;
+			d->eof = 1;
+			return 0;
+		case 'd': case 'c': case 'f': case 'p':
+			break;
+		default:
+			log_warnx("client sent invalid message type %d",
+			    d->scan.type);
+			st->protocol_error = 1;
+			return -1;
+		}
+	}
+	d->hold = (size_t)d->scan.hdrlen % 5;
+	return 0;
+}
+
+/* Follow the server's messages in newly read bytes [from, end). */
+static int
+relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
+{
+	struct pgm_scan	*sc = &d->scan;
+	size_t		 off = from, used;
+	enum pgm_scan_event ev;
+	struct pgm_reader r;
+	const char	*name, *value;
+
+	while (off < d->end) {
+		ev = scan_feed(sc, d->buf + off, d->end - off, &used);
+		off += used;
+		if (ev == SCAN_BAD_LENGTH) {
+			log_warnx("server sent a message with invalid length");
+			return -1;
+		}
+		if (ev == SCAN_HEADER) {
+			if ((sc->type == 'Z' || sc->type == 'S') &&
+			    sc->remain > 0)
+				sc->capture = 1;
+			continue;
+		}
+		if (ev != SCAN_BODY)
+			continue;
+		if (sc->type == 'Z') {
+			st->server->txstatus = sc->cap[0];
+			if (st->pending > 0)
+				st->pending--;
+		} else if (sc->type == 'S' && sc->caplen == sc->len - 4) {
+			reader_init(&r, sc->cap, sc->caplen);
+			if (reader_str(&r, &name) == 0 &&
+			    reader_str(&r, &value) == 0)
+				server_set_status(st->server, name, value);
+		}
+	}
+	d->hold = 0;
+	return 0;
+}
+
+/* Write what we can of a direction's buffer.  -1 if the peer failed. */
+static int
+relay_flush(struct relay_dir *d)
+{
+	ssize_t		 n;
+	size_t		 avail;
+
+	avail = d->end - d->hold - d->start;
+	while (avail > 0) {
+		n = send(d->to, d->buf + d->start, avail, MSG_NOSIGNAL);
+		if (n > 0) {
+			d->start += n;
+			avail -= n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return -1;
+	}
+	if (d->start == d->end - d->hold && d->start > 0) {
+		/* Move a held partial header (at most 4 bytes) to the front. */
+		memmove(d->buf, d->buf + d->start, d->hold);
+		d->end = d->hold;
+		d->start = 0;
+	}
+	return 0;
+}
+
+/* Read what the source has into the buffer.  Returns bytes, 0 on EOF. */
+static ssize_t
+relay_fill(struct relay_dir *d)
+{
+	ssize_t		 n;
+
+	if (d->end == RELAY_BUFSZ && d->start > 0) {
+		memmove(d->buf, d->buf + d->start, d->end - d->start);
+		d->end -= d->start;
+		d->start = 0;
+	}
+	for (;;) {
+		n = recv(d->from, d->buf + d->end, RELAY_BUFSZ - d->end, 0);
+		if (n >= 0 || errno != EINTR)
+			return n;
+	}
+}
+
+/* Room to read more into a direction? */
+static int
+relay_room(const struct relay_dir *d)
+{
+	return !d->eof && (d->end < RELAY_BUFSZ || d->start > 0);
+}
+
+/* Reset a direction for a new session. */
+static void
+relay_dir_init(struct relay_dir *d, int from, int to)
+{
+	d->from = from;
+	d->to = to;
+	d->start = d->end = d->hold = 0;
+	d->eof = 0;
+	scan_init(&d->scan, PGM_MESSAGE_MAX);
+}
+
+/*
+ * Forward a session until one side ends it.  *reusable says whether the
+ * server connection is left at a clean message boundary with nothing
+ * owed, so it can be reset and pooled.  *at_boundary says whether the
+ * client stream is between messages (so an ErrorResponse may be sent).
+ */
+enum pgm_relay_end
+relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
+{
+	struct relay_dir *c2s = &relay_c2s, *s2c = &relay_s2c;
+	struct relay_state st;
+	struct pollfd	 pfd[3];
+	enum pgm_relay_end end;
+	ssize_t		 n;
+	size_t		 old;
+
+	memset(&st, 0, sizeof(st));
+	st.server = srv;
+	relay_dir_init(c2s, cl->fd, srv->fd);
+	relay_dir_init(s2c, srv->fd, cl->fd);
+	*reusable = 0;
+
+	for (;;) {
+		if (worker_sig_int) {
+			end = RELAY_SHUTDOWN;
+			break;
+		}
+		if (c2s->eof && c2s->start == c2s->end) {
+			end = st.terminated ? RELAY_CLIENT_TERMINATE :
+			    RELAY_CLIENT_GONE;
+			break;
+		}
+		pfd[0].fd = cl->fd;
+		pfd[0].events = (relay_room(c2s) ? POLLIN : 0) |
+		    (s2c->end - s2c->hold > s2c->start ? POLLOUT : 0);
+		pfd[1].fd = srv->fd;
+		pfd[1].events = (relay_room(s2c) ? POLLIN : 0) |
+		    (c2s->end - c2s->hold > c2s->start ? POLLOUT : 0);
+		pfd[2].fd = pgm_death_fd;
+		pfd[2].events = POLLIN;
+		if (net_poll(pfd, 3, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("poll");
+			end = RELAY_CLIENT_GONE;
+			break;
+		}
+		if (pfd[2].revents) {
+			worker_sig_int = 1;
+			continue;
+		}
+		/* Server to client first: answers free the client. */
+		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR) &&
+		    relay_room(s2c)) {
+			old = s2c->end;
+			if ((n = relay_fill(s2c)) <= 0) {
+				if (n == -1 && errno == EAGAIN)
+					goto c;
+				s2c->eof = 1;
+				(void)relay_flush(s2c);
+				end = RELAY_SERVER_GONE;
+				break;
+			}
+			s2c->end += n;
+			if (relay_scan_server(s2c, &st, old) == -1) {
+				end = RELAY_SERVER_GONE;
+				break;
+			}
+			if (relay_flush(s2c) == -1) {
+				end = RELAY_CLIENT_GONE;
+				break;
+			}
+		} else if (pfd[0].revents & POLLOUT &&
+		    relay_flush(s2c) == -1) {
+			end = RELAY_CLIENT_GONE;
+			break;
+		}
+c:
+		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR) &&
+		    relay_room(c2s)) {
+			old = c2s->end;
+			n = relay_fill(c2s);
+			if (n == -1 && errno == EAGAIN)
+				continue;
+			if (n <= 0) {
+				c2s->eof = 1;
+				continue;
+			}
+			c2s->end += n;
+			if (relay_scan_client(c2s, &st, old) == -1) {
+				end = RELAY_PROTOCOL;
+				break;
+			}
+			if (relay_flush(c2s) == -1) {
+				end = RELAY_SERVER_GONE;
+				break;
+			}
+		} else if (pfd[1].revents & POLLOUT &&
+		    relay_flush(c2s) == -1) {
+			end = RELAY_SERVER_GONE;
+			break;
+		}
+	}
+	if ((end == RELAY_CLIENT_TERMINATE || end == RELAY_CLIENT_GONE) &&
+	    st.pending == 0 && !st.unsynced && c2s->start == c2s->end &&
+	    c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&
+	    s2c->scan.remain == 0 && s2c->start == s2c->end)
+		*reusable = 1;
+	if (end == RELAY_SHUTDOWN && s2c->scan.hdrlen == 0 &&
+	    s2c->scan.remain == 0 && s2c->start == s2c->end)
+		*reusable = 1;	/* client stream at a boundary */
+	return end;
+}

@@ -1,0 +1,295 @@
+/*
+ * server.c: connections from a worker to a PostgreSQL server.
+ *
+ * server_open connects to the host of the client's database entry,
+ * sends a StartupMessage carrying the client's startup parameters,
+ * answers the server's authentication requests (auth.c) and collects
+ * ParameterStatus and BackendKeyData until the first ReadyForQuery.
+ * server_reset brings a connection back to a clean session before it
+ * is parked for the next client.  A connection belongs to one worker
+ * for its whole life.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pgmirror.h"
+
+#define SERVER_CONNECT_TIMEOUT	15000	/* ms, connect and login */
+#define SERVER_RESET_TIMEOUT	10000	/* ms */
+
+/* Remember a ParameterStatus the server reported. */
+void
+server_set_status(struct pgm_server *s, const char *name, const char *value)
+{
+	int		 i;
+	char		*v;
+
+	for (i = 0; i < s->nstatus; i++)
+		if (strcmp(s->status_name[i], name) == 0) {
+			if ((v = strdup(value)) == NULL)
+				return;
+			free(s->status_value[i]);
+			s->status_value[i] = v;
+			return;
+		}
+	if (s->nstatus == PGM_MAXSTATUS)
+		return;
+	if ((s->status_name[i] = strdup(name)) == NULL)
+		return;
+	if ((s->status_value[i] = strdup(value)) == NULL) {
+		free(s->status_name[i]);
+		return;
+	}
+	s->nstatus++;
+}
+
+/* Close a server connection and free it. */
+void
+server_close(struct pgm_server *s)
+{
+	static const uint8_t terminate[5] = { 'X', 0, 0, 0, 4 };
+	int		 i;
+
+	if (s == NULL)
+		return;
+	if (s->fd != -1) {
+		(void)send(s->fd, terminate, sizeof(terminate),
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		close(s->fd);
+	}
+	for (i = 0; i < s->nstatus; i++) {
+		free(s->status_name[i]);
+		free(s->status_value[i]);
+	}
+	free(s->params);
+	free(s);
+}
+
+/* Build the StartupMessage for the server from the client's. */
+static void
+server_startup_packet(const struct pgm_client *cl, struct pgm_buf *b)
+{
+	const struct pgm_user *u = &pgm_conf->users[cl->user];
+	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	const struct pgm_startup *st = &cl->startup;
+	int		 i;
+
+	buf_msg_begin(b, 0);
+	buf_put_u32(b, PGM_PROTO_V3);
+	buf_put_str(b, "user");
+	buf_put_str(b, u->name);
+	buf_put_str(b, "database");
+	buf_put_str(b, d->dbname);
+	for (i = 0; i < st->nparams; i++) {
+		if (strcmp(st->name[i], "user") == 0 ||
+		    strcmp(st->name[i], "database") == 0 ||
+		    strcmp(st->name[i], "replication") == 0 ||
+		    strncmp(st->name[i], "_pq_.", 5) == 0)
+			continue;
+		buf_put_str(b, st->name[i]);
+		buf_put_str(b, st->value[i]);
+	}
+	buf_put_u8(b, 0);
+	buf_msg_end(b);
+}
+
+/*
+ * Log in on a freshly connected server socket.  Returns 0 at the first
+ * ReadyForQuery; -1 with an ErrorResponse for the client in out.
+ */
+static int
+server_login(struct pgm_server *s, const struct pgm_client *cl,
+    struct pgm_buf *out, int64_t deadline)
+{
+	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	struct scram_client sc;
+	struct pgm_buf	 b;
+	struct pgm_reader r;
+	const char	*err = NULL, *name, *value, *sev, *code, *msg;
+	uint32_t	 acode;
+	uint8_t		 type;
+	int		 rc = -1;
+
+	memset(&sc, 0, sizeof(sc));
+	buf_init(&b);
+	server_startup_packet(cl, &b);
+	if (b.failed || net_write_full(s->fd, b.data, b.len, deadline) == -1) {
+		err = strerror(errno);
+		goto fail;
+	}
+	for (;;) {
+		if (net_read_message(s->fd, &b, &type, PGM_AUTH_MESSAGE_MAX * 8,
+		    deadline) == -1) {
+			err = errno == EMSGSIZE ? "invalid message length" :
+			    errno == ECONNRESET ? "server closed the connection"
+			    : strerror(errno);
+			goto fail;
+		}
+		reader_init(&r, b.data + 5, b.len - 5);
+		switch (type) {
+		case 'R':
+			if (reader_u32(&r, &acode) == -1) {
+				err = "malformed authentication request";
+				goto fail;
+			}
+			if (acode == 0)
+				break;
+			if (auth_server_step(s->fd, cl, acode, b.data + 9,
+			    b.len - 9, &sc, deadline, &err) == -1)
+				goto fail;
+			break;
+		case 'E':
+			/* The server's own refusal goes to the client as is. */
+			proto_error_fields(b.data + 5, b.len - 5, &sev, &code,
+			    &msg);
+			log_warnx("server %s:%d refused login: %s (%s)",
+			    d->host, d->port, msg, code);
+			buf_put(out, b.data, b.len);
+			goto done;
+		case 'S':
+			if (reader_str(&r, &name) == 0 &&
+			    reader_str(&r, &value) == 0)
+				server_set_status(s, name, value);
+			break;
+		case 'K':
+			if (reader_u32(&r, &s->be_pid) == -1 ||
+			    reader_u32(&r, &s->be_key) == -1) {
+				err = "malformed BackendKeyData";
+				goto fail;
+			}
+			break;
+		case 'Z':
+			s->txstatus = b.len > 5 ? b.data[5] : 'I';
+			rc = 0;
+			goto done;
+		case 'N':
+		case 'v':
+			break;
+		default:
+			err = "unexpected message during login";
+			goto fail;
+		}
+	}
+fail:
+	log_warnx("login to server %s:%d failed: %s", d->host, d->port, err);
+	proto_error(out, "FATAL", "08006", "pgmirror: login to server failed: "
+	    "%s", err);
+done:
+	explicit_bzero(&sc, sizeof(sc));
+	buf_free(&b);
+	return rc;
+}
+
+/*
+ * Open and log in a new server connection for the client's pool.
+ * params is the canonical key of its startup parameters (kept).
+ * Returns NULL with an ErrorResponse for the client in out.
+ */
+struct pgm_server *
+server_open(const struct pgm_client *cl, const char *params,
+    struct pgm_buf *out)
+{
+	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	struct pgm_server *s;
+	int64_t		 deadline = net_now_ms() + SERVER_CONNECT_TIMEOUT;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->params = strdup(params)) == NULL) {
+		free(s);
+		proto_error(out, "FATAL", "53200", "out of memory");
+		return NULL;
+	}
+	s->pool = config_pool_index(pgm_conf, cl->user, cl->database);
+	s->fd = net_connect(d->host, d->port, deadline, &s->addr,
+	    &s->addrlen);
+	if (s->fd == -1) {
+		log_warn("cannot connect to server %s:%d", d->host, d->port);
+		proto_error(out, "FATAL", "08006", "pgmirror: cannot connect "
+		    "to server of database \"%s\": %s", d->name,
+		    strerror(errno));
+		server_close(s);
+		return NULL;
+	}
+	if (server_login(s, cl, out, deadline) == -1) {
+		server_close(s);
+		return NULL;
+	}
+	s->created = s->used = net_now_ms();
+	log_debug("server connection to %s:%d opened (backend pid %u)",
+	    d->host, d->port, s->be_pid);
+	return s;
+}
+
+/* Is an idle connection still usable (nothing arrived, not closed)? */
+int
+server_alive(struct pgm_server *s)
+{
+	struct pollfd	 pfd;
+
+	pfd.fd = s->fd;
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, 0) != 0)
+		return 0;
+	return 1;
+}
+
+/*
+ * Bring a connection back to a clean session: ROLLBACK if a transaction
+ * is open, then the reset query.  Returns 0 if it is fit for reuse.
+ */
+int
+server_reset(struct pgm_server *s)
+{
+	struct pgm_buf	 b;
+	struct pgm_reader r;
+	const char	*name, *value;
+	int64_t		 deadline = net_now_ms() + SERVER_RESET_TIMEOUT;
+	int		 want = 0, failed = 0;
+	uint8_t		 type;
+
+	buf_init(&b);
+	if (s->txstatus != 'I') {
+		proto_query(&b, "ROLLBACK");
+		want++;
+	}
+	if (pgm_conf->pool_reset_query[0] != '\0') {
+		proto_query(&b, pgm_conf->pool_reset_query);
+		want++;
+	}
+	if (want == 0)
+		goto out;
+	if (b.failed || net_write_full(s->fd, b.data, b.len, deadline) == -1) {
+		failed = 1;
+		goto out;
+	}
+	while (want > 0) {
+		if (net_read_message(s->fd, &b, &type, 1024 * 1024,
+		    deadline) == -1) {
+			failed = 1;
+			break;
+		}
+		reader_init(&r, b.data + 5, b.len - 5);
+		switch (type) {
+		case 'Z':
+			s->txstatus = b.len > 5 ? b.data[5] : 'I';
+			want--;
+			break;
+		case 'E':
+			failed = 1;
+			break;
+		case 'S':
+			if (reader_str(&r, &name) == 0 &&
+			    reader_str(&r, &value) == 0)
+				server_set_status(s, name, value);
+			break;
+		}
+	}
+out:
+	buf_free(&b);
+	if (!failed && s->txstatus != 'I')
+		failed = 1;
+	return failed ? -1 : 0;
+}

@@ -1,0 +1,130 @@
+/*
+ * shm.c: the shared-memory segment.
+ *
+ * The supervisor creates one anonymous shared mapping before the first
+ * fork, sized from the config, and never resizes it; every process
+ * inherits it at the same address.  Layout: the header, then one
+ * scoreboard slot per possible worker, then one counter block per pool
+ * ((user, database) pair).
+ *
+ * Rules: a scoreboard slot is written by the worker that owns it, and
+ * by the supervisor only while no process owns it (before the fork,
+ * after the reap).  Pool counters are changed by any worker with
+ * atomic read-modify-write operations only.  A worker records in its
+ * slot's held[] each server connection it counts, right after counting
+ * it; when a worker dies its connections are closed by the kernel and
+ * the supervisor gives back what held[] says (shm_slot_reclaim).  A
+ * kill between the count and the record leaks one count of that pool
+ * until restart: a window of a few instructions.
+ */
+#include <sys/mman.h>
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "pgmirror.h"
+
+struct pgm_shm	*pgm_shm;
+
+#define SHM_MAGIC	0x70676d31	/* "pgm1" */
+
+/* Round up to a cache line. */
+static size_t
+shm_align(size_t n)
+{
+	return (n + 63) & ~(size_t)63;
+}
+
+/* Create the segment for this config.  Returns 0 or -1 with errno. */
+int
+shm_create(const struct pgm_config *c)
+{
+	size_t		 hdr, slots, pools, total;
+	int		 npools = c->nusers * c->ndatabases;
+	uint8_t		*base;
+
+	hdr = shm_align(sizeof(struct pgm_shm));
+	if ((size_t)c->workers_max > SIZE_MAX / 2 / sizeof(struct pgm_slot) ||
+	    (size_t)npools > SIZE_MAX / 2 / sizeof(struct pgm_pool_shared)) {
+		errno = EOVERFLOW;
+		return -1;
+	}
+	slots = shm_align((size_t)c->workers_max * sizeof(struct pgm_slot));
+	pools = shm_align((size_t)(npools ? npools : 1) *
+	    sizeof(struct pgm_pool_shared));
+	total = hdr + slots + pools;
+	base = mmap(NULL, total, PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return -1;
+	memset(base, 0, total);
+	pgm_shm = (struct pgm_shm *)base;
+	pgm_shm->magic = SHM_MAGIC;
+	pgm_shm->nslots = c->workers_max;
+	pgm_shm->npools = npools;
+	pgm_shm->slots = (struct pgm_slot *)(base + hdr);
+	pgm_shm->pools = (struct pgm_pool_shared *)(base + hdr + slots);
+	return 0;
+}
+
+/* The scoreboard slot of worker n. */
+struct pgm_slot *
+shm_slot(int n)
+{
+	return &pgm_shm->slots[n];
+}
+
+/*
+ * Take one server connection of a pool if it has fewer than max.
+ * Returns 1 when taken, 0 when the pool is full.
+ */
+int
+shm_pool_try_acquire(int pool, int max)
+{
+	volatile int	*count = &pgm_shm->pools[pool].count;
+	int		 cur;
+
+	cur = __atomic_load_n(count, __ATOMIC_RELAXED);
+	while (cur < max) {
+		if (__atomic_compare_exchange_n(count, &cur, cur + 1, 0,
+		    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			return 1;
+	}
+	return 0;
+}
+
+/* Give back one server connection of a pool. */
+void
+shm_pool_release(int pool)
+{
+	__atomic_sub_fetch(&pgm_shm->pools[pool].count, 1, __ATOMIC_ACQ_REL);
+}
+
+/* How many scoreboard slots are in a state. */
+int
+shm_count_state(int state)
+{
+	int		 i, n = 0;
+
+	for (i = 0; i < pgm_shm->nslots; i++)
+		if (pgm_shm->slots[i].state == state)
+			n++;
+	return n;
+}
+
+/* Give back the pool counts a dead worker's slot still holds. */
+void
+shm_slot_reclaim(struct pgm_slot *slot)
+{
+	int		 i, pool;
+
+	for (i = 0; i < PGM_SLOT_HELD; i++) {
+		if ((pool = slot->held[i]) == 0)
+			continue;
+		if (pool - 1 < pgm_shm->npools)
+			shm_pool_release(pool - 1);
+		slot->held[i] = 0;
+	}
+	slot->idle_servers = 0;
+}

@@ -1,0 +1,488 @@
+/*
+ * supervisor.c: the supervisor process.
+ *
+ * It opens the listening sockets (or takes them from systemd), creates
+ * the shared memory, forks client workers and keeps between
+ * workers.min_spare and workers.max_spare of them idle, up to
+ * workers.max, re-forks the ones that die, and throttles re-forking
+ * when workers die before serving anyone, so a broken setup cannot
+ * fork-bomb.  It never reads client traffic.  Signal handlers only set
+ * a flag and write a byte to a self-pipe; the main loop acts on the
+ * flags: child exits, then shutdown (SIGTERM smart, SIGINT fast,
+ * SIGQUIT immediate), then worker upkeep.  Workers hold the read end
+ * of a pipe whose write end only the supervisor has: when it dies, the
+ * pipe reads EOF and they leave.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+#define sd_notify(u, s)		0
+#define sd_notifyf(u, f, ...)	0
+#define sd_listen_fds(u)	0
+#define SD_LISTEN_FDS_START	3
+#endif
+
+#include "pgmirror.h"
+
+#define SUP_MAX_LISTEN		63
+#define SUP_SPAWN_MAX_RATE	32	/* forks per second at most */
+#define SUP_THROTTLE_MAX	30000	/* ms, longest pause in re-forking */
+#define SUP_FAST_GRACE		5000	/* ms from fast shutdown to SIGKILL */
+
+static volatile sig_atomic_t sup_sig_chld, sup_sig_term, sup_sig_int;
+static volatile sig_atomic_t sup_sig_quit, sup_sig_hup;
+static int	 sup_selfpipe[2] = { -1, -1 };
+static int	 sup_lfd[SUP_MAX_LISTEN];
+static char	*sup_unix_path[SUP_MAX_LISTEN];
+static int	 sup_nlfd;
+static int	 sup_death[2] = { -1, -1 };
+
+/* Signal handler: set a flag, wake the main loop. */
+static void
+sup_signal(int sig)
+{
+	int		 saved = errno;
+
+	switch (sig) {
+	case SIGCHLD:
+		sup_sig_chld = 1;
+		break;
+	case SIGTERM:
+		sup_sig_term = 1;
+		break;
+	case SIGINT:
+		sup_sig_int = 1;
+		break;
+	case SIGQUIT:
+		sup_sig_quit = 1;
+		break;
+	case SIGHUP:
+		sup_sig_hup = 1;
+		break;
+	}
+	(void)write(sup_selfpipe[1], "", 1);
+	errno = saved;
+}
+
+/* Install the supervisor's signal handlers. */
+static void
+sup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(sup_selfpipe, O_NONBLOCK | O_CLOEXEC) == -1)
+		fatal("pipe");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sup_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
+}
+
+/* Refuse to take over a Unix socket another live server answers on. */
+static void
+sup_unix_check(const struct sockaddr_un *sun)
+{
+	int		 fd;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		fatal("socket");
+	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0)
+		fatalx("%s is in use by a running server", sun->sun_path);
+	close(fd);
+	(void)unlink(sun->sun_path);
+}
+
+/* Open one listen entry's sockets. */
+static void
+sup_listen_one(const struct pgm_listen *l)
+{
+	struct addrinfo	 hints, *res, *ai;
+	char		 port[16];
+	int		 fd, one = 1, e;
+
+	if (l->path != NULL) {
+		struct sockaddr_un sun;
+
+		memset(&sun, 0, sizeof(sun));
+		sun.sun_family = AF_UNIX;
+		if ((size_t)snprintf(sun.sun_path, sizeof(sun.sun_path),
+		    "%s/.s.PGSQL.%d", l->path, l->port) >=
+		    sizeof(sun.sun_path))
+			fatalx("socket path in %s is too long", l->path);
+		sup_unix_check(&sun);
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+		if (fd == -1)
+			fatal("socket");
+		if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+			fatal("bind %s", sun.sun_path);
+		if (chmod(sun.sun_path, 0777) == -1)
+			fatal("chmod %s", sun.sun_path);
+		if (listen(fd, 1024) == -1)
+			fatal("listen %s", sun.sun_path);
+		if (sup_nlfd == SUP_MAX_LISTEN)
+			fatalx("too many listening sockets");
+		sup_unix_path[sup_nlfd] = strdup(sun.sun_path);
+		sup_lfd[sup_nlfd++] = fd;
+		log_info("listening on %s", sun.sun_path);
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", l->port);
+	e = getaddrinfo(l->host == NULL || strcmp(l->host, "*") == 0 ? NULL :
+	    l->host, port, &hints, &res);
+	if (e != 0)
+		fatalx("listen %s:%d: %s", l->host, l->port, gai_strerror(e));
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		char	 name[80];
+
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+		    SOCK_CLOEXEC, ai->ai_protocol);
+		if (fd == -1)
+			fatal("socket");
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (ai->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			    sizeof(one));
+		net_addr_str((struct sockaddr_storage *)ai->ai_addr, name,
+		    sizeof(name));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == -1)
+			fatal("bind %s", name);
+		if (listen(fd, 1024) == -1)
+			fatal("listen %s", name);
+		if (sup_nlfd == SUP_MAX_LISTEN)
+			fatalx("too many listening sockets");
+		sup_unix_path[sup_nlfd] = NULL;
+		sup_lfd[sup_nlfd++] = fd;
+		log_info("listening on %s", name);
+	}
+	freeaddrinfo(res);
+}
+
+/* Open every listening socket, or take them from systemd. */
+static void
+sup_listen(const struct pgm_config *c)
+{
+	int		 i, n;
+
+	n = sd_listen_fds(1);
+	if (n > 0) {
+		for (i = 0; i < n && sup_nlfd < SUP_MAX_LISTEN; i++) {
+			int	 fd = SD_LISTEN_FDS_START + i;
+
+			if (net_set_nonblock(fd) == -1)
+				fatal("socket from systemd");
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+			sup_unix_path[sup_nlfd] = NULL;
+			sup_lfd[sup_nlfd++] = fd;
+		}
+		log_info("using %d listening sockets from systemd", n);
+		return;
+	}
+	for (i = 0; i < c->nlisten; i++)
+		sup_listen_one(&c->listen[i]);
+}
+
+/* Close the listening sockets (shutdown): no new clients. */
+static void
+sup_listen_close(void)
+{
+	int		 i;
+
+	for (i = 0; i < sup_nlfd; i++) {
+		close(sup_lfd[i]);
+		if (sup_unix_path[i] != NULL) {
+			(void)unlink(sup_unix_path[i]);
+			free(sup_unix_path[i]);
+			sup_unix_path[i] = NULL;
+		}
+	}
+	sup_nlfd = 0;
+}
+
+/* Fork a worker into a free slot.  Returns 0, or -1. */
+static int
+sup_spawn(void)
+{
+	struct pgm_slot	*slot = NULL;
+	pid_t		 pid;
+	int		 i;
+
+	for (i = 0; i < pgm_shm->nslots; i++)
+		if (shm_slot(i)->state == SLOT_FREE) {
+			slot = shm_slot(i);
+			break;
+		}
+	if (slot == NULL)
+		return -1;
+	memset((void *)slot, 0, sizeof(*slot));
+	slot->state = SLOT_STARTING;
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork");
+		slot->state = SLOT_FREE;
+		return -1;
+	case 0:
+		close(sup_selfpipe[0]);
+		close(sup_selfpipe[1]);
+		close(sup_death[1]);
+		slot->pid = getpid();
+		worker_main(i, sup_lfd, sup_nlfd, sup_death[0]);
+	}
+	slot->pid = pid;
+	log_debug("worker %d started (pid %ld)", i, (long)pid);
+	return 0;
+}
+
+/* Send a signal to every live worker. */
+static void
+sup_signal_workers(int sig)
+{
+	int		 i;
+
+	for (i = 0; i < pgm_shm->nslots; i++) {
+		struct pgm_slot *slot = shm_slot(i);
+
+		if (slot->state != SLOT_FREE && slot->pid > 0)
+			kill(slot->pid, sig);
+	}
+}
+
+/* Number of live workers. */
+static int
+sup_nworkers(void)
+{
+	return pgm_shm->nslots - shm_count_state(SLOT_FREE);
+}
+
+/*
+ * Reap exited workers, give back what they held, and note the ones that
+ * died before serving a client.  Returns how many of those there were.
+ */
+static int
+sup_reap(void)
+{
+	pid_t		 pid;
+	int		 status, i, early = 0;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct pgm_slot *slot = NULL;
+
+		for (i = 0; i < pgm_shm->nslots; i++)
+			if (shm_slot(i)->pid == pid) {
+				slot = shm_slot(i);
+				break;
+			}
+		if (slot == NULL)
+			continue;
+		if (WIFSIGNALED(status))
+			log_warnx("worker %d (pid %ld) killed by signal %d",
+			    i, (long)pid, WTERMSIG(status));
+		else if (WEXITSTATUS(status) != 0)
+			log_warnx("worker %d (pid %ld) exited with status %d",
+			    i, (long)pid, WEXITSTATUS(status));
+		if ((WIFSIGNALED(status) || WEXITSTATUS(status) != 0) &&
+		    slot->served == 0)
+			early++;
+		shm_slot_reclaim(slot);
+		slot->pid = 0;
+		slot->state = SLOT_FREE;
+	}
+	return early;
+}
+
+/* Log the periodic stats line. */
+static void
+sup_stats(void)
+{
+	int		 i, servers = 0, idle = 0;
+
+	for (i = 0; i < pgm_shm->npools; i++) {
+		servers += pgm_shm->pools[i].count;
+		idle += pgm_shm->pools[i].idle;
+	}
+	log_info("stats: workers %d (busy %d, idle %d), clients served %llu, "
+	    "server connections %d (parked %d)", sup_nworkers(),
+	    shm_count_state(SLOT_BUSY), shm_count_state(SLOT_IDLE),
+	    (unsigned long long)pgm_shm->clients_total, servers, idle);
+}
+
+/*
+ * Run the supervisor until shutdown.  Returns the exit status.
+ */
+int
+supervisor_main(struct pgm_config *c, int debug)
+{
+	struct pollfd	 pfd;
+	int64_t		 now, throttle_until = 0, throttle = 0, spawn_tick = 0;
+	int64_t		 stop_deadline = 0, last_stats;
+	int		 spawned_this_tick = 0, rate = 1, early, idle, i;
+	int		 stopping = 0;	/* 1 smart, 2 fast */
+	char		 drain[64];
+
+	(void)debug;
+	sup_signals();
+	sup_listen(c);
+	if (shm_create(c) == -1)
+		fatal("cannot create shared memory");
+	if (pipe2(sup_death, O_CLOEXEC) == -1)
+		fatal("pipe");
+	log_info("pgmirror %s started: %d databases, %d users, workers "
+	    "%d..%d spare, %d max", PACKAGE_VERSION, c->ndatabases,
+	    c->nusers, c->workers_min_spare, c->workers_max_spare,
+	    c->workers_max);
+	for (i = 0; i < c->workers_min_spare; i++)
+		sup_spawn();
+	sd_notify(0, "READY=1");
+	last_stats = net_now_ms();
+
+	for (;;) {
+		pfd.fd = sup_selfpipe[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 200) > 0)
+			while (read(sup_selfpipe[0], drain, sizeof(drain)) > 0)
+				;
+		now = net_now_ms();
+
+		if (sup_sig_chld) {
+			sup_sig_chld = 0;
+			if ((early = sup_reap()) > 0 && !stopping) {
+				throttle = throttle ? throttle * 2 : 200;
+				if (throttle > SUP_THROTTLE_MAX)
+					throttle = SUP_THROTTLE_MAX;
+				throttle_until = now + throttle;
+				log_warnx("%d worker(s) died before serving a "
+				    "client: pausing re-forks for %lld ms",
+				    early, (long long)throttle);
+			}
+		}
+
+		if (sup_sig_quit) {
+			log_info("immediate shutdown");
+			sup_signal_workers(SIGQUIT);
+			sup_listen_close();
+			_exit(1);
+		}
+		if (sup_sig_int && stopping < 2) {
+			sup_sig_int = 0;
+			log_info("fast shutdown: ending every session");
+			sup_listen_close();
+			pgm_shm->shutdown = 1;
+			sup_signal_workers(SIGINT);
+			stopping = 2;
+			stop_deadline = now + SUP_FAST_GRACE;
+			sd_notify(0, "STOPPING=1");
+		}
+		if (sup_sig_term && !stopping) {
+			sup_sig_term = 0;
+			log_info("smart shutdown: waiting up to %d s for "
+			    "clients to leave", c->shutdown_timeout);
+			sup_listen_close();
+			pgm_shm->shutdown = 1;
+			sup_signal_workers(SIGTERM);
+			stopping = 1;
+			stop_deadline = now + (int64_t)c->shutdown_timeout *
+			    1000;
+			sd_notify(0, "STOPPING=1");
+		}
+		if (sup_sig_hup) {
+			sup_sig_hup = 0;
+			log_warnx("SIGHUP: configuration reload is not "
+			    "supported yet; restart pgmirror to apply "
+			    "changes");
+		}
+		if (stopping) {
+			if (sup_nworkers() == 0) {
+				log_info("all workers gone; exiting");
+				return 0;
+			}
+			if (now >= stop_deadline) {
+				if (stopping == 1) {
+					log_info("smart shutdown timed out: "
+					    "fast shutdown");
+					sup_signal_workers(SIGINT);
+					stopping = 2;
+					stop_deadline = now + SUP_FAST_GRACE;
+				} else {
+					log_warnx("workers still alive: "
+					    "killing them");
+					sup_signal_workers(SIGKILL);
+					stop_deadline = now + SUP_FAST_GRACE;
+				}
+			}
+			continue;
+		}
+
+		/* Worker upkeep, at most `rate` forks per second. */
+		if (now - spawn_tick >= 1000) {
+			spawn_tick = now;
+			spawned_this_tick = 0;
+		}
+		idle = shm_count_state(SLOT_IDLE) +
+		    shm_count_state(SLOT_STARTING);
+		if (idle < c->workers_min_spare &&
+		    sup_nworkers() < c->workers_max && now >= throttle_until) {
+			while (idle < c->workers_min_spare &&
+			    sup_nworkers() < c->workers_max &&
+			    spawned_this_tick < rate) {
+				if (sup_spawn() == -1)
+					break;
+				idle++;
+				spawned_this_tick++;
+			}
+			/* Ramp up like Apache when demand persists. */
+			if (idle < c->workers_min_spare &&
+			    rate < SUP_SPAWN_MAX_RATE)
+				rate *= 2;
+			if (now - throttle_until > 60000)
+				throttle = 0;
+		} else if (idle >= c->workers_min_spare)
+			rate = c->workers_min_spare > 4 ?
+			    c->workers_min_spare : 4;
+		if (idle > c->workers_max_spare) {
+			for (i = 0; i < pgm_shm->nslots; i++) {
+				struct pgm_slot *slot = shm_slot(i);
+
+				if (slot->state == SLOT_IDLE &&
+				    slot->pid > 0) {
+					slot->state = SLOT_EXITING;
+					kill(slot->pid, SIGTERM);
+					break;
+				}
+			}
+		}
+		if (c->stats_period > 0 &&
+		    now - last_stats >= (int64_t)c->stats_period * 1000) {
+			last_stats = now;
+			sup_stats();
+		}
+	}
+}

@@ -1,0 +1,519 @@
+/*
+ * worker.c: a client worker process.
+ *
+ * Forked by the supervisor, a worker waits in accept on the shared
+ * listening sockets, serves one client at a time (startup packet,
+ * routing, authentication, a server connection from the pool, then the
+ * relay loop) and goes back to accepting.  It owns its scoreboard slot.
+ * Signals only set flags (SIGTERM: leave when idle, SIGINT: end the
+ * session now, SIGUSR1: a pool has waiters); they are blocked except
+ * inside net_poll, so none is lost between a check and a sleep.  The
+ * worker exits when the supervisor's death pipe becomes readable.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "pgmirror.h"
+
+#define WORKER_LOGIN_TIMEOUT	60000	/* ms for startup and auth */
+#define WORKER_WRITE_TIMEOUT	30000	/* ms for a message we compose */
+#define WORKER_CANCEL_TIMEOUT	5000	/* ms to forward a cancel */
+
+volatile sig_atomic_t worker_sig_term;
+volatile sig_atomic_t worker_sig_int;
+volatile sig_atomic_t worker_sig_usr1;
+int		 worker_slot = -1;
+
+static struct pgm_client worker_client;
+
+/* Signal handler: set the flag of the signal. */
+static void
+worker_signal(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+		worker_sig_term = 1;
+		break;
+	case SIGINT:
+		worker_sig_int = 1;
+		break;
+	case SIGUSR1:
+		worker_sig_usr1 = 1;
+		break;
+	}
+}
+
+/* Must the current session end at once (fast shutdown, orphaned)? */
+int
+worker_interrupted(void)
+{
+	return worker_sig_int != 0;
+}
+
+/* Send the composed messages in b to the client. */
+int
+client_send(struct pgm_client *cl, struct pgm_buf *b)
+{
+	if (b->failed) {
+		errno = ENOMEM;
+		return -1;
+	}
+	return net_write_full(cl->fd, b->data, b->len,
+	    net_now_ms() + WORKER_WRITE_TIMEOUT);
+}
+
+/* Tell the client a FATAL error with its SQLSTATE, and log it. */
+void
+client_fail(struct pgm_client *cl, const char *sqlstate, const char *fmt, ...)
+{
+	struct pgm_buf	 b;
+	va_list		 ap;
+	char		 msg[512];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_info("client refused: %s (%s)", msg, sqlstate);
+	buf_init(&b);
+	proto_error(&b, "FATAL", sqlstate, "%s", msg);
+	(void)client_send(cl, &b);
+	buf_free(&b);
+}
+
+/*
+ * Read a startup packet whole into the client's buffer.  Returns its
+ * length, or -1 (bad length logged, or the client went away).
+ */
+static int
+worker_read_startup(struct pgm_client *cl, int64_t deadline)
+{
+	uint32_t	 len;
+
+	if (net_read_full(cl->fd, cl->startup_buf, 4, deadline) == -1) {
+		if (errno == ETIMEDOUT)
+			log_info("client %s: startup timed out", cl->addr);
+		return -1;
+	}
+	len = proto_get_u32(cl->startup_buf);
+	if (len < 8 || len > PGM_STARTUP_MAX) {
+		log_info("client %s: invalid length of startup packet (%u)",
+		    cl->addr, len);
+		return -1;
+	}
+	if (net_read_full(cl->fd, cl->startup_buf + 4, len - 4,
+	    deadline) == -1)
+		return -1;
+	return (int)len;
+}
+
+/* Publish our client's cancel key and where to forward a cancel. */
+static void
+worker_cancel_publish(struct pgm_client *cl, const struct pgm_server *s)
+{
+	struct pgm_slot	*slot = shm_slot(worker_slot);
+
+	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
+	slot->cancel_pid = cl->cancel_pid;
+	slot->cancel_key = cl->cancel_key;
+	slot->server_pid = s->be_pid;
+	slot->server_key = s->be_key;
+	memcpy(&slot->server_addr, &s->addr, sizeof(s->addr));
+	slot->server_addrlen = s->addrlen;
+	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+/* Withdraw our client's cancel key. */
+static void
+worker_cancel_withdraw(void)
+{
+	struct pgm_slot	*slot = shm_slot(worker_slot);
+
+	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
+	slot->cancel_pid = 0;
+	slot->cancel_key = 0;
+	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+/*
+ * A CancelRequest arrived: find the session it names in the scoreboard
+ * (keys compared in constant time) and forward it to that session's
+ * server with the server's own key.  Unknown keys are ignored, as
+ * PostgreSQL does.
+ */
+void
+worker_cancel_request(const struct pgm_startup *st)
+{
+	struct sockaddr_storage addr;
+	socklen_t	 addrlen = 0;
+	uint32_t	 spid = 0, skey = 0;
+	uint8_t		 pkt[16];
+	int		 i, found = 0, fd, gen;
+
+	for (i = 0; i < pgm_shm->nslots && !found; i++) {
+		struct pgm_slot *slot = shm_slot(i);
+		uint32_t	 want[2], have[2];
+
+		do {
+			gen = __atomic_load_n(&slot->cancel_gen,
+			    __ATOMIC_ACQUIRE);
+			have[0] = slot->cancel_pid;
+			have[1] = slot->cancel_key;
+			spid = slot->server_pid;
+			skey = slot->server_key;
+			addrlen = slot->server_addrlen;
+			if (addrlen > sizeof(addr))
+				addrlen = 0;
+			memcpy(&addr, (const void *)&slot->server_addr,
+			    sizeof(addr));
+		} while ((gen & 1) || gen != __atomic_load_n(&slot->cancel_gen,
+		    __ATOMIC_ACQUIRE));
+		want[0] = st->cancel_pid;
+		want[1] = st->cancel_key;
+		if (have[0] != 0 && addrlen > 0 &&
+		    CRYPTO_memcmp(want, have, sizeof(want)) == 0)
+			found = 1;
+	}
+	if (!found) {
+		log_info("cancel request with an unknown key ignored");
+		return;
+	}
+	fd = net_connect_addr(&addr, addrlen, net_now_ms() +
+	    WORKER_CANCEL_TIMEOUT);
+	if (fd == -1) {
+		log_warn("cannot forward cancel request");
+		return;
+	}
+	proto_put_u32(pkt, 16);
+	proto_put_u32(pkt + 4, PGM_CANCEL_CODE);
+	proto_put_u32(pkt + 8, spid);
+	proto_put_u32(pkt + 12, skey);
+	if (net_write_full(fd, pkt, sizeof(pkt), net_now_ms() +
+	    WORKER_CANCEL_TIMEOUT) == -1)
+		log_warn("cannot forward cancel request");
+	else
+		log_info("cancel request forwarded to backend %u", spid);
+	close(fd);
+}
+
+/*
+ * Read the startup packet, answering SSLRequest and GSSENCRequest with
+ * 'N' and serving a CancelRequest.  Returns 0 with cl->startup filled
+ * for a StartupMessage, -1 when the connection is done.
+ */
+static int
+worker_startup(struct pgm_client *cl, int64_t deadline)
+{
+	struct pgm_startup *st = &cl->startup;
+	struct pgm_buf	 b;
+	const char	*err;
+	int		 len, tries;
+
+	for (tries = 0; tries < 3; tries++) {
+		if ((len = worker_read_startup(cl, deadline)) == -1)
+			return -1;
+		if (proto_parse_startup(cl->startup_buf, len, st, &err) == -1) {
+			if (st->code != 0 && (st->code >> 16) != 3 &&
+			    st->code != PGM_CANCEL_CODE &&
+			    st->code != PGM_SSL_CODE &&
+			    st->code != PGM_GSSENC_CODE) {
+				client_fail(cl, "0A000", "unsupported frontend "
+				    "protocol %u.%u: server supports 3.0 to "
+				    "3.0", st->code >> 16, st->code & 0xffff);
+				return -1;
+			}
+			client_fail(cl, "08P01", "%s", err);
+			return -1;
+		}
+		switch (st->code) {
+		case PGM_CANCEL_CODE:
+			worker_cancel_request(st);
+			return -1;
+		case PGM_SSL_CODE:
+		case PGM_GSSENC_CODE:
+			if (net_write_full(cl->fd, "N", 1, deadline) == -1)
+				return -1;
+			continue;
+		}
+		if ((st->code & 0xffff) != 0) {
+			buf_init(&b);
+			proto_negotiate_version(&b, PGM_PROTO_V3, st);
+			if (client_send(cl, &b) == -1) {
+				buf_free(&b);
+				return -1;
+			}
+			buf_free(&b);
+		}
+		return 0;
+	}
+	client_fail(cl, "08P01", "too many encryption requests");
+	return -1;
+}
+
+/*
+ * Route the client to its database and users entry.  Returns 0, or -1
+ * after telling the client why not, in PostgreSQL's words.
+ */
+static int
+worker_route(struct pgm_client *cl)
+{
+	const char	*user, *db;
+	char		 label[128];
+
+	user = proto_startup_param(&cl->startup, "user");
+	db = proto_startup_param(&cl->startup, "database");
+	if (db == NULL || *db == '\0')
+		db = user;
+	snprintf(label, sizeof(label), "%s@%s %s", user, db, cl->addr);
+	log_setsession(label);
+	if (proto_startup_param(&cl->startup, "replication") != NULL &&
+	    strcmp(proto_startup_param(&cl->startup, "replication"),
+	    "false") != 0 &&
+	    strcmp(proto_startup_param(&cl->startup, "replication"), "0")) {
+		client_fail(cl, "0A000", "pgmirror does not support "
+		    "replication connections");
+		return -1;
+	}
+	if ((cl->database = config_find_database(pgm_conf, db)) == -1) {
+		client_fail(cl, "3D000", "database \"%s\" does not exist", db);
+		return -1;
+	}
+	if ((cl->user = config_find_user(pgm_conf, user, cl->database)) ==
+	    -1) {
+		client_fail(cl, "28000", "role \"%s\" does not exist", user);
+		return -1;
+	}
+	return 0;
+}
+
+/* Send the client what completes its login, as if from PostgreSQL. */
+static int
+worker_welcome(struct pgm_client *cl, const struct pgm_server *s)
+{
+	struct pgm_buf	 b;
+	uint8_t		 key[8];
+	int		 i, rc;
+
+	if (RAND_bytes(key, sizeof(key)) != 1)
+		return -1;
+	cl->cancel_pid = proto_get_u32(key) & 0x7fffffff;
+	if (cl->cancel_pid == 0)
+		cl->cancel_pid = 1;
+	cl->cancel_key = proto_get_u32(key + 4);
+	buf_init(&b);
+	proto_auth_request(&b, 0, NULL, 0);
+	for (i = 0; i < s->nstatus; i++)
+		proto_parameter_status(&b, s->status_name[i],
+		    s->status_value[i]);
+	proto_backend_key(&b, cl->cancel_pid, cl->cancel_key);
+	proto_ready(&b, s->txstatus);
+	rc = client_send(cl, &b);
+	buf_free(&b);
+	return rc;
+}
+
+/* Serve one accepted client from startup to goodbye. */
+static void
+worker_serve(int fd, const struct sockaddr_storage *peer)
+{
+	struct pgm_client *cl = &worker_client;
+	struct pgm_server *srv = NULL;
+	struct pgm_buf	 b;
+	enum pgm_relay_end end;
+	int64_t		 deadline = net_now_ms() + WORKER_LOGIN_TIMEOUT;
+	int		 reusable = 0;
+
+	memset(cl, 0, offsetof(struct pgm_client, startup_buf));
+	explicit_bzero(&cl->scram, sizeof(cl->scram));
+	cl->have_client_key = 0;
+	cl->fd = fd;
+	net_addr_str(peer, cl->addr, sizeof(cl->addr));
+	buf_init(&b);
+
+	if (worker_startup(cl, deadline) == -1 || worker_route(cl) == -1 ||
+	    auth_client(cl, deadline) == -1)
+		goto done;
+	if ((srv = pool_get(cl, &b)) == NULL) {
+		if (b.len > 0)
+			(void)client_send(cl, &b);
+		goto done;
+	}
+	if (worker_welcome(cl, srv) == -1) {
+		pool_put(srv, 1);
+		srv = NULL;
+		goto done;
+	}
+	log_debug("session started");
+	worker_cancel_publish(cl, srv);
+	end = relay_session(cl, srv, &reusable);
+	worker_cancel_withdraw();
+	switch (end) {
+	case RELAY_CLIENT_TERMINATE:
+	case RELAY_CLIENT_GONE:
+		log_debug("session ended by the client");
+		break;
+	case RELAY_SERVER_GONE:
+		log_info("server connection lost; session ended");
+		reusable = 0;
+		break;
+	case RELAY_PROTOCOL:
+		client_fail(cl, "08P01", "invalid frontend message");
+		reusable = 0;
+		break;
+	case RELAY_SHUTDOWN:
+		if (reusable)
+			client_fail(cl, "57P01", "terminating connection due "
+			    "to administrator command");
+		reusable = 0;
+		break;
+	}
+	pool_put(srv, reusable);
+	srv = NULL;
+done:
+	explicit_bzero(&cl->scram, sizeof(cl->scram));
+	buf_free(&b);
+	close(fd);
+	log_setsession(NULL);
+}
+
+/*
+ * Should this worker leave the accept to another one?  A worker with
+ * no parked server connection yields briefly when an idle worker that
+ * has some is also waiting, so reuse wins over opening new ones.
+ */
+static void
+worker_defer_accept(void)
+{
+	int		 i;
+
+	if (shm_slot(worker_slot)->idle_servers > 0)
+		return;
+	for (i = 0; i < pgm_shm->nslots; i++) {
+		struct pgm_slot *slot = shm_slot(i);
+
+		if (i != worker_slot && slot->state == SLOT_IDLE &&
+		    slot->idle_servers > 0) {
+			sched_yield();
+			return;
+		}
+	}
+}
+
+/*
+ * The worker's life: accept and serve clients until told to stop or
+ * orphaned.  Never returns.
+ */
+void
+worker_main(int slotno, int *lfds, int nlfd, int death_fd)
+{
+	struct pgm_slot	*slot;
+	struct sigaction sa;
+	struct sockaddr_storage peer;
+	struct pollfd	 pfd[64];
+	sigset_t	 block;
+	socklen_t	 plen;
+	int64_t		 last_tick = net_now_ms();
+	int		 i, fd, n;
+
+	worker_slot = slotno;
+	pgm_death_fd = death_fd;
+	slot = shm_slot(slotno);
+	log_setproc("worker", slotno);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = worker_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGPIPE, &sa, NULL);
+	sigaction(SIGUSR2, &sa, NULL);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGQUIT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &net_waitmask);
+	sigdelset(&net_waitmask, SIGTERM);
+	sigdelset(&net_waitmask, SIGINT);
+	sigdelset(&net_waitmask, SIGUSR1);
+	net_use_waitmask = 1;
+
+	if (nlfd > 63)
+		nlfd = 63;
+	slot->state = SLOT_IDLE;
+	while (!worker_sig_term && !worker_sig_int && !pgm_shm->shutdown) {
+		for (i = 0; i < nlfd; i++) {
+			pfd[i].fd = lfds[i];
+			pfd[i].events = POLLIN;
+		}
+		pfd[nlfd].fd = death_fd;
+		pfd[nlfd].events = POLLIN;
+		n = net_poll(pfd, nlfd + 1, 1000);
+		if (worker_sig_usr1) {
+			worker_sig_usr1 = 0;
+			pool_release_for_waiters();
+		}
+		if (net_now_ms() - last_tick >= 1000) {
+			last_tick = net_now_ms();
+			pool_maintain();
+		}
+		if (n <= 0)
+			continue;
+		if (pfd[nlfd].revents)
+			break;
+		for (i = 0; i < nlfd; i++) {
+			if (!(pfd[i].revents & POLLIN))
+				continue;
+			worker_defer_accept();
+			plen = sizeof(peer);
+			fd = accept4(lfds[i], (struct sockaddr *)&peer, &plen,
+			    SOCK_NONBLOCK | SOCK_CLOEXEC);
+			if (fd == -1) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK &&
+				    errno != EINTR && errno != ECONNABORTED)
+					log_warn("accept");
+				continue;
+			}
+			if (peer.ss_family != AF_UNIX) {
+				int	 one = 1;
+
+				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
+				    sizeof(one));
+			}
+			slot->state = SLOT_BUSY;
+			__atomic_add_fetch(&slot->served, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&pgm_shm->clients_total, 1,
+			    __ATOMIC_RELAXED);
+			worker_serve(fd, &peer);
+			if (worker_sig_usr1) {
+				worker_sig_usr1 = 0;
+				pool_release_for_waiters();
+			}
+			slot->state = SLOT_IDLE;
+			break;
+		}
+	}
+	slot->state = SLOT_EXITING;
+	pool_close_all();
+	_exit(0);
+}
