@@ -797,3 +797,17 @@ config_pool_index(const struct pgm_config *c, int user, int db)
 {
 	return user * c->ndatabases + db;
 }
+
+/* Does a pool index name a (user, database) pair a client can reach? */
+int
+config_pool_valid(const struct pgm_config *c, int pool)
+{
+	const struct pgm_user *u;
+
+	if (c->ndatabases == 0 || pool < 0 ||
+	    pool >= c->nusers * c->ndatabases)
+		return 0;
+	u = &c->users[pool / c->ndatabases];
+	return config_find_user(c, u->name, pool % c->ndatabases) ==
+	    pool / c->ndatabases;
+}

@@ -278,6 +278,7 @@ int	 config_find_database(const struct pgm_config *, const char *);
 int	 config_find_user(const struct pgm_config *, const char *, int);
 int	 config_pool_size(const struct pgm_config *, int);
 int	 config_pool_index(const struct pgm_config *, int, int);
+int	 config_pool_valid(const struct pgm_config *, int);
 const char *config_auth_name(int);
 
 /* proto.c */

@@ -23,6 +23,9 @@
 
 static struct pgm_server *pool_idle;	/* this worker's parked connections */
 static int	 pool_nheld;		/* counted connections we hold */
+static char	**pool_last_key;	/* per pool: last client's parameters */
+
+static void	 pool_remember(int, const char *);
 extern int	 worker_slot;
 
 /* Record in our scoreboard slot that we hold one connection of pool. */
@@ -279,6 +282,7 @@ pool_get(const struct pgm_client *cl, struct pgm_buf *out)
 		}
 	}
 	pool_hold(pool);
+	pool_remember(pool, key);
 	s = server_open(cl, key, out);
 	free(key);
 	if (s == NULL) {
@@ -311,11 +315,93 @@ pool_put(struct pgm_server *s, int reusable)
 	    __ATOMIC_RELAXED);
 }
 
-/* Periodic care of parked connections: drop the ones that died. */
+/*
+ * Remember the parameter key of the last client of a pool, so min_size
+ * connections are opened in the shape clients actually ask for.
+ */
+static void
+pool_remember(int pool, const char *key)
+{
+	static int	 npools;
+	char		*k;
+
+	if (pool_last_key == NULL) {
+		npools = pgm_shm->npools;
+		if ((pool_last_key = calloc(npools ? npools : 1,
+		    sizeof(*pool_last_key))) == NULL)
+			return;
+	}
+	if (pool >= npools || (k = strdup(key)) == NULL)
+		return;
+	free(pool_last_key[pool]);
+	pool_last_key[pool] = k;
+}
+
+/*
+ * Open one parked connection for a pool below pool.min_size, with the
+ * startup parameters of its last client here (none if there was none).
+ * The count is taken against min_size itself, so idle workers doing
+ * this at once never overshoot it.
+ */
+static void
+pool_fill_min(int pool)
+{
+	static struct pgm_client cl;
+	struct pgm_buf	 err;
+	struct pgm_server *s;
+	char		*key, *p, *eq, *next;
+
+	if (!shm_pool_try_acquire(pool, pgm_conf->pool_min_size))
+		return;
+	memset(&cl, 0, sizeof(cl));
+	cl.fd = -1;
+	cl.user = pool / pgm_conf->ndatabases;
+	cl.database = pool % pgm_conf->ndatabases;
+	key = strdup(pool_last_key != NULL && pool_last_key[pool] != NULL ?
+	    pool_last_key[pool] : "");
+	if (key == NULL) {
+		shm_pool_release(pool);
+		return;
+	}
+	/* Rebuild the startup parameters from "name=value\1..." */
+	for (p = key; *p != '\0' && cl.startup.nparams < PGM_MAXPARAMS;
+	    p = next) {
+		if ((next = strchr(p, 1)) == NULL)
+			break;
+		*next++ = '\0';
+		if ((eq = strchr(p, '=')) == NULL)
+			continue;
+		*eq = '\0';
+		cl.startup.name[cl.startup.nparams] = p;
+		cl.startup.value[cl.startup.nparams++] = eq + 1;
+	}
+	pool_hold(pool);
+	buf_init(&err);
+	s = server_open(&cl, pool_last_key != NULL &&
+	    pool_last_key[pool] != NULL ? pool_last_key[pool] : "", &err);
+	buf_free(&err);
+	free(key);
+	if (s == NULL) {
+		pool_unhold(pool);
+		return;
+	}
+	log_debug("opened a server connection to keep pool.min_size");
+	s->next = pool_idle;
+	pool_idle = s;
+	shm_slot(worker_slot)->idle_servers++;
+	__atomic_add_fetch(&pgm_shm->pools[pool].idle, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Periodic care of parked connections, run by idle workers: drop the
+ * ones that died, and keep pool.min_size open per pool (at most one
+ * new connection per pool and tick from each worker).
+ */
 void
 pool_maintain(void)
 {
 	struct pgm_server *s, *next;
+	int		 pool;
 
 	for (s = pool_idle; s != NULL; s = next) {
 		next = s->next;
@@ -324,6 +410,13 @@ pool_maintain(void)
 			pool_drop(s);
 		}
 	}
+	if (pgm_conf->pool_min_size == 0)
+		return;
+	for (pool = 0; pool < pgm_shm->npools; pool++)
+		if (config_pool_valid(pgm_conf, pool) &&
+		    pgm_shm->pools[pool].count < pgm_conf->pool_min_size &&
+		    pool_nheld < PGM_SLOT_HELD - 1 && !worker_interrupted())
+			pool_fill_min(pool);
 }
 
 /* Close every parked connection (worker exit). */

@@ -13,7 +13,11 @@
  * reused.  Sockets are non-blocking and one poll covers both, so a
  * client that pipelines while the server answers never deadlocks.
  */
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,6 +41,7 @@ struct relay_state {
 	int		 pending;	/* ReadyForQuery the server owes */
 	int		 unsynced;	/* extended messages since last Sync */
 	int		 terminated;	/* client sent Terminate */
+	int		 copy;		/* server started a COPY IN or BOTH */
 	int		 protocol_error;
 };
 
@@ -112,11 +117,14 @@ relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
 			if ((sc->type == 'Z' || sc->type == 'S') &&
 			    sc->remain > 0)
 				sc->capture = 1;
+			else if (sc->type == 'G' || sc->type == 'W')
+				st->copy = 1;
 			continue;
 		}
 		if (ev != SCAN_BODY)
 			continue;
 		if (sc->type == 'Z') {
+			st->copy = 0;
 			st->server->txstatus = sc->cap[0];
 			if (st->pending > 0)
 				st->pending--;
@@ -140,7 +148,8 @@ relay_flush(struct relay_dir *d)
 
 	avail = d->end - d->hold - d->start;
 	while (avail > 0) {
-		n = send(d->to, d->buf + d->start, avail, MSG_NOSIGNAL);
+		n = send(d->to, d->buf + d->start, avail,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			d->start += n;
 			avail -= n;
@@ -161,9 +170,14 @@ relay_flush(struct relay_dir *d)
 	return 0;
 }
 
-/* Read what the source has into the buffer.  Returns bytes, 0 on EOF. */
+/*
+ * Read what the source has into the buffer, after compacting it if it
+ * is full to the end: without waiting (MSG_DONTWAIT), or waiting up to
+ * the socket's receive timeout (flags 0).  *from is set to where the
+ * new bytes start.  Returns their count, 0 on EOF.
+ */
 static ssize_t
-relay_fill(struct relay_dir *d)
+relay_fill(struct relay_dir *d, size_t *from, int flags)
 {
 	ssize_t		 n;
 
@@ -172,8 +186,10 @@ relay_fill(struct relay_dir *d)
 		d->end -= d->start;
 		d->start = 0;
 	}
+	*from = d->end;
 	for (;;) {
-		n = recv(d->from, d->buf + d->end, RELAY_BUFSZ - d->end, 0);
+		n = recv(d->from, d->buf + d->end, RELAY_BUFSZ - d->end,
+		    flags);
 		if (n >= 0 || errno != EINTR)
 			return n;
 	}
@@ -184,6 +200,22 @@ static int
 relay_room(const struct relay_dir *d)
 {
 	return !d->eof && (d->end < RELAY_BUFSZ || d->start > 0);
+}
+
+/*
+ * Switch the server socket between blocking reads with a one-second
+ * timeout (the relay's fast path) and non-blocking (everything else).
+ */
+static void
+relay_blocking(int fd, int on)
+{
+	struct timeval	 tv = { on ? 1 : 0, 0 };
+	int		 fl;
+
+	if ((fl = fcntl(fd, F_GETFL)) == -1)
+		return;
+	fcntl(fd, F_SETFL, on ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
 /* Reset a direction for a new session. */
@@ -212,9 +244,11 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 	enum pgm_relay_end end;
 	ssize_t		 n;
 	size_t		 old;
+	int		 fillflags;
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
+	relay_blocking(srv->fd, 1);
 	relay_dir_init(c2s, cl->fd, srv->fd);
 	relay_dir_init(s2c, srv->fd, cl->fd);
 	*reusable = 0;
@@ -229,6 +263,22 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 			    RELAY_CLIENT_GONE;
 			break;
 		}
+		/*
+		 * Fast path: when the server owes an answer and nothing else
+		 * can happen first (no COPY, no unsynced messages, nothing
+		 * left to write), wait in recv on the server alone: one
+		 * syscall instead of a poll and a recv.  The socket's receive
+		 * timeout brings us back to check the flags now and then.
+		 */
+		if (st.pending > 0 && !st.unsynced && !st.copy &&
+		    c2s->start == c2s->end && s2c->start == s2c->end &&
+		    relay_room(s2c)) {
+			pfd[0].revents = 0;
+			pfd[1].revents = POLLIN;
+			fillflags = 0;
+			goto s;
+		}
+		fillflags = MSG_DONTWAIT;
 		pfd[0].fd = cl->fd;
 		pfd[0].events = (relay_room(c2s) ? POLLIN : 0) |
 		    (s2c->end - s2c->hold > s2c->start ? POLLOUT : 0);
@@ -248,12 +298,13 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 			worker_sig_int = 1;
 			continue;
 		}
+s:
 		/* Server to client first: answers free the client. */
 		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR) &&
 		    relay_room(s2c)) {
-			old = s2c->end;
-			if ((n = relay_fill(s2c)) <= 0) {
-				if (n == -1 && errno == EAGAIN)
+			if ((n = relay_fill(s2c, &old, fillflags)) <= 0) {
+				if (n == -1 && (errno == EAGAIN ||
+				    errno == EWOULDBLOCK))
 					goto c;
 				s2c->eof = 1;
 				(void)relay_flush(s2c);
@@ -277,8 +328,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 c:
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR) &&
 		    relay_room(c2s)) {
-			old = c2s->end;
-			n = relay_fill(c2s);
+			n = relay_fill(c2s, &old, MSG_DONTWAIT);
 			if (n == -1 && errno == EAGAIN)
 				continue;
 			if (n <= 0) {
@@ -300,6 +350,7 @@ c:
 			break;
 		}
 	}
+	relay_blocking(srv->fd, 0);
 	if ((end == RELAY_CLIENT_TERMINATE || end == RELAY_CLIENT_GONE) &&
 	    st.pending == 0 && !st.unsynced && c2s->start == c2s->end &&
 	    c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&

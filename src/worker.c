@@ -432,6 +432,11 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 
 	worker_slot = slotno;
 	pgm_death_fd = death_fd;
+	{
+		struct sched_param sp = { 0 };
+
+		(void)sched_setscheduler(0, SCHED_BATCH, &sp);
+	}
 	slot = shm_slot(slotno);
 	log_setproc("worker", slotno);
 
