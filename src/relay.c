@@ -42,6 +42,7 @@ struct relay_state {
 	int		 unsynced;	/* extended messages since last Sync */
 	int		 terminated;	/* client sent Terminate */
 	int		 copy;		/* server started a COPY IN or BOTH */
+	int		 listening;	/* LISTEN ran: notifications may come */
 	int		 protocol_error;
 };
 
@@ -114,7 +115,8 @@ relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
 			return -1;
 		}
 		if (ev == SCAN_HEADER) {
-			if ((sc->type == 'Z' || sc->type == 'S') &&
+			if ((sc->type == 'Z' || sc->type == 'S' ||
+			    (sc->type == 'C' && !st->listening)) &&
 			    sc->remain > 0)
 				sc->capture = 1;
 			else if (sc->type == 'G' || sc->type == 'W')
@@ -128,6 +130,9 @@ relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
 			st->server->txstatus = sc->cap[0];
 			if (st->pending > 0)
 				st->pending--;
+		} else if (sc->type == 'C') {
+			if (sc->caplen == 7 && memcmp(sc->cap, "LISTEN", 7) == 0)
+				st->listening = 1;
 		} else if (sc->type == 'S' && sc->caplen == sc->len - 4) {
 			reader_init(&r, sc->cap, sc->caplen);
 			if (reader_str(&r, &name) == 0 &&
@@ -203,8 +208,8 @@ relay_room(const struct relay_dir *d)
 }
 
 /*
- * Switch the server socket between blocking reads with a one-second
- * timeout (the relay's fast path) and non-blocking (everything else).
+ * Switch a socket between blocking reads with a one-second timeout
+ * (the relay's fast paths) and non-blocking (everything else).
  */
 static void
 relay_blocking(int fd, int on)
@@ -244,11 +249,12 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 	enum pgm_relay_end end;
 	ssize_t		 n;
 	size_t		 old;
-	int		 fillflags;
+	int		 fillflags, clientflags;
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
 	relay_blocking(srv->fd, 1);
+	relay_blocking(cl->fd, 1);
 	relay_dir_init(c2s, cl->fd, srv->fd);
 	relay_dir_init(s2c, srv->fd, cl->fd);
 	*reusable = 0;
@@ -264,21 +270,32 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 			break;
 		}
 		/*
-		 * Fast path: when the server owes an answer and nothing else
-		 * can happen first (no COPY, no unsynced messages, nothing
-		 * left to write), wait in recv on the server alone: one
-		 * syscall instead of a poll and a recv.  The socket's receive
-		 * timeout brings us back to check the flags now and then.
+		 * Fast paths.  When only one side can speak next, wait in recv
+		 * on that side alone: one syscall instead of a poll and a recv.
+		 * The server speaks next when it owes an answer and the client
+		 * has nothing unsynced or COPY to send; the client speaks next
+		 * when nothing is owed and the session never ran LISTEN (so no
+		 * notification can arrive while the client is idle).  The
+		 * sockets' receive timeout brings us back to check the flags
+		 * at least once a second.
 		 */
-		if (st.pending > 0 && !st.unsynced && !st.copy &&
-		    c2s->start == c2s->end && s2c->start == s2c->end &&
-		    relay_room(s2c)) {
-			pfd[0].revents = 0;
-			pfd[1].revents = POLLIN;
-			fillflags = 0;
-			goto s;
+		fillflags = clientflags = MSG_DONTWAIT;
+		if (c2s->start == c2s->end && s2c->start == s2c->end &&
+		    !st.copy && !st.unsynced) {
+			if (st.pending > 0 && relay_room(s2c)) {
+				pfd[0].revents = 0;
+				pfd[1].revents = POLLIN;
+				fillflags = 0;
+				goto s;
+			}
+			if (st.pending == 0 && !st.listening &&
+			    relay_room(c2s)) {
+				pfd[0].revents = POLLIN;
+				pfd[1].revents = 0;
+				clientflags = 0;
+				goto c;
+			}
 		}
-		fillflags = MSG_DONTWAIT;
 		pfd[0].fd = cl->fd;
 		pfd[0].events = (relay_room(c2s) ? POLLIN : 0) |
 		    (s2c->end - s2c->hold > s2c->start ? POLLOUT : 0);
@@ -328,8 +345,9 @@ s:
 c:
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR) &&
 		    relay_room(c2s)) {
-			n = relay_fill(c2s, &old, MSG_DONTWAIT);
-			if (n == -1 && errno == EAGAIN)
+			n = relay_fill(c2s, &old, clientflags);
+			if (n == -1 && (errno == EAGAIN ||
+			    errno == EWOULDBLOCK))
 				continue;
 			if (n <= 0) {
 				c2s->eof = 1;
@@ -351,6 +369,7 @@ c:
 		}
 	}
 	relay_blocking(srv->fd, 0);
+	relay_blocking(cl->fd, 0);
 	if ((end == RELAY_CLIENT_TERMINATE || end == RELAY_CLIENT_GONE) &&
 	    st.pending == 0 && !st.unsynced && c2s->start == c2s->end &&
 	    c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&
