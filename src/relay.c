@@ -249,7 +249,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 	enum pgm_relay_end end;
 	ssize_t		 n;
 	size_t		 old;
-	int		 fillflags, clientflags;
+	int		 fillflags, clientflags, slow = 0;
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
@@ -276,12 +276,13 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 		 * has nothing unsynced or COPY to send; the client speaks next
 		 * when nothing is owed and the session never ran LISTEN (so no
 		 * notification can arrive while the client is idle).  The
-		 * sockets' receive timeout brings us back to check the flags
-		 * at least once a second.
+		 * sockets' receive timeout ends such a wait after a second of
+		 * silence; the loop then sleeps in poll, where signals and the
+		 * supervisor's death are seen, until the session moves again.
 		 */
 		fillflags = clientflags = MSG_DONTWAIT;
-		if (c2s->start == c2s->end && s2c->start == s2c->end &&
-		    !st.copy && !st.unsynced) {
+		if (!slow && c2s->start == c2s->end &&
+		    s2c->start == s2c->end && !st.copy && !st.unsynced) {
 			if (st.pending > 0 && relay_room(s2c)) {
 				pfd[0].revents = 0;
 				pfd[1].revents = POLLIN;
@@ -321,14 +322,17 @@ s:
 		    relay_room(s2c)) {
 			if ((n = relay_fill(s2c, &old, fillflags)) <= 0) {
 				if (n == -1 && (errno == EAGAIN ||
-				    errno == EWOULDBLOCK))
+				    errno == EWOULDBLOCK)) {
+					slow = fillflags == 0;
 					goto c;
+				}
 				s2c->eof = 1;
 				(void)relay_flush(s2c);
 				end = RELAY_SERVER_GONE;
 				break;
 			}
 			s2c->end += n;
+			slow = 0;
 			if (relay_scan_server(s2c, &st, old) == -1) {
 				end = RELAY_SERVER_GONE;
 				break;
@@ -347,8 +351,11 @@ c:
 		    relay_room(c2s)) {
 			n = relay_fill(c2s, &old, clientflags);
 			if (n == -1 && (errno == EAGAIN ||
-			    errno == EWOULDBLOCK))
+			    errno == EWOULDBLOCK)) {
+				slow = clientflags == 0;
 				continue;
+			}
+			slow = 0;
 			if (n <= 0) {
 				c2s->eof = 1;
 				continue;

@@ -89,7 +89,7 @@ client_fail(struct pgm_client *cl, const char *sqlstate, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_info("client refused: %s (%s)", msg, sqlstate);
+	log_info("FATAL %s to client: %s", sqlstate, msg);
 	buf_init(&b);
 	proto_error(&b, "FATAL", sqlstate, "%s", msg);
 	(void)client_send(cl, &b);
