@@ -468,13 +468,18 @@ config_load_databases(struct config_ctx *cx, const config_setting_t *root)
 		    &d->dbname);
 		config_get_int(cx, e, "pool_size", "databases.pool_size", 1,
 		    100000, &d->pool_size);
-		if (d->name == NULL || *d->name == '\0') {
-			config_err(cx, d->line, "database entry has no name");
-			continue;
-		}
-		if (d->host == NULL || *d->host == '\0') {
-			config_err(cx, d->line, "database \"%s\" has no host",
-			    d->name);
+		if (d->name == NULL || *d->name == '\0' || d->host == NULL ||
+		    *d->host == '\0') {
+			if (d->name == NULL || *d->name == '\0')
+				config_err(cx, d->line,
+				    "database entry has no name");
+			else
+				config_err(cx, d->line,
+				    "database \"%s\" has no host", d->name);
+			free(d->name);
+			free(d->host);
+			free(d->dbname);
+			memset(d, 0, sizeof(*d));
 			continue;
 		}
 		if (d->dbname == NULL)
@@ -514,7 +519,11 @@ config_user_password(struct config_ctx *cx, struct pgm_user *u,
 		else
 			u->has_scram = 1;
 	} else if (config_is_md5(pw)) {
-		memcpy(u->md5, pw, 36);
+		int	 i;
+
+		/* scram.c's md5 helpers want the hex digits in lower case. */
+		for (i = 0; i < 36; i++)
+			u->md5[i] = tolower((unsigned char)pw[i]);
 		u->has_md5 = 1;
 	} else {
 		u->plain = config_strdup(cx, pw);
@@ -574,6 +583,9 @@ config_load_users(struct config_ctx *cx, const config_setting_t *root)
 		    100000, &u->pool_size);
 		if (u->name == NULL || *u->name == '\0') {
 			config_err(cx, u->line, "user entry has no name");
+			free(u->name);
+			free(u->database);
+			memset(u, 0, sizeof(*u));
 			goto next;
 		}
 		if (at != NULL) {
@@ -690,8 +702,7 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	config_load_globals(&cx, config_root_setting(&cf));
 	config_load_databases(&cx, config_root_setting(&cf));
 	config_load_users(&cx, config_root_setting(&cf));
-	if (errs->n == 0)
-		config_check(&cx);
+	config_check(&cx);
 	config_destroy(&cf);
 	if (errs->n > 0) {
 		config_free(c);

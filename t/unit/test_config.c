@@ -1,0 +1,621 @@
+/*
+ * test_config.c: TAP unit tests for src/config.c (loading pgmirror.conf).
+ *
+ * Owns: loading a full config and a minimal one (every field and every
+ * default), syntax and semantic errors with their line numbers, the
+ * password forms (plain, md5 verifier, SCRAM verifier), the look-ups
+ * (database, user, pool index and size) and a missing file.  Config
+ * files are written to a fresh mkdtemp directory, removed at the end.
+ */
+#include <sys/stat.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "pgmirror.h"
+#include "tap.h"
+
+static char	 tmpdir[] = "/tmp/pgm-unit-config-XXXXXX";
+static int	 nfiles;
+
+/* md5("secret" || "app"), from: printf '%s' secretapp | md5sum */
+#define APP_MD5		"md56a422f785c9e20873908ce25d1736ae2"
+/* md5("hunter2" || "bob"), from: printf '%s' hunter2bob | md5sum */
+#define BOB_MD5		"md5a2cc14bcc08bcb211f578153967abd6d"
+
+/* Writes text to a new file in the temp dir; returns its path (static). */
+static const char *
+write_conf(const char *text)
+{
+	static char	 path[256];
+	FILE		*f;
+
+	snprintf(path, sizeof(path), "%s/conf%d.conf", tmpdir, ++nfiles);
+	if ((f = fopen(path, "w")) == NULL || fputs(text, f) == EOF ||
+	    fclose(f) == EOF) {
+		perror(path);
+		abort();
+	}
+	return path;
+}
+
+/* Loads text as a config file. */
+static struct pgm_config *
+load(const char *text, struct pgm_config_errors *errs)
+{
+	return config_load(write_conf(text), errs);
+}
+
+/* Prints the errors of a load, for a failing test's diagnostics. */
+static void
+show_errors(const struct pgm_config_errors *errs)
+{
+	int		 i;
+
+	for (i = 0; i < errs->n; i++)
+		tap_diag("%s:%d: %s", errs->file, errs->err[i].line,
+		    errs->err[i].msg);
+}
+
+/* Is there an error at line containing text? */
+static int
+has_error(const struct pgm_config_errors *errs, int line, const char *text)
+{
+	int		 i;
+
+	for (i = 0; i < errs->n; i++)
+		if (errs->err[i].line == line &&
+		    strstr(errs->err[i].msg, text) != NULL)
+			return 1;
+	return 0;
+}
+
+/* Removes the temp files and directory. */
+static void
+cleanup(void)
+{
+	char		 path[256];
+	int		 i;
+
+	for (i = 1; i <= nfiles; i++) {
+		snprintf(path, sizeof(path), "%s/conf%d.conf", tmpdir, i);
+		unlink(path);
+	}
+	rmdir(tmpdir);
+}
+
+/* A full config: every key of the spec, none left to its default. */
+static void
+test_full(const char *scram_verifier)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	const struct pgm_user *u;
+	char		 text[4096];
+	const char	*path;
+
+	snprintf(text, sizeof(text),
+	    "listen = [ \"127.0.0.1:6432\", \"[::1]:6433\", \"*:6434\",\n"
+	    "    \"/tmp/sock:6435\", \"/tmp/sock2\" ];\n"
+	    "control_socket = \"/run/pgm-test/ctl.sock\";\n"
+	    "admin = { database = \"pgmadmin\"; user = \"root\";\n"
+	    "    password = \"adminpw\"; };\n"
+	    "auth_type = \"md5\";\n"
+	    "workers = { min_spare = 2; max_spare = 8; max = 64; };\n"
+	    "pool = { mode = \"session\"; default_size = 50; min_size = 1;\n"
+	    "    wait_timeout = 7; reset_query = \"RESET ALL\"; };\n"
+	    "shutdown_timeout = 11;\n"
+	    "mirror_queue = 1234;\n"
+	    "metrics = { listen = \"0.0.0.0:9999\"; };\n"
+	    "log = { destination = \"stderr\"; facility = \"local3\";\n"
+	    "    stats_period = 15; };\n"
+	    "databases = (\n"
+	    "  { name = \"original\"; host = \"127.0.0.1\"; port = 5433;\n"
+	    "    database = \"postgres\"; pool_size = 20; },\n"
+	    "  { name = \"other\"; host = \"/var/run/postgresql\"; }\n"
+	    ");\n"
+	    "users = (\n"
+	    "  { name = \"app\"; password = \"secret\"; database = \"original\";\n"
+	    "    auth_type = \"scram-sha-256\"; pool_size = 10; },\n"
+	    "  { name = \"bob\"; password = \"" BOB_MD5 "\"; },\n"
+	    "  { name = \"scr\"; password = \"%s\";\n"
+	    "    auth_type = \"scram-sha-256\"; },\n"
+	    "  { name = \"guest\"; auth_type = \"trust\"; database = \"other\"; }\n"
+	    ");\n", scram_verifier);
+	path = write_conf(text);
+	c = config_load(path, &errs);
+	if (!tap_ok(c != NULL && errs.n == 0, "full config loads"))
+		show_errors(&errs);
+	if (c == NULL) {
+		tap_ok(0, "full config fields (not loaded)");
+		return;
+	}
+	tap_is_str(c->path, path, "path kept");
+
+	tap_is_int(c->nlisten, 5, "5 listen entries");
+	tap_ok(c->nlisten == 5 && c->listen[0].host &&
+	    strcmp(c->listen[0].host, "127.0.0.1") == 0 &&
+	    c->listen[0].path == NULL && c->listen[0].port == 6432,
+	    "listen 127.0.0.1:6432");
+	tap_ok(c->nlisten == 5 && c->listen[1].host &&
+	    strcmp(c->listen[1].host, "::1") == 0 &&
+	    c->listen[1].path == NULL && c->listen[1].port == 6433,
+	    "listen [::1]:6433 -> host ::1");
+	tap_ok(c->nlisten == 5 && (c->listen[2].host == NULL ||
+	    strcmp(c->listen[2].host, "*") == 0) &&
+	    c->listen[2].path == NULL && c->listen[2].port == 6434,
+	    "listen *:6434 -> any address");
+	tap_ok(c->nlisten == 5 && c->listen[3].host == NULL &&
+	    c->listen[3].path && strcmp(c->listen[3].path, "/tmp/sock") == 0 &&
+	    c->listen[3].port == 6435, "listen /tmp/sock:6435 -> Unix dir");
+	tap_ok(c->nlisten == 5 && c->listen[4].host == NULL &&
+	    c->listen[4].path && strcmp(c->listen[4].path, "/tmp/sock2") == 0 &&
+	    c->listen[4].port == 6432, "listen /tmp/sock2 -> port 6432");
+	tap_ok(c->nlisten == 5 && c->listen[0].line == 1 &&
+	    c->listen[4].line == 1, "listen entries carry line 1");
+
+	tap_is_str(c->control_socket, "/run/pgm-test/ctl.sock",
+	    "control_socket");
+	tap_ok(c->admin_database && strcmp(c->admin_database, "pgmadmin") == 0 &&
+	    c->admin_user && strcmp(c->admin_user, "root") == 0 &&
+	    c->admin_password && strcmp(c->admin_password, "adminpw") == 0,
+	    "admin database, user and password");
+	tap_is_int(c->auth_type, AUTH_MD5, "auth_type md5");
+	tap_ok(c->workers_min_spare == 2 && c->workers_max_spare == 8 &&
+	    c->workers_max == 64, "workers 2/8/64");
+	tap_ok(c->pool_default_size == 50 && c->pool_min_size == 1 &&
+	    c->pool_wait_timeout == 7, "pool default_size, min_size, "
+	    "wait_timeout");
+	tap_is_str(c->pool_reset_query, "RESET ALL", "pool.reset_query");
+	tap_is_int(c->shutdown_timeout, 11, "shutdown_timeout");
+	tap_is_int(c->mirror_queue, 1234, "mirror_queue");
+	tap_is_str(c->metrics_listen, "0.0.0.0:9999", "metrics.listen");
+	tap_ok(c->log_stderr == 1 && c->log_facility == LOG_LOCAL3 &&
+	    c->stats_period == 15, "log destination, facility, stats_period");
+
+	tap_is_int(c->ndatabases, 2, "2 databases");
+	tap_ok(c->ndatabases == 2 &&
+	    strcmp(c->databases[0].name, "original") == 0 &&
+	    strcmp(c->databases[0].host, "127.0.0.1") == 0 &&
+	    c->databases[0].port == 5433 &&
+	    strcmp(c->databases[0].dbname, "postgres") == 0 &&
+	    c->databases[0].pool_size == 20 && c->databases[0].line == 16,
+	    "database original: host, port, database, pool_size, line");
+	tap_ok(c->ndatabases == 2 &&
+	    strcmp(c->databases[1].name, "other") == 0 &&
+	    strcmp(c->databases[1].host, "/var/run/postgresql") == 0 &&
+	    c->databases[1].port == 5432 &&
+	    strcmp(c->databases[1].dbname, "other") == 0 &&
+	    c->databases[1].pool_size == -1 && c->databases[1].line == 18,
+	    "database other: defaults port 5432, database = name, no cap");
+
+	tap_is_int(c->nusers, 4, "4 users");
+	if (c->nusers == 4) {
+		u = &c->users[0];
+		tap_ok(strcmp(u->name, "app") == 0 && u->database &&
+		    strcmp(u->database, "original") == 0 &&
+		    u->auth_type == AUTH_SCRAM && u->pool_size == 10 &&
+		    u->line == 21, "user app: database, auth_type, pool_size");
+		u = &c->users[1];
+		tap_ok(strcmp(u->name, "bob") == 0 && u->database == NULL &&
+		    u->auth_type == AUTH_DEFAULT && u->pool_size == -1 &&
+		    u->line == 23, "user bob: all databases, defaults");
+		u = &c->users[2];
+		tap_ok(strcmp(u->name, "scr") == 0 && u->auth_type ==
+		    AUTH_SCRAM && u->has_scram && !u->has_md5,
+		    "user scr: SCRAM verifier with scram-sha-256");
+		u = &c->users[3];
+		tap_ok(strcmp(u->name, "guest") == 0 &&
+		    u->auth_type == AUTH_TRUST && !u->has_md5 &&
+		    !u->has_scram && u->plain == NULL,
+		    "user guest: trust without a password");
+	} else {
+		tap_ok(0, "user app");
+		tap_ok(0, "user bob");
+		tap_ok(0, "user scr");
+		tap_ok(0, "user guest");
+	}
+	config_free(c);
+}
+
+/* A minimal config: every default. */
+static void
+test_defaults(void)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	if (!tap_ok(c != NULL && errs.n == 0, "minimal config loads"))
+		show_errors(&errs);
+	if (c == NULL) {
+		tap_ok(0, "defaults (not loaded)");
+		return;
+	}
+	tap_ok(c->workers_min_spare == 4 && c->workers_max_spare == 32 &&
+	    c->workers_max == 512, "workers default to 4/32/512");
+	tap_ok(c->pool_default_size == 100 && c->pool_min_size == 0 &&
+	    c->pool_wait_timeout == 30, "pool defaults 100, 0, wait 30");
+	tap_is_str(c->pool_reset_query, "DISCARD ALL",
+	    "reset_query defaults to DISCARD ALL");
+	tap_is_int(c->shutdown_timeout, 30, "shutdown_timeout defaults to 30");
+	tap_is_int(c->auth_type, AUTH_SCRAM, "auth_type defaults to scram");
+	tap_is_int(c->mirror_queue, 20000, "mirror_queue defaults to 20000");
+	tap_is_str(c->control_socket, PGM_CONTROL_SOCKET,
+	    "control_socket default");
+	tap_ok(c->admin_database && strcmp(c->admin_database, "pgmirror") ==
+	    0 && c->admin_user && strcmp(c->admin_user, "admin") == 0 &&
+	    c->admin_password == NULL, "admin defaults pgmirror/admin, "
+	    "no password");
+	tap_is_str(c->metrics_listen, "127.0.0.1:9930", "metrics default");
+	tap_ok(c->log_stderr == 0 && c->log_facility == LOG_DAEMON &&
+	    c->stats_period == 60, "log defaults syslog, daemon, 60");
+	tap_ok(c->ndatabases == 1 && c->databases[0].port == 5432 &&
+	    strcmp(c->databases[0].dbname, "d") == 0 &&
+	    c->databases[0].pool_size == -1,
+	    "database defaults: port 5432, database = name, pool_size -1");
+	tap_ok(c->nusers == 1 && c->users[0].database == NULL &&
+	    c->users[0].auth_type == AUTH_DEFAULT &&
+	    c->users[0].pool_size == -1,
+	    "user defaults: all databases, global auth, no pool_size");
+	tap_ok(config_pool_size(c, config_pool_index(c, 0, 0)) == 100,
+	    "pool size falls back to the default 100");
+	config_free(c);
+}
+
+/* A syntax error: one error, its line. */
+static void
+test_syntax(void)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "\n"
+	    "pool = {\n"
+	    "    default_size = ;\n"
+	    "};\n", &errs);
+	tap_ok(c == NULL && errs.n == 1, "syntax error: one error, no config");
+	tap_ok(errs.n >= 1 && errs.err[0].line == 4 &&
+	    errs.err[0].msg[0] != '\0', "syntax error reported at line 4");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ]\n"
+	    "databases = ( { name = \"d\" host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } ) );\n", &errs);
+	tap_ok(c == NULL && errs.n == 1 && errs.err[0].line == 3,
+	    "unbalanced parenthesis: one error at line 3");
+	config_free(c);
+}
+
+/* Semantic errors are all collected at once, each with its line. */
+static void
+test_semantic(const char *scram_verifier)
+{
+	static const struct {
+		int		 line;
+		const char	*text;
+	} want[] = {
+		{ 1, "port must be a number from 1 to 65535" },
+		{ 2, "unknown setting \"bogus_key\"" },
+		{ 3, "auth_type must be" },
+		{ 4, "workers.min_spare (10) is larger than workers.max_spare"
+		    " (5)" },
+		{ 5, "pool.mode \"transaction\" is not supported" },
+		{ 6, "unknown setting \"pool.frobnicate\"" },
+		{ 7, "log.destination must be" },
+		{ 9, "databases.port must be between 1 and 65535, not 70000" },
+		{ 10, "database \"db1\" is already defined at line 9" },
+		{ 13, "refers to database \"nosuchdb\"" },
+		{ 15, "user \"u2\" for db1 is already defined at line 14" },
+		{ 16, "user \"u3\": md5 authentication needs a plain or md5 "
+		    "password" },
+	};
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	char		 text[2048];
+	size_t		 i;
+	int		 missing = 0;
+
+	snprintf(text, sizeof(text),
+	    "listen = [ \"127.0.0.1:70000\", \"127.0.0.1:6432\" ];\n"	/* 1 */
+	    "bogus_key = 1;\n"						/* 2 */
+	    "auth_type = \"bogus\";\n"					/* 3 */
+	    "workers = { min_spare = 10; max_spare = 5; };\n"		/* 4 */
+	    "pool = { mode = \"transaction\";\n"			/* 5 */
+	    "    frobnicate = 3; };\n"					/* 6 */
+	    "log = { destination = \"file\"; };\n"			/* 7 */
+	    "databases = (\n"						/* 8 */
+	    "  { name = \"db1\"; host = \"h\"; port = 70000; },\n"	/* 9 */
+	    "  { name = \"db1\"; host = \"h2\"; }\n"			/* 10 */
+	    ");\n"							/* 11 */
+	    "users = (\n"						/* 12 */
+	    "  { name = \"u1\"; password = \"p\"; database = \"nosuchdb\"; },\n"
+	    "  { name = \"u2\"; password = \"p\"; database = \"db1\"; },\n"
+	    "  { name = \"u2\"; password = \"q\"; database = \"db1\"; },\n"
+	    "  { name = \"u3\"; password = \"%s\"; auth_type = \"md5\"; }\n"
+	    ");\n", scram_verifier);
+	c = load(text, &errs);
+	tap_ok(c == NULL, "config with semantic errors is refused");
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (!tap_ok(has_error(&errs, want[i].line, want[i].text),
+		    "error at line %d: %s", want[i].line, want[i].text))
+			missing++;
+	}
+	if (!tap_is_int(errs.n, sizeof(want) / sizeof(want[0]),
+	    "exactly %zu errors, no spurious ones",
+	    sizeof(want) / sizeof(want[0])) || missing)
+		show_errors(&errs);
+	config_free(c);
+
+	/* Each whole-config check also alone. */
+	snprintf(text, sizeof(text),
+	    "listen = [ \"127.0.0.1:6432\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = (\n"
+	    "  { name = \"u3\"; password = \"%s\";\n"
+	    "    auth_type = \"md5\"; }\n"
+	    ");\n", scram_verifier);
+	c = load(text, &errs);
+	tap_ok(c == NULL && errs.n == 1 && has_error(&errs, 4,
+	    "user \"u3\": md5 authentication needs a plain or md5 password"),
+	    "md5 auth with a SCRAM verifier alone: one error at line 4");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "auth_type = \"scram-sha-256\";\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"bob\"; password = \"" BOB_MD5 "\"; } );\n",
+	    &errs);
+	tap_ok(c == NULL && errs.n == 1 && has_error(&errs, 4,
+	    "scram-sha-256 authentication needs a plain password or a SCRAM "
+	    "verifier"), "scram auth with an md5 verifier: one error");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"nopw\"; } );\n", &errs);
+	tap_ok(c == NULL && errs.n == 1 && has_error(&errs, 3,
+	    "user \"nopw\" has no password but auth_type is scram-sha-256"),
+	    "user without password under scram: one error");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "workers = { min_spare = 600; max_spare = 700; };\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	tap_ok(c == NULL && errs.n == 1 && has_error(&errs, 2,
+	    "workers.min_spare (600) is larger than workers.max (512)"),
+	    "min_spare above the default max: one error");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "log = { facility = \"kern\"; };\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\";\n"
+	    "    auth_type = \"nope\"; } );\n", &errs);
+	tap_ok(c == NULL && errs.n == 2 &&
+	    has_error(&errs, 2, "log.facility \"kern\" is not a syslog") &&
+	    has_error(&errs, 4, "user \"u\": auth_type must be"),
+	    "bad facility and bad user auth_type: two errors");
+	config_free(c);
+
+	/* Missing sections and bad listen entries. */
+	c = load("workers = { max = 8; };\n", &errs);
+	tap_ok(c == NULL && errs.n == 3 &&
+	    has_error(&errs, 0, "listen is not set") &&
+	    has_error(&errs, 0, "databases is not set") &&
+	    has_error(&errs, 0, "users is not set"),
+	    "listen, databases and users missing: three errors at line 0");
+	config_free(c);
+
+	c = load("listen = [ \"[::1]\", \"localhost\", \":6432\",\n"
+	    "  \"127.0.0.1:0\", \"127.0.0.1:64x\", \"127.0.0.1:\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	tap_ok(c == NULL && errs.n == 6 &&
+	    has_error(&errs, 1, "listen \"[::1]\"") &&
+	    has_error(&errs, 1, "listen \"localhost\"") &&
+	    has_error(&errs, 1, "listen \":6432\"") &&
+	    has_error(&errs, 1, "listen \"127.0.0.1:0\": port must be") &&
+	    has_error(&errs, 1, "listen \"127.0.0.1:64x\": port must be") &&
+	    has_error(&errs, 1, "listen \"127.0.0.1:\": port must be"),
+	    "six malformed listen entries: six errors");
+	config_free(c);
+}
+
+/* The three password forms. */
+static void
+test_passwords(const char *scram_verifier, const struct scram_secret *sec)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	struct scram_secret again;
+	const struct pgm_user *u;
+	char		 text[2048];
+
+	snprintf(text, sizeof(text),
+	    "listen = [ \"127.0.0.1:6432\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = (\n"
+	    "  { name = \"app\"; password = \"secret\"; },\n"
+	    "  { name = \"bob\"; password = \"" BOB_MD5 "\";"
+	    " auth_type = \"md5\"; },\n"
+	    "  { name = \"scr\"; password = \"%s\"; }\n"
+	    ");\n", scram_verifier);
+	c = load(text, &errs);
+	if (!tap_ok(c != NULL && c->nusers == 3, "password config loads"))
+		show_errors(&errs);
+	if (c == NULL || c->nusers != 3) {
+		tap_ok(0, "passwords (not loaded)");
+		config_free(c);
+		return;
+	}
+
+	u = &c->users[0];
+	tap_ok(u->has_md5 && u->has_scram, "plain password: md5 and SCRAM");
+	tap_is_str(u->md5, APP_MD5, "plain password: md5(secret || app)");
+	tap_is_str(u->plain, "secret", "plain password kept");
+	tap_ok(u->scram.iterations == SCRAM_DEFAULT_ITERATIONS &&
+	    u->scram.saltlen == SCRAM_DEFAULT_SALT_LEN,
+	    "plain password: SCRAM secret with 4096 iterations, 16-byte salt");
+	tap_ok(scram_secret_from_password_salt("secret", u->scram.salt,
+	    u->scram.saltlen, u->scram.iterations, &again) == 0 &&
+	    memcmp(again.stored_key, u->scram.stored_key, SCRAM_KEY_LEN) ==
+	    0 && memcmp(again.server_key, u->scram.server_key,
+	    SCRAM_KEY_LEN) == 0,
+	    "plain password: SCRAM keys derive from \"secret\"");
+
+	u = &c->users[1];
+	tap_ok(u->has_md5 && !u->has_scram && u->plain == NULL,
+	    "md5 verifier: md5 only");
+	tap_is_str(u->md5, BOB_MD5, "md5 verifier kept as is");
+
+	u = &c->users[2];
+	tap_ok(u->has_scram && !u->has_md5 && u->plain == NULL,
+	    "SCRAM verifier: SCRAM only");
+	tap_ok(u->scram.iterations == sec->iterations &&
+	    u->scram.saltlen == sec->saltlen &&
+	    memcmp(u->scram.salt, sec->salt, sec->saltlen) == 0 &&
+	    memcmp(u->scram.stored_key, sec->stored_key, SCRAM_KEY_LEN) == 0 &&
+	    memcmp(u->scram.server_key, sec->server_key, SCRAM_KEY_LEN) == 0 &&
+	    !u->scram.has_client_key,
+	    "SCRAM verifier parsed into the same secret, no client key");
+	config_free(c);
+}
+
+/* config_find_database, config_find_user, pool index and size. */
+static void
+test_lookups(void)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	int		 orig, other, third, u, d, seen[64], ok;
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "pool = { default_size = 50; };\n"
+	    "databases = (\n"
+	    "  { name = \"original\"; host = \"h\"; pool_size = 20; },\n"
+	    "  { name = \"other\"; host = \"h\"; },\n"
+	    "  { name = \"third\"; host = \"h\"; pool_size = 7; }\n"
+	    ");\n"
+	    "users = (\n"
+	    "  { name = \"app\"; password = \"p\"; },\n"
+	    "  { name = \"app\"; password = \"p\"; database = \"original\";\n"
+	    "    pool_size = 10; },\n"
+	    "  { name = \"solo\"; password = \"p\"; database = \"other\"; },\n"
+	    "  { name = \"app\"; password = \"p\"; database = \"third\"; }\n"
+	    ");\n", &errs);
+	if (!tap_ok(c != NULL, "look-up config loads"))
+		show_errors(&errs);
+	if (c == NULL) {
+		tap_ok(0, "look-ups (not loaded)");
+		return;
+	}
+	orig = config_find_database(c, "original");
+	other = config_find_database(c, "other");
+	third = config_find_database(c, "third");
+	tap_ok(orig == 0 && other == 1 && third == 2,
+	    "config_find_database finds each entry");
+	tap_ok(config_find_database(c, "nope") == -1 &&
+	    config_find_database(c, "") == -1 &&
+	    config_find_database(c, "Original") == -1,
+	    "config_find_database: unknown names (case-sensitive) give -1");
+
+	tap_is_int(config_find_user(c, "app", orig), 1,
+	    "user entry for the database wins over an earlier all-databases "
+	    "one");
+	tap_is_int(config_find_user(c, "app", third), 3,
+	    "user entry for the database wins over an all-databases one");
+	tap_is_int(config_find_user(c, "app", other), 0,
+	    "all-databases entry used when none names the database");
+	tap_is_int(config_find_user(c, "app", -1), 0,
+	    "no database index: all-databases entry");
+	tap_ok(config_find_user(c, "solo", other) == 2 &&
+	    config_find_user(c, "solo", orig) == -1 &&
+	    config_find_user(c, "solo", -1) == -1,
+	    "user restricted to one database is not found for others");
+	tap_ok(config_find_user(c, "nobody", orig) == -1 &&
+	    config_find_user(c, "APP", orig) == -1,
+	    "unknown user gives -1");
+
+	ok = 1;
+	memset(seen, 0, sizeof(seen));
+	for (u = 0; u < c->nusers; u++)
+		for (d = 0; d < c->ndatabases; d++) {
+			int	 p = config_pool_index(c, u, d);
+
+			if (p < 0 || p >= c->nusers * c->ndatabases || seen[p]++)
+				ok = 0;
+		}
+	tap_ok(ok, "pool indexes are distinct and within users x databases");
+	tap_is_int(config_pool_size(c, config_pool_index(c, 1, orig)), 10,
+	    "user pool_size wins over database pool_size");
+	tap_is_int(config_pool_size(c, config_pool_index(c, 0, orig)), 20,
+	    "database pool_size when the user has none");
+	tap_is_int(config_pool_size(c, config_pool_index(c, 3, third)), 7,
+	    "database pool_size of the third database");
+	tap_is_int(config_pool_size(c, config_pool_index(c, 0, other)), 50,
+	    "pool.default_size when neither has one");
+	tap_is_int(config_pool_size(c, config_pool_index(c, 1, other)), 10,
+	    "user pool_size over the default");
+	config_free(c);
+
+	tap_ok(strcmp(config_auth_name(AUTH_SCRAM), "scram-sha-256") == 0 &&
+	    strcmp(config_auth_name(AUTH_MD5), "md5") == 0 &&
+	    strcmp(config_auth_name(AUTH_TRUST), "trust") == 0 &&
+	    strcmp(config_auth_name(AUTH_DEFAULT), "default") == 0,
+	    "config_auth_name");
+}
+
+/* A file that cannot be read. */
+static void
+test_missing(void)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	char		 path[256];
+
+	snprintf(path, sizeof(path), "%s/does-not-exist.conf", tmpdir);
+	c = config_load(path, &errs);
+	tap_ok(c == NULL && errs.n == 1, "missing file: no config, one error");
+	tap_ok(errs.n == 1 && errs.err[0].line == 0 &&
+	    strncmp(errs.err[0].msg, "cannot read", 11) == 0,
+	    "missing file: line 0, \"cannot read\"");
+	tap_ok(errs.file == path, "errors name the file");
+	config_free(c);
+}
+
+int
+main(void)
+{
+	struct scram_secret sec;
+	char		 verifier[SCRAM_VERIFIER_MAX];
+
+	tap_plan(94);
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (scram_secret_from_password("scrpw", &sec) != 0 ||
+	    scram_secret_format(&sec, verifier, sizeof(verifier)) != 0) {
+		fprintf(stderr, "cannot make a SCRAM verifier\n");
+		cleanup();
+		return 1;
+	}
+	test_full(verifier);
+	test_defaults();
+	test_syntax();
+	test_semantic(verifier);
+	test_passwords(verifier, &sec);
+	test_lookups();
+	test_missing();
+	cleanup();
+	return tap_done();
+}
