@@ -512,7 +512,7 @@ static void
 config_user_password(struct config_ctx *cx, struct pgm_user *u,
     const char *pw)
 {
-	if (scram_secret_is_verifier(pw)) {
+	if (strncmp(pw, "SCRAM-SHA-256$", 14) == 0) {
 		if (scram_secret_parse(pw, &u->scram) == -1)
 			config_err(cx, u->line, "user \"%s\": malformed "
 			    "SCRAM-SHA-256 verifier", u->name);

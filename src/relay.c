@@ -250,6 +250,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 	ssize_t		 n;
 	size_t		 old;
 	int		 fillflags, clientflags, slow = 0;
+	unsigned int	 turns = 0;
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
@@ -281,7 +282,11 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 		 * supervisor's death are seen, until the session moves again.
 		 */
 		fillflags = clientflags = MSG_DONTWAIT;
-		if (!slow && c2s->start == c2s->end &&
+		/*
+		 * A busy session may never fall silent; every 64 turns go
+		 * through poll anyway, where pending signals are delivered.
+		 */
+		if ((++turns & 63) != 0 && !slow && c2s->start == c2s->end &&
 		    s2c->start == s2c->end && !st.copy && !st.unsynced) {
 			if (st.pending > 0 && relay_room(s2c)) {
 				pfd[0].revents = 0;
