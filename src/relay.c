@@ -274,20 +274,20 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 		 * Fast paths.  When only one side can speak next, wait in recv
 		 * on that side alone: one syscall instead of a poll and a recv.
 		 * The server speaks next when it owes an answer and the client
-		 * has nothing unsynced or COPY to send; the client speaks next
-		 * when nothing is owed and the session never ran LISTEN (so no
-		 * notification can arrive while the client is idle).  The
+		 * is between messages with nothing unsynced or COPY to send (a
+		 * half-sent query is not yet owed an answer).  The client
+		 * speaks next when nothing is owed and the session never ran
+		 * LISTEN, so no notification can arrive while it is idle.  The
 		 * sockets' receive timeout ends such a wait after a second of
 		 * silence; the loop then sleeps in poll, where signals and the
 		 * supervisor's death are seen, until the session moves again.
+		 * A busy session may never fall silent, so every 64th turn
+		 * goes through poll anyway.
 		 */
 		fillflags = clientflags = MSG_DONTWAIT;
-		/*
-		 * A busy session may never fall silent; every 64 turns go
-		 * through poll anyway, where pending signals are delivered.
-		 */
 		if ((++turns & 63) != 0 && !slow && c2s->start == c2s->end &&
-		    s2c->start == s2c->end && !st.copy && !st.unsynced) {
+		    s2c->start == s2c->end && c2s->scan.hdrlen == 0 &&
+		    s2c->scan.hdrlen == 0 && !st.copy && !st.unsynced) {
 			if (st.pending > 0 && relay_room(s2c)) {
 				pfd[0].revents = 0;
 				pfd[1].revents = POLLIN;
