@@ -16,12 +16,12 @@
 
 #include "pgmirror.h"
 
-#define AUTH_OK			0
-#define AUTH_CLEARTEXT		3
-#define AUTH_MD5		5
-#define AUTH_SASL		10
-#define AUTH_SASL_CONTINUE	11
-#define AUTH_SASL_FINAL		12
+/* Authentication request codes of the protocol ('R' messages). */
+#define AUTH_REQ_CLEARTEXT	3
+#define AUTH_REQ_MD5		5
+#define AUTH_REQ_SASL		10
+#define AUTH_REQ_SASL_CONTINUE	11
+#define AUTH_REQ_SASL_FINAL	12
 
 /* Read the client's PasswordMessage/SASLResponse ('p') into b. */
 static int
@@ -67,7 +67,7 @@ auth_client_md5(struct pgm_client *cl, const struct pgm_user *u,
 	if (RAND_bytes(salt, sizeof(salt)) != 1)
 		return -1;
 	buf_reset(b);
-	proto_auth_request(b, AUTH_MD5, salt, sizeof(salt));
+	proto_auth_request(b, AUTH_REQ_MD5, salt, sizeof(salt));
 	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
 		return -1;
 	reader_init(&r, b->data + 5, b->len - 5);
@@ -96,7 +96,7 @@ auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
 	int		 rc;
 
 	buf_reset(b);
-	proto_auth_request(b, AUTH_SASL, mech, sizeof(mech));
+	proto_auth_request(b, AUTH_REQ_SASL, mech, sizeof(mech));
 	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
 		return -1;
 	reader_init(&r, b->data + 5, b->len - 5);
@@ -116,7 +116,7 @@ auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
 		return -1;
 	}
 	buf_reset(b);
-	proto_auth_request(b, AUTH_SASL_CONTINUE, out, outlen);
+	proto_auth_request(b, AUTH_REQ_SASL_CONTINUE, out, outlen);
 	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
 		return -1;
 	rc = scram_server_final(&cl->scram, (const char *)b->data + 5,
@@ -129,7 +129,7 @@ auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
 	}
 	cl->have_client_key = 1;
 	buf_reset(b);
-	proto_auth_request(b, AUTH_SASL_FINAL, out, outlen);
+	proto_auth_request(b, AUTH_REQ_SASL_FINAL, out, outlen);
 	return client_send(cl, b);
 }
 
@@ -196,7 +196,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 	int		 have_scram = 0;
 
 	switch (code) {
-	case AUTH_CLEARTEXT:
+	case AUTH_REQ_CLEARTEXT:
 		if (u->plain == NULL) {
 			*err = "server asks for a cleartext password, but the "
 			    "configured password is a hash";
@@ -204,7 +204,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 		}
 		return auth_server_send(fd, u->plain, strlen(u->plain) + 1,
 		    deadline) == -1 ? (*err = "write failed", -1) : 0;
-	case AUTH_MD5:
+	case AUTH_REQ_MD5:
 		if (!u->has_md5 || len != 4) {
 			*err = u->has_md5 ? "malformed md5 request" :
 			    "server asks for md5, but the configured password "
@@ -214,7 +214,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 		md5_salted_response(u->md5, data, out);
 		return auth_server_send(fd, out, 36, deadline) == -1 ?
 		    (*err = "write failed", -1) : 0;
-	case AUTH_SASL:
+	case AUTH_REQ_SASL:
 		reader_init(&r, data, len);
 		while (reader_str(&r, &mech) == 0 && *mech != '\0')
 			if (strcmp(mech, "SCRAM-SHA-256") == 0)
@@ -256,13 +256,13 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 			}
 		}
 		return 0;
-	case AUTH_SASL_CONTINUE:
+	case AUTH_REQ_SASL_CONTINUE:
 		if (scram_client_final(sc, (const char *)data, len, out,
 		    sizeof(out), &outlen, err) != 0)
 			return -1;
 		return auth_server_send(fd, out, outlen, deadline) == -1 ?
 		    (*err = "write failed", -1) : 0;
-	case AUTH_SASL_FINAL:
+	case AUTH_REQ_SASL_FINAL:
 		return scram_client_verify(sc, (const char *)data, len, err);
 	}
 	*err = "server asks for an authentication method pgmirror does not "

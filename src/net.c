@@ -70,15 +70,18 @@ net_poll(struct pollfd *pfd, nfds_t n, int timeout)
 	return ppoll(pfd, n, tp, &net_waitmask);
 }
 
-/* Wait until fd is ready for events, the deadline passes or we must stop. */
-int
-net_wait(int fd, short events, int64_t deadline)
+/*
+ * Wait until fd is ready for events or the deadline passes; when
+ * stoppable, also until the worker must stop.
+ */
+static int
+net_wait_until(int fd, short events, int64_t deadline, int stoppable)
 {
 	struct pollfd	 pfd[2];
 	int		 timeout, n;
 
 	for (;;) {
-		if (worker_interrupted()) {
+		if (stoppable && worker_interrupted()) {
 			errno = EINTR;
 			return -1;
 		}
@@ -97,13 +100,14 @@ net_wait(int fd, short events, int64_t deadline)
 		pfd[0].events = events;
 		pfd[1].fd = pgm_death_fd;
 		pfd[1].events = POLLIN;
-		n = net_poll(pfd, pgm_death_fd >= 0 ? 2 : 1, timeout);
+		n = net_poll(pfd, pgm_death_fd >= 0 && stoppable ? 2 : 1,
+		    timeout);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
-		if (n > 0 && pgm_death_fd >= 0 && pfd[1].revents) {
+		if (n > 0 && stoppable && pgm_death_fd >= 0 && pfd[1].revents) {
 			worker_sig_int = 1;
 			errno = EINTR;
 			return -1;
@@ -111,6 +115,13 @@ net_wait(int fd, short events, int64_t deadline)
 		if (n > 0 && pfd[0].revents)
 			return 0;
 	}
+}
+
+/* Wait until fd is ready for events, the deadline passes or we must stop. */
+int
+net_wait(int fd, short events, int64_t deadline)
+{
+	return net_wait_until(fd, events, deadline, 1);
 }
 
 /* Read exactly n bytes before the deadline. */
@@ -210,10 +221,14 @@ net_tune(int fd, int family)
 	}
 }
 
-/* Connect to a resolved address before the deadline; returns the fd. */
+/*
+ * Connect to a resolved address before the deadline; returns the fd.
+ * A connect that is not stoppable goes on while the worker shuts down
+ * (to deliver a last CancelRequest).
+ */
 int
 net_connect_addr(const struct sockaddr_storage *ss, socklen_t len,
-    int64_t deadline)
+    int64_t deadline, int stoppable)
 {
 	int		 fd, err;
 	socklen_t	 elen = sizeof(err);
@@ -227,7 +242,7 @@ net_connect_addr(const struct sockaddr_storage *ss, socklen_t len,
 		return fd;
 	if (errno != EINPROGRESS && errno != EAGAIN)
 		goto fail;
-	if (net_wait(fd, POLLOUT, deadline) == -1)
+	if (net_wait_until(fd, POLLOUT, deadline, stoppable) == -1)
 		goto fail;
 	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == -1)
 		goto fail;
@@ -267,7 +282,7 @@ net_connect(const char *host, int port, int64_t deadline,
 			return -1;
 		}
 		*sslen = sizeof(*sun);
-		return net_connect_addr(ss, *sslen, deadline);
+		return net_connect_addr(ss, *sslen, deadline, 1);
 	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -280,7 +295,7 @@ net_connect(const char *host, int port, int64_t deadline,
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		memcpy(ss, ai->ai_addr, ai->ai_addrlen);
 		*sslen = ai->ai_addrlen;
-		if ((fd = net_connect_addr(ss, *sslen, deadline)) != -1)
+		if ((fd = net_connect_addr(ss, *sslen, deadline, 1)) != -1)
 			break;
 	}
 	e = errno;

@@ -330,7 +330,8 @@ int	 net_write_full(int, const void *, size_t, int64_t);
 int	 net_read_message(int, struct pgm_buf *, uint8_t *, size_t, int64_t);
 int	 net_connect(const char *, int, int64_t, struct sockaddr_storage *,
 	    socklen_t *);
-int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t);
+int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t,
+	    int);
 void	 net_addr_str(const struct sockaddr_storage *, char *, size_t);
 
 /* shm.c */
@@ -369,6 +370,9 @@ struct pgm_server *server_open(const struct pgm_client *, const char *,
 void	 server_close(struct pgm_server *);
 int	 server_alive(struct pgm_server *);
 int	 server_reset(struct pgm_server *);
+int	 server_cancel_addr(const struct sockaddr_storage *, socklen_t,
+	    uint32_t, uint32_t);
+void	 server_cancel(struct pgm_server *);
 void	 server_set_status(struct pgm_server *, const char *, const char *);
 
 /* pool.c */

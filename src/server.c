@@ -19,6 +19,7 @@
 
 #define SERVER_CONNECT_TIMEOUT	15000	/* ms, connect and login */
 #define SERVER_RESET_TIMEOUT	10000	/* ms */
+#define SERVER_CANCEL_TIMEOUT	5000	/* ms to deliver a CancelRequest */
 
 /* Remember a ParameterStatus the server reported. */
 void
@@ -221,6 +222,38 @@ server_open(const struct pgm_client *cl, const char *params,
 	log_debug("server connection to %s:%d opened (backend pid %u)",
 	    d->host, d->port, s->be_pid);
 	return s;
+}
+
+/*
+ * Send a CancelRequest for backend pid/key to the server at addr.
+ * Returns 0 when it was sent.
+ */
+int
+server_cancel_addr(const struct sockaddr_storage *addr, socklen_t len,
+    uint32_t pid, uint32_t key)
+{
+	uint8_t		 pkt[16];
+	int64_t		 deadline = net_now_ms() + SERVER_CANCEL_TIMEOUT;
+	int		 fd, rc;
+
+	if ((fd = net_connect_addr(addr, len, deadline, 0)) == -1)
+		return -1;
+	proto_put_u32(pkt, 16);
+	proto_put_u32(pkt + 4, PGM_CANCEL_CODE);
+	proto_put_u32(pkt + 8, pid);
+	proto_put_u32(pkt + 12, key);
+	rc = net_write_full(fd, pkt, sizeof(pkt), deadline);
+	close(fd);
+	return rc;
+}
+
+/* Cancel whatever a server connection is running (before closing it). */
+void
+server_cancel(struct pgm_server *s)
+{
+	if (server_cancel_addr(&s->addr, s->addrlen, s->be_pid,
+	    s->be_key) == -1)
+		log_warn("cannot cancel the query of backend %u", s->be_pid);
 }
 
 /* Is an idle connection still usable (nothing arrived, not closed)? */

@@ -33,7 +33,6 @@
 
 #define WORKER_LOGIN_TIMEOUT	60000	/* ms for startup and auth */
 #define WORKER_WRITE_TIMEOUT	30000	/* ms for a message we compose */
-#define WORKER_CANCEL_TIMEOUT	5000	/* ms to forward a cancel */
 
 volatile sig_atomic_t worker_sig_term;
 volatile sig_atomic_t worker_sig_int;
@@ -162,8 +161,7 @@ worker_cancel_request(const struct pgm_startup *st)
 	struct sockaddr_storage addr;
 	socklen_t	 addrlen = 0;
 	uint32_t	 spid = 0, skey = 0;
-	uint8_t		 pkt[16];
-	int		 i, found = 0, fd, gen;
+	int		 i, found = 0, gen;
 
 	for (i = 0; i < pgm_shm->nslots && !found; i++) {
 		struct pgm_slot *slot = shm_slot(i);
@@ -193,22 +191,10 @@ worker_cancel_request(const struct pgm_startup *st)
 		log_info("cancel request with an unknown key ignored");
 		return;
 	}
-	fd = net_connect_addr(&addr, addrlen, net_now_ms() +
-	    WORKER_CANCEL_TIMEOUT);
-	if (fd == -1) {
-		log_warn("cannot forward cancel request");
-		return;
-	}
-	proto_put_u32(pkt, 16);
-	proto_put_u32(pkt + 4, PGM_CANCEL_CODE);
-	proto_put_u32(pkt + 8, spid);
-	proto_put_u32(pkt + 12, skey);
-	if (net_write_full(fd, pkt, sizeof(pkt), net_now_ms() +
-	    WORKER_CANCEL_TIMEOUT) == -1)
+	if (server_cancel_addr(&addr, addrlen, spid, skey) == -1)
 		log_warn("cannot forward cancel request");
 	else
 		log_info("cancel request forwarded to backend %u", spid);
-	close(fd);
 }
 
 /*
@@ -382,6 +368,9 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 		reusable = 0;
 		break;
 	}
+	/* Work the server still does for a client that is gone is stopped. */
+	if (!reusable && end != RELAY_SERVER_GONE)
+		server_cancel(srv);
 	pool_put(srv, reusable);
 	srv = NULL;
 done:
