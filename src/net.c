@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -60,6 +61,9 @@ net_poll(struct pollfd *pfd, nfds_t n, int timeout)
 {
 	struct timespec	 ts, *tp = NULL;
 
+	sigset_t	 pending;
+	int		 rc;
+
 	if (!net_use_waitmask)
 		return poll(pfd, n, timeout);
 	if (timeout >= 0) {
@@ -67,7 +71,21 @@ net_poll(struct pollfd *pfd, nfds_t n, int timeout)
 		ts.tv_nsec = (long)(timeout % 1000) * 1000000;
 		tp = &ts;
 	}
-	return ppoll(pfd, n, tp, &net_waitmask);
+	rc = ppoll(pfd, n, tp, &net_waitmask);
+	/*
+	 * When descriptors were ready, ppoll restores the mask without
+	 * delivering signals that came meanwhile: let them in now, or a
+	 * loop that is always busy would never see them.
+	 */
+	if (rc > 0 && sigpending(&pending) == 0 &&
+	    (sigismember(&pending, SIGTERM) == 1 ||
+	    sigismember(&pending, SIGINT) == 1 ||
+	    sigismember(&pending, SIGUSR1) == 1)) {
+		ts.tv_sec = 0;
+		ts.tv_nsec = 0;
+		(void)ppoll(NULL, 0, &ts, &net_waitmask);
+	}
+	return rc;
 }
 
 /*

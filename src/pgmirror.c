@@ -45,6 +45,7 @@ print_config_errors(const struct pgm_config_errors *errs)
 	}
 }
 
+/* Parse the options, load the config, and run the supervisor. */
 int
 main(int argc, char *argv[])
 {

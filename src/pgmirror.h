@@ -141,7 +141,8 @@ struct pgm_reader {
 };
 
 /* A startup packet's parameters, in the order the client sent them. */
-#define PGM_MAXPARAMS	64
+/* Enough for every parameter a packet of PGM_STARTUP_MAX can carry. */
+#define PGM_MAXPARAMS	(PGM_STARTUP_MAX / 4)
 
 struct pgm_startup {
 	uint32_t	 code;		/* protocol version or request code */
@@ -150,7 +151,8 @@ struct pgm_startup {
 	const char	*value[PGM_MAXPARAMS];
 	uint32_t	 cancel_pid;	/* CancelRequest only */
 	uint32_t	 cancel_key;
-	/* the packet's bytes, owned by the caller */
+	int		 nouser;	/* parse failed for want of a user */
+	/* the strings point into the packet's bytes, owned by the caller */
 };
 
 /* Follows message boundaries in one direction of a session. */
@@ -197,6 +199,8 @@ struct pgm_slot {
 	volatile uint64_t served;	/* clients served by this process */
 	volatile int	 idle_servers;	/* pooled server connections held */
 	volatile int	 held[PGM_SLOT_HELD];	/* pool + 1 of each, 0: none */
+	volatile int	 parked[PGM_SLOT_HELD];	/* same, for parked ones */
+	volatile int	 waiting;	/* pool + 1 we wait for, 0: none */
 	/* cancel key we handed our client, and where to forward it */
 	volatile uint32_t cancel_pid;
 	volatile uint32_t cancel_key;
@@ -350,6 +354,7 @@ int	 supervisor_main(struct pgm_config *, int);
 extern volatile sig_atomic_t worker_sig_term;
 extern volatile sig_atomic_t worker_sig_int;
 extern volatile sig_atomic_t worker_sig_usr1;
+extern int worker_slot;
 __attribute__((noreturn))
 void	 worker_main(int, int *, int, int);
 int	 worker_interrupted(void);
@@ -392,7 +397,7 @@ enum pgm_relay_end {
 	RELAY_SHUTDOWN		/* fast shutdown asked */
 };
 enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server *,
-	    int *);
+	    int *, int *);
 
 /* Globals set up by main and the supervisor, read everywhere. */
 extern struct pgm_config *pgm_conf;

@@ -20,13 +20,18 @@
 #include "pgmirror.h"
 
 #define POOL_WAIT_STEP		50	/* ms between tries of a full pool */
+#define POOL_RETRY_MIN		1000	/* ms, back-off of a failed fill */
+#define POOL_RETRY_MAX		60000
 
 static struct pgm_server *pool_idle;	/* this worker's parked connections */
 static int	 pool_nheld;		/* counted connections we hold */
 static char	**pool_last_key;	/* per pool: last client's parameters */
+static struct {
+	int64_t		 at;		/* no min_size fill before this */
+	int64_t		 delay;		/* back-off after a failed fill */
+} *pool_retry;
 
 static void	 pool_remember(int, const char *);
-extern int	 worker_slot;
 
 /* Record in our scoreboard slot that we hold one connection of pool. */
 static void
@@ -69,11 +74,33 @@ pool_drop(struct pgm_server *s)
 	pool_unhold(pool);
 }
 
+/* Put a connection on the idle list, and say so in shared memory. */
+static void
+pool_park(struct pgm_server *s)
+{
+	struct pgm_slot *slot = shm_slot(worker_slot);
+	int		 i;
+
+	s->used = net_now_ms();
+	s->next = pool_idle;
+	pool_idle = s;
+	for (i = 0; i < PGM_SLOT_HELD; i++)
+		if (slot->parked[i] == 0) {
+			slot->parked[i] = s->pool + 1;
+			break;
+		}
+	slot->idle_servers++;
+	__atomic_add_fetch(&pgm_shm->pools[s->pool].idle, 1,
+	    __ATOMIC_RELAXED);
+}
+
 /* Take a connection off the idle list. */
 static void
 pool_unlink(struct pgm_server *s)
 {
+	struct pgm_slot *slot = shm_slot(worker_slot);
 	struct pgm_server **pp;
+	int		 i;
 
 	for (pp = &pool_idle; *pp != NULL; pp = &(*pp)->next)
 		if (*pp == s) {
@@ -81,7 +108,12 @@ pool_unlink(struct pgm_server *s)
 			break;
 		}
 	s->next = NULL;
-	shm_slot(worker_slot)->idle_servers--;
+	for (i = 0; i < PGM_SLOT_HELD; i++)
+		if (slot->parked[i] == s->pool + 1) {
+			slot->parked[i] = 0;
+			break;
+		}
+	slot->idle_servers--;
 	__atomic_sub_fetch(&pgm_shm->pools[s->pool].idle, 1,
 	    __ATOMIC_RELAXED);
 }
@@ -191,15 +223,17 @@ pool_evict_one(int pool)
 /*
  * Wait for room in a full pool until the deadline or the client leaves.
  * Returns 1 when a count was taken, 0 on timeout, -1 if the client left
- * or we must stop.
+ * or we must stop.  The wait is recorded in our slot so the supervisor
+ * can take it back if we die.
  */
 static int
 pool_wait(const struct pgm_client *cl, int pool, int max, int64_t deadline)
 {
-	struct pollfd	 pfd;
+	struct pgm_slot	*slot = shm_slot(worker_slot);
+	struct pollfd	 pfd[2];
 	int		 rc = 0;
-	char		 c;
 
+	slot->waiting = pool + 1;
 	__atomic_add_fetch(&pgm_shm->pools[pool].waiters, 1, __ATOMIC_ACQ_REL);
 	for (;;) {
 		pool_poke_holders(pool);
@@ -209,15 +243,24 @@ pool_wait(const struct pgm_client *cl, int pool, int max, int64_t deadline)
 		}
 		if (net_now_ms() >= deadline || worker_interrupted())
 			break;
-		pfd.fd = cl->fd;
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, POOL_WAIT_STEP) > 0 &&
-		    recv(cl->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-			rc = -1;
-			break;
+		/* Sleep one step; wake early only if the client hangs up. */
+		pfd[0].fd = cl->fd;
+		pfd[0].events = POLLRDHUP;
+		pfd[1].fd = pgm_death_fd;
+		pfd[1].events = POLLIN;
+		if (net_poll(pfd, 2, POOL_WAIT_STEP) > 0) {
+			if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+				rc = -1;
+				break;
+			}
+			if (pfd[1].revents) {
+				worker_sig_int = 1;
+				break;
+			}
 		}
 	}
 	__atomic_sub_fetch(&pgm_shm->pools[pool].waiters, 1, __ATOMIC_ACQ_REL);
+	slot->waiting = 0;
 	if (rc == 0 && worker_interrupted())
 		rc = -1;
 	return rc;
@@ -307,12 +350,7 @@ pool_put(struct pgm_server *s, int reusable)
 		pool_drop(s);
 		return;
 	}
-	s->used = net_now_ms();
-	s->next = pool_idle;
-	pool_idle = s;
-	shm_slot(worker_slot)->idle_servers++;
-	__atomic_add_fetch(&pgm_shm->pools[s->pool].idle, 1,
-	    __ATOMIC_RELAXED);
+	pool_park(s);
 }
 
 /*
@@ -343,7 +381,7 @@ pool_remember(int pool, const char *key)
  * The count is taken against min_size itself, so idle workers doing
  * this at once never overshoot it.
  */
-static void
+static int
 pool_fill_min(int pool)
 {
 	static struct pgm_client cl;
@@ -351,8 +389,12 @@ pool_fill_min(int pool)
 	struct pgm_server *s;
 	char		*key, *p, *eq, *next;
 
-	if (!shm_pool_try_acquire(pool, pgm_conf->pool_min_size))
-		return;
+	int		 min = pgm_conf->pool_min_size;
+
+	if (config_pool_size(pgm_conf, pool) < min)
+		min = config_pool_size(pgm_conf, pool);
+	if (!shm_pool_try_acquire(pool, min))
+		return 0;
 	memset(&cl, 0, sizeof(cl));
 	cl.fd = -1;
 	cl.user = pool / pgm_conf->ndatabases;
@@ -361,7 +403,7 @@ pool_fill_min(int pool)
 	    pool_last_key[pool] : "");
 	if (key == NULL) {
 		shm_pool_release(pool);
-		return;
+		return -1;
 	}
 	/* Rebuild the startup parameters from "name=value\1..." */
 	for (p = key; *p != '\0' && cl.startup.nparams < PGM_MAXPARAMS;
@@ -383,13 +425,11 @@ pool_fill_min(int pool)
 	free(key);
 	if (s == NULL) {
 		pool_unhold(pool);
-		return;
+		return -1;
 	}
 	log_debug("opened a server connection to keep pool.min_size");
-	s->next = pool_idle;
-	pool_idle = s;
-	shm_slot(worker_slot)->idle_servers++;
-	__atomic_add_fetch(&pgm_shm->pools[pool].idle, 1, __ATOMIC_RELAXED);
+	pool_park(s);
+	return 0;
 }
 
 /*
@@ -400,7 +440,9 @@ pool_fill_min(int pool)
 void
 pool_maintain(void)
 {
+	struct pgm_slot	*slot = shm_slot(worker_slot);
 	struct pgm_server *s, *next;
+	int64_t		 now;
 	int		 pool;
 
 	for (s = pool_idle; s != NULL; s = next) {
@@ -412,11 +454,29 @@ pool_maintain(void)
 	}
 	if (pgm_conf->pool_min_size == 0)
 		return;
-	for (pool = 0; pool < pgm_shm->npools; pool++)
-		if (config_pool_valid(pgm_conf, pool) &&
-		    pgm_shm->pools[pool].count < pgm_conf->pool_min_size &&
-		    pool_nheld < PGM_SLOT_HELD - 1 && !worker_interrupted())
-			pool_fill_min(pool);
+	if (pool_retry == NULL && (pool_retry = calloc(pgm_shm->npools ?
+	    pgm_shm->npools : 1, sizeof(*pool_retry))) == NULL)
+		return;
+	now = net_now_ms();
+	for (pool = 0; pool < pgm_shm->npools; pool++) {
+		if (!config_pool_valid(pgm_conf, pool) ||
+		    pgm_shm->pools[pool].count >= pgm_conf->pool_min_size ||
+		    pool_nheld >= PGM_SLOT_HELD - 1 || worker_interrupted() ||
+		    now < pool_retry[pool].at)
+			continue;
+		/* Busy while connecting, so the supervisor forks spares. */
+		slot->state = SLOT_BUSY;
+		if (pool_fill_min(pool) == -1) {
+			pool_retry[pool].delay = pool_retry[pool].delay ?
+			    pool_retry[pool].delay * 2 : POOL_RETRY_MIN;
+			if (pool_retry[pool].delay > POOL_RETRY_MAX)
+				pool_retry[pool].delay = POOL_RETRY_MAX;
+			pool_retry[pool].at = net_now_ms() +
+			    pool_retry[pool].delay;
+		} else
+			pool_retry[pool].delay = 0;
+		slot->state = SLOT_IDLE;
+	}
 }
 
 /* Close every parked connection (worker exit). */

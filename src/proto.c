@@ -192,44 +192,6 @@ reader_str(struct pgm_reader *r, const char **s)
 	return 0;
 }
 
-/* Is this string valid UTF-8 (no overlongs, no surrogates)? */
-static int
-proto_valid_utf8(const char *s)
-{
-	const uint8_t	*p = (const uint8_t *)s;
-	uint32_t	 c;
-	int		 n, i;
-
-	while (*p) {
-		if (*p < 0x80) {
-			p++;
-			continue;
-		}
-		if ((*p & 0xe0) == 0xc0) {
-			n = 1;
-			c = *p & 0x1f;
-		} else if ((*p & 0xf0) == 0xe0) {
-			n = 2;
-			c = *p & 0x0f;
-		} else if ((*p & 0xf8) == 0xf0) {
-			n = 3;
-			c = *p & 0x07;
-		} else
-			return 0;
-		for (i = 1; i <= n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return 0;
-			c = (c << 6) | (p[i] & 0x3f);
-		}
-		if ((n == 1 && c < 0x80) || (n == 2 && c < 0x800) ||
-		    (n == 3 && (c < 0x10000 || c > 0x10ffff)) ||
-		    (c >= 0xd800 && c <= 0xdfff))
-			return 0;
-		p += n + 1;
-	}
-	return 1;
-}
-
 /*
  * Parse a startup packet (its length word included) in place.  The
  * parameter strings point into pkt.  Returns 0, or -1 with *err naming
@@ -273,10 +235,6 @@ proto_parse_startup(uint8_t *pkt, size_t len, struct pgm_startup *st,
 			*err = "too many startup parameters";
 			return -1;
 		}
-		if (!proto_valid_utf8(name) || !proto_valid_utf8(value)) {
-			*err = "invalid byte sequence in startup packet";
-			return -1;
-		}
 		st->name[st->nparams] = name;
 		st->value[st->nparams] = value;
 		st->nparams++;
@@ -286,6 +244,7 @@ proto_parse_startup(uint8_t *pkt, size_t len, struct pgm_startup *st,
 	if (proto_startup_param(st, "user") == NULL ||
 	    *proto_startup_param(st, "user") == '\0') {
 		*err = "no PostgreSQL user name specified in startup packet";
+		st->nouser = 1;
 		return -1;
 	}
 	return 0;

@@ -42,6 +42,9 @@ struct relay_state {
 	int		 unsynced;	/* extended messages since last Sync */
 	int		 terminated;	/* client sent Terminate */
 	int		 copy;		/* server started a COPY IN or BOTH */
+	int		 copy_in_ext;	/* ... from an Execute, not yet done */
+	uint8_t		 last_request;	/* 'Q', 'F' or 'E', the latest sent */
+	int		 syncs_after_execute;	/* Syncs since that Execute */
 	int		 listening;	/* LISTEN ran: notifications may come */
 	int		 protocol_error;
 };
@@ -70,21 +73,35 @@ relay_scan_client(struct relay_dir *d, struct relay_state *st, size_t from)
 		case 'Q':
 		case 'F':
 			st->pending++;
+			st->last_request = d->scan.type;
 			break;
 		case 'S':
-			st->pending++;
+			/* The server ignores a Sync in extended COPY IN. */
+			if (!st->copy_in_ext) {
+				st->pending++;
+				st->syncs_after_execute++;
+			}
 			st->unsynced = 0;
 			break;
-		case 'P': case 'B': case 'E': case 'D': case 'C': case 'H':
+		case 'E':
 			st->unsynced = 1;
+			st->last_request = 'E';
+			st->syncs_after_execute = 0;
+			break;
+		case 'P': case 'B': case 'D': case 'C': case 'H':
+			st->unsynced = 1;
+			break;
+		case 'c': case 'f':
+			st->copy_in_ext = 0;
 			break;
 		case 'X':
 			/* Keep Terminate from the server; nothing follows. */
 			st->terminated = 1;
 			d->end = off - 5;
+			d->hold = 0;
 			d->eof = 1;
 			return 0;
-		case 'd': case 'c': case 'f': case 'p':
+		case 'd': case 'p':
 			break;
 		default:
 			log_warnx("client sent invalid message type %d",
@@ -119,8 +136,22 @@ relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
 			    (sc->type == 'C' && !st->listening)) &&
 			    sc->remain > 0)
 				sc->capture = 1;
-			else if (sc->type == 'G' || sc->type == 'W')
+			else if (sc->type == 'G' || sc->type == 'W') {
 				st->copy = 1;
+				/*
+				 * COPY FROM STDIN started by an Execute: the
+				 * server ignores the Syncs sent after that
+				 * Execute until CopyDone or CopyFail, so they
+				 * are owed no ReadyForQuery.
+				 */
+				if (st->last_request == 'E') {
+					st->pending -= st->syncs_after_execute;
+					if (st->pending < 0)
+						st->pending = 0;
+					st->syncs_after_execute = 0;
+					st->copy_in_ext = 1;
+				}
+			}
 			continue;
 		}
 		if (ev != SCAN_BODY)
@@ -151,6 +182,8 @@ relay_flush(struct relay_dir *d)
 	ssize_t		 n;
 	size_t		 avail;
 
+	if (d->end < d->hold + d->start)
+		return -1;	/* cannot happen; never send what is not ours */
 	avail = d->end - d->hold - d->start;
 	while (avail > 0) {
 		n = send(d->to, d->buf + d->start, avail,
@@ -237,11 +270,13 @@ relay_dir_init(struct relay_dir *d, int from, int to)
 /*
  * Forward a session until one side ends it.  *reusable says whether the
  * server connection is left at a clean message boundary with nothing
- * owed, so it can be reset and pooled.  *at_boundary says whether the
- * client stream is between messages (so an ErrorResponse may be sent).
+ * owed, so it can be reset and pooled.  *boundary says whether the
+ * stream to the client is between messages, so pgmirror may still send
+ * it an ErrorResponse.
  */
 enum pgm_relay_end
-relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
+relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
+    int *boundary)
 {
 	struct relay_dir *c2s = &relay_c2s, *s2c = &relay_s2c;
 	struct relay_state st;
@@ -264,6 +299,10 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 		if (worker_sig_int) {
 			end = RELAY_SHUTDOWN;
 			break;
+		}
+		if (worker_sig_usr1) {
+			worker_sig_usr1 = 0;
+			pool_release_for_waiters();
 		}
 		if (c2s->eof && c2s->start == c2s->end) {
 			end = st.terminated ? RELAY_CLIENT_TERMINATE :
@@ -310,6 +349,11 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable)
 		    (c2s->end - c2s->hold > c2s->start ? POLLOUT : 0);
 		pfd[2].fd = pgm_death_fd;
 		pfd[2].events = POLLIN;
+		/* A side with nothing to wait for is left out of the poll. */
+		if (pfd[0].events == 0)
+			pfd[0].fd = -1;
+		if (pfd[1].events == 0)
+			pfd[1].fd = -1;
 		if (net_poll(pfd, 3, -1) == -1) {
 			if (errno == EINTR)
 				continue;
@@ -362,6 +406,9 @@ c:
 			}
 			slow = 0;
 			if (n <= 0) {
+				/* A partial header will never complete. */
+				c2s->end -= c2s->hold;
+				c2s->hold = 0;
 				c2s->eof = 1;
 				continue;
 			}
@@ -382,13 +429,11 @@ c:
 	}
 	relay_blocking(srv->fd, 0);
 	relay_blocking(cl->fd, 0);
-	if ((end == RELAY_CLIENT_TERMINATE || end == RELAY_CLIENT_GONE) &&
-	    st.pending == 0 && !st.unsynced && c2s->start == c2s->end &&
+	if ((end == RELAY_CLIENT_TERMINATE || end == RELAY_CLIENT_GONE ||
+	    end == RELAY_SHUTDOWN) && st.pending == 0 && !st.unsynced && c2s->start == c2s->end &&
 	    c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&
 	    s2c->scan.remain == 0 && s2c->start == s2c->end)
 		*reusable = 1;
-	if (end == RELAY_SHUTDOWN && s2c->scan.hdrlen == 0 &&
-	    s2c->scan.remain == 0 && s2c->start == s2c->end)
-		*reusable = 1;	/* client stream at a boundary */
+	*boundary = s2c->scan.hdrlen == 0 && s2c->start == s2c->end;
 	return end;
 }

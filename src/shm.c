@@ -113,18 +113,27 @@ shm_count_state(int state)
 	return n;
 }
 
-/* Give back the pool counts a dead worker's slot still holds. */
+/*
+ * Give back the pool counts a dead worker's slot still holds: its
+ * server connections, its parked ones and its wait for a pool.
+ */
 void
 shm_slot_reclaim(struct pgm_slot *slot)
 {
 	int		 i, pool;
 
 	for (i = 0; i < PGM_SLOT_HELD; i++) {
-		if ((pool = slot->held[i]) == 0)
-			continue;
-		if (pool - 1 < pgm_shm->npools)
+		if ((pool = slot->held[i]) != 0 && pool - 1 < pgm_shm->npools)
 			shm_pool_release(pool - 1);
 		slot->held[i] = 0;
+		if ((pool = slot->parked[i]) != 0 && pool - 1 < pgm_shm->npools)
+			__atomic_sub_fetch(&pgm_shm->pools[pool - 1].idle, 1,
+			    __ATOMIC_RELAXED);
+		slot->parked[i] = 0;
 	}
+	if ((pool = slot->waiting) != 0 && pool - 1 < pgm_shm->npools)
+		__atomic_sub_fetch(&pgm_shm->pools[pool - 1].waiters, 1,
+		    __ATOMIC_ACQ_REL);
+	slot->waiting = 0;
 	slot->idle_servers = 0;
 }

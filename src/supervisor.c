@@ -218,6 +218,12 @@ sup_listen_close(void)
 	int		 i;
 
 	for (i = 0; i < sup_nlfd; i++) {
+		/*
+		 * Busy workers share these sockets: shutdown(2) stops the
+		 * listening in every process, so new clients are refused at
+		 * once instead of waiting in a backlog nobody serves.
+		 */
+		(void)shutdown(sup_lfd[i], SHUT_RDWR);
 		close(sup_lfd[i]);
 		if (sup_unix_path[i] != NULL) {
 			(void)unlink(sup_unix_path[i]);

@@ -223,7 +223,8 @@ worker_startup(struct pgm_client *cl, int64_t deadline)
 				    "3.0", st->code >> 16, st->code & 0xffff);
 				return -1;
 			}
-			client_fail(cl, "08P01", "%s", err);
+			client_fail(cl, st->nouser ? "28000" : "08P01", "%s",
+			    err);
 			return -1;
 		}
 		switch (st->code) {
@@ -322,7 +323,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 	struct pgm_buf	 b;
 	enum pgm_relay_end end;
 	int64_t		 deadline = net_now_ms() + WORKER_LOGIN_TIMEOUT;
-	int		 reusable = 0;
+	int		 reusable = 0, boundary = 0;
 
 	memset(cl, 0, offsetof(struct pgm_client, startup_buf));
 	explicit_bzero(&cl->scram, sizeof(cl->scram));
@@ -346,7 +347,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 	}
 	log_debug("session started");
 	worker_cancel_publish(cl, srv);
-	end = relay_session(cl, srv, &reusable);
+	end = relay_session(cl, srv, &reusable, &boundary);
 	worker_cancel_withdraw();
 	switch (end) {
 	case RELAY_CLIENT_TERMINATE:
@@ -358,19 +359,20 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 		reusable = 0;
 		break;
 	case RELAY_PROTOCOL:
-		client_fail(cl, "08P01", "invalid frontend message");
+		if (boundary)
+			client_fail(cl, "08P01", "invalid frontend message");
 		reusable = 0;
 		break;
 	case RELAY_SHUTDOWN:
-		if (reusable)
+		if (boundary)
 			client_fail(cl, "57P01", "terminating connection due "
 			    "to administrator command");
+		/* Fast shutdown stops what the server is still running. */
+		if (!reusable)
+			server_cancel(srv);
 		reusable = 0;
 		break;
 	}
-	/* Work the server still does for a client that is gone is stopped. */
-	if (!reusable && end != RELAY_SERVER_GONE)
-		server_cancel(srv);
 	pool_put(srv, reusable);
 	srv = NULL;
 done:
