@@ -263,12 +263,18 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 {
 	static const char *const top[] = { "listen", "control_socket",
 	    "admin", "auth_type", "workers", "pool", "shutdown_timeout",
+	    "client", "server",
 	    "mirror_queue", "metrics", "log", "tls", "databases", "users",
 	    "mirrors", NULL };
 	static const char *const k_admin[] = { "database", "user",
 	    "password", NULL };
 	static const char *const k_workers[] = { "min_spare", "max_spare",
-	    "max", NULL };
+	    "max", "max_clients", NULL };
+	static const char *const k_client[] = { "login_timeout",
+	    "idle_timeout", "idle_transaction_timeout", "max_connections",
+	    "max_message_size", NULL };
+	static const char *const k_server[] = { "connect_timeout", "lifetime",
+	    "idle_timeout", NULL };
 	static const char *const k_pool[] = { "mode", "default_size",
 	    "min_size", "wait_timeout", "reset_query", NULL };
 	static const char *const k_metrics[] = { "listen", NULL };
@@ -346,6 +352,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 		    10000, &c->workers_max_spare);
 		config_get_int(cx, g, "max", "workers.max", 1, 100000,
 		    &c->workers_max);
+		config_get_int(cx, g, "max_clients", "workers.max_clients", 0,
+		    INT_MAX, &c->workers_max_clients);
 		if (c->workers_min_spare > c->workers_max_spare)
 			config_err(cx, config_line(g), "workers.min_spare (%d)"
 			    " is larger than workers.max_spare (%d)",
@@ -381,6 +389,34 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 
 	config_get_int(cx, root, "shutdown_timeout", "shutdown_timeout", 0,
 	    86400, &c->shutdown_timeout);
+
+	if ((g = config_get_group(cx, root, "client")) != NULL) {
+		config_check_keys(cx, g, "client", k_client);
+		config_get_int(cx, g, "login_timeout", "client.login_timeout",
+		    1, 86400, &c->client_login_timeout);
+		config_get_int(cx, g, "idle_timeout", "client.idle_timeout",
+		    0, 31 * 86400, &c->client_idle_timeout);
+		config_get_int(cx, g, "idle_transaction_timeout",
+		    "client.idle_transaction_timeout", 0, 31 * 86400,
+		    &c->client_idle_transaction_timeout);
+		config_get_int(cx, g, "max_connections",
+		    "client.max_connections", 0, 1000000,
+		    &c->client_max_connections);
+		config_get_int(cx, g, "max_message_size",
+		    "client.max_message_size", 8192, PGM_MESSAGE_MAX,
+		    &c->client_max_message_size);
+	}
+
+	if ((g = config_get_group(cx, root, "server")) != NULL) {
+		config_check_keys(cx, g, "server", k_server);
+		config_get_int(cx, g, "connect_timeout",
+		    "server.connect_timeout", 1, 3600,
+		    &c->server_connect_timeout);
+		config_get_int(cx, g, "lifetime", "server.lifetime", 0,
+		    31 * 86400, &c->server_lifetime);
+		config_get_int(cx, g, "idle_timeout", "server.idle_timeout", 0,
+		    31 * 86400, &c->server_idle_timeout);
+	}
 	config_get_int(cx, root, "mirror_queue", "mirror_queue", 0,
 	    INT_MAX, &c->mirror_queue);
 
@@ -680,6 +716,11 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	c->pool_wait_timeout = 30;
 	c->pool_reset_query = config_strdup(&cx, "DISCARD ALL");
 	c->shutdown_timeout = 30;
+	c->client_login_timeout = 60;
+	c->client_max_message_size = PGM_MESSAGE_MAX;
+	c->server_connect_timeout = 15;
+	c->server_lifetime = 3600;
+	c->server_idle_timeout = 600;
 	c->mirror_queue = 20000;
 	c->control_socket = config_strdup(&cx, PGM_CONTROL_SOCKET);
 	c->admin_database = config_strdup(&cx, "pgmirror");

@@ -91,6 +91,15 @@ struct pgm_config {
 	int		 workers_min_spare;
 	int		 workers_max_spare;
 	int		 workers_max;
+	int		 workers_max_clients;	/* recycle after; 0: never */
+	int		 client_login_timeout;	/* seconds */
+	int		 client_idle_timeout;	/* seconds, 0: none */
+	int		 client_idle_transaction_timeout; /* seconds, 0: none */
+	int		 client_max_connections;	/* 0: workers.max */
+	int		 client_max_message_size;	/* bytes */
+	int		 server_connect_timeout;	/* seconds */
+	int		 server_lifetime;	/* seconds, 0: unlimited */
+	int		 server_idle_timeout;	/* seconds, 0: unlimited */
 	int		 pool_default_size;
 	int		 pool_min_size;
 	int		 pool_wait_timeout;	/* seconds */
@@ -337,6 +346,7 @@ int	 net_connect(const char *, int, int64_t, struct sockaddr_storage *,
 int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t,
 	    int);
 void	 net_addr_str(const struct sockaddr_storage *, char *, size_t);
+void	 net_refuse(int, const char *, const char *);
 
 /* shm.c */
 extern struct pgm_shm *pgm_shm;
@@ -394,6 +404,9 @@ enum pgm_relay_end {
 	RELAY_CLIENT_GONE,	/* client closed or failed */
 	RELAY_SERVER_GONE,	/* server closed or failed */
 	RELAY_PROTOCOL,		/* client broke the protocol */
+	RELAY_TOO_LARGE,	/* client sent a message over the limit */
+	RELAY_IDLE_TIMEOUT,	/* client idle past client.idle_timeout */
+	RELAY_IDLE_IN_TRANSACTION,	/* ... in a transaction */
 	RELAY_SHUTDOWN		/* fast shutdown asked */
 };
 enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server *,

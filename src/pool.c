@@ -74,6 +74,14 @@ pool_drop(struct pgm_server *s)
 	pool_unhold(pool);
 }
 
+/* Has a connection lived longer than server.lifetime? */
+static int
+pool_expired(const struct pgm_server *s, int64_t now)
+{
+	return pgm_conf->server_lifetime > 0 && now - s->created >
+	    (int64_t)pgm_conf->server_lifetime * 1000;
+}
+
 /* Put a connection on the idle list, and say so in shared memory. */
 static void
 pool_park(struct pgm_server *s)
@@ -346,7 +354,8 @@ pool_put(struct pgm_server *s, int reusable)
 	if (s == NULL)
 		return;
 	if (!reusable || pgm_shm->pools[s->pool].waiters > 0 ||
-	    worker_interrupted() || server_reset(s) == -1) {
+	    worker_interrupted() || pool_expired(s, net_now_ms()) ||
+	    server_reset(s) == -1) {
 		pool_drop(s);
 		return;
 	}
@@ -434,8 +443,10 @@ pool_fill_min(int pool)
 
 /*
  * Periodic care of parked connections, run by idle workers: drop the
- * ones that died, and keep pool.min_size open per pool (at most one
- * new connection per pool and tick from each worker).
+ * ones that died, outlived server.lifetime or sat parked longer than
+ * server.idle_timeout (unless the pool would fall below pool.min_size),
+ * and keep pool.min_size open per pool (at most one new connection per
+ * pool and tick from each worker).
  */
 void
 pool_maintain(void)
@@ -445,9 +456,13 @@ pool_maintain(void)
 	int64_t		 now;
 	int		 pool;
 
+	now = net_now_ms();
 	for (s = pool_idle; s != NULL; s = next) {
 		next = s->next;
-		if (!server_alive(s)) {
+		if (!server_alive(s) || pool_expired(s, now) ||
+		    (pgm_conf->server_idle_timeout > 0 && now - s->used >
+		    (int64_t)pgm_conf->server_idle_timeout * 1000 &&
+		    pgm_shm->pools[s->pool].count > pgm_conf->pool_min_size)) {
 			pool_unlink(s);
 			pool_drop(s);
 		}

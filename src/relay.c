@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
@@ -47,6 +48,7 @@ struct relay_state {
 	int		 syncs_after_execute;	/* Syncs since that Execute */
 	int		 listening;	/* LISTEN ran: notifications may come */
 	int		 protocol_error;
+	int		 too_large;	/* ... a message over the limit */
 };
 
 static struct relay_dir relay_c2s, relay_s2c;
@@ -62,8 +64,15 @@ relay_scan_client(struct relay_dir *d, struct relay_state *st, size_t from)
 		ev = scan_feed(&d->scan, d->buf + off, d->end - off, &used);
 		off += used;
 		if (ev == SCAN_BAD_LENGTH) {
-			log_warnx("client sent a message of type %d with "
-			    "invalid length %u", d->scan.type, d->scan.len);
+			if (d->scan.len >= 4) {
+				log_warnx("client sent a message of type %d of "
+				    "%u bytes, more than client.max_message_"
+				    "size", d->scan.type, d->scan.len);
+				st->too_large = 1;
+			} else
+				log_warnx("client sent a message of type %d "
+				    "with invalid length %u", d->scan.type,
+				    d->scan.len);
 			st->protocol_error = 1;
 			return -1;
 		}
@@ -258,13 +267,40 @@ relay_blocking(int fd, int on)
 
 /* Reset a direction for a new session. */
 static void
-relay_dir_init(struct relay_dir *d, int from, int to)
+relay_dir_init(struct relay_dir *d, int from, int to, uint32_t maxlen)
 {
 	d->from = from;
 	d->to = to;
 	d->start = d->end = d->hold = 0;
 	d->eof = 0;
-	scan_init(&d->scan, PGM_MESSAGE_MAX);
+	scan_init(&d->scan, maxlen);
+}
+
+/*
+ * How long the client may stay silent from now, in ms, when nothing is
+ * owed to it: client.idle_timeout outside a transaction,
+ * client.idle_transaction_timeout inside one; -1 for no limit.  *end is
+ * set to what ends the session when it runs out.
+ */
+static int64_t
+relay_idle_left(const struct relay_state *st, int64_t last,
+    enum pgm_relay_end *end)
+{
+	int		 limit;
+
+	if (st->pending > 0 || st->copy)
+		return -1;
+	if (st->server->txstatus == 'I') {
+		limit = pgm_conf->client_idle_timeout;
+		*end = RELAY_IDLE_TIMEOUT;
+	} else {
+		limit = pgm_conf->client_idle_transaction_timeout;
+		*end = RELAY_IDLE_IN_TRANSACTION;
+	}
+	if (limit == 0)
+		return -1;
+	last += (int64_t)limit * 1000 - net_now_ms();
+	return last > 0 ? last : 0;
 }
 
 /*
@@ -284,15 +320,18 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 	enum pgm_relay_end end;
 	ssize_t		 n;
 	size_t		 old;
-	int		 fillflags, clientflags, slow = 0;
+	int		 fillflags, clientflags, slow = 0, timeout;
+	int64_t		 last, left;
+	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
 	relay_blocking(srv->fd, 1);
 	relay_blocking(cl->fd, 1);
-	relay_dir_init(c2s, cl->fd, srv->fd);
-	relay_dir_init(s2c, srv->fd, cl->fd);
+	relay_dir_init(c2s, cl->fd, srv->fd, pgm_conf->client_max_message_size);
+	relay_dir_init(s2c, srv->fd, cl->fd, PGM_MESSAGE_MAX);
+	last = net_now_ms();
 	*reusable = 0;
 
 	for (;;) {
@@ -354,7 +393,17 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 			pfd[0].fd = -1;
 		if (pfd[1].events == 0)
 			pfd[1].fd = -1;
-		if (net_poll(pfd, 3, -1) == -1) {
+		timeout = -1;
+		if (slow && (left = relay_idle_left(&st, last, &idle_end)) >= 0) {
+			if (left == 0) {
+				end = idle_end;
+				break;
+			}
+			timeout = left > INT_MAX ? INT_MAX : (int)left;
+		}
+		if ((n = net_poll(pfd, 3, timeout)) == 0)
+			continue;
+		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			log_warn("poll");
@@ -382,6 +431,7 @@ s:
 			}
 			s2c->end += n;
 			slow = 0;
+			last = net_now_ms();
 			if (relay_scan_server(s2c, &st, old) == -1) {
 				end = RELAY_SERVER_GONE;
 				break;
@@ -414,7 +464,8 @@ c:
 			}
 			c2s->end += n;
 			if (relay_scan_client(c2s, &st, old) == -1) {
-				end = RELAY_PROTOCOL;
+				end = st.too_large ? RELAY_TOO_LARGE :
+				    RELAY_PROTOCOL;
 				break;
 			}
 			if (relay_flush(c2s) == -1) {
@@ -429,9 +480,9 @@ c:
 	}
 	relay_blocking(srv->fd, 0);
 	relay_blocking(cl->fd, 0);
-	if ((end == RELAY_CLIENT_TERMINATE || end == RELAY_CLIENT_GONE ||
-	    end == RELAY_SHUTDOWN) && st.pending == 0 && !st.unsynced && c2s->start == c2s->end &&
-	    c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&
+	if (end != RELAY_SERVER_GONE && end != RELAY_PROTOCOL &&
+	    end != RELAY_TOO_LARGE && st.pending == 0 && !st.unsynced &&
+	    c2s->start == c2s->end && c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&
 	    s2c->scan.remain == 0 && s2c->start == s2c->end)
 		*reusable = 1;
 	*boundary = s2c->scan.hdrlen == 0 && s2c->start == s2c->end;

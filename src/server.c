@@ -17,7 +17,6 @@
 
 #include "pgmirror.h"
 
-#define SERVER_CONNECT_TIMEOUT	15000	/* ms, connect and login */
 #define SERVER_RESET_TIMEOUT	10000	/* ms */
 #define SERVER_CANCEL_TIMEOUT	5000	/* ms to deliver a CancelRequest */
 
@@ -195,7 +194,8 @@ server_open(const struct pgm_client *cl, const char *params,
 {
 	const struct pgm_database *d = &pgm_conf->databases[cl->database];
 	struct pgm_server *s;
-	int64_t		 deadline = net_now_ms() + SERVER_CONNECT_TIMEOUT;
+	int64_t		 deadline = net_now_ms() +
+	    (int64_t)pgm_conf->server_connect_timeout * 1000;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->params = strdup(params)) == NULL) {

@@ -44,6 +44,7 @@
 #define SUP_SPAWN_MAX_RATE	32	/* forks per second at most */
 #define SUP_THROTTLE_MAX	30000	/* ms, longest pause in re-forking */
 #define SUP_FAST_GRACE		5000	/* ms from fast shutdown to SIGKILL */
+#define SUP_FULL_GRACE		1000	/* ms all busy before refusing */
 
 static volatile sig_atomic_t sup_sig_chld, sup_sig_term, sup_sig_int;
 static volatile sig_atomic_t sup_sig_quit, sup_sig_hup;
@@ -325,6 +326,24 @@ sup_reap(void)
 	return early;
 }
 
+/*
+ * Accept a client no worker can take and refuse it, as PostgreSQL
+ * refuses one beyond max_connections.  Never blocks: the socket is
+ * new, the message small, and nothing is read.
+ */
+static void
+sup_refuse(int lfd)
+{
+	int		 fd;
+
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
+	    -1)
+		return;
+	net_refuse(fd, "53300", "sorry, too many clients already");
+	log_warnx("all %d workers are busy (workers.max): refused a client",
+	    pgm_conf->workers_max);
+}
+
 /* Log the periodic stats line. */
 static void
 sup_stats(void)
@@ -347,11 +366,12 @@ sup_stats(void)
 int
 supervisor_main(struct pgm_config *c, int debug)
 {
-	struct pollfd	 pfd;
+	struct pollfd	 pfd[SUP_MAX_LISTEN + 1];
 	int64_t		 now, throttle_until = 0, throttle = 0, spawn_tick = 0;
-	int64_t		 stop_deadline = 0, last_stats;
+	int64_t		 stop_deadline = 0, last_stats, full_since = 0;
 	int		 spawned_this_tick = 0, rate = 1, early, idle, i;
 	int		 stopping = 0;	/* 1 smart, 2 fast */
+	int		 npfd;
 	char		 drain[64];
 
 	(void)debug;
@@ -371,11 +391,37 @@ supervisor_main(struct pgm_config *c, int debug)
 	last_stats = net_now_ms();
 
 	for (;;) {
-		pfd.fd = sup_selfpipe[0];
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 200) > 0)
-			while (read(sup_selfpipe[0], drain, sizeof(drain)) > 0)
-				;
+		/*
+		 * With every worker busy for a second and no more allowed,
+		 * the supervisor answers new clients itself: refused, not
+		 * left hanging in the kernel's backlog.  The second spares a
+		 * client that arrives while a worker is just finishing.
+		 */
+		npfd = 1;
+		pfd[0].fd = sup_selfpipe[0];
+		pfd[0].events = POLLIN;
+		if (!stopping && sup_nworkers() >= c->workers_max &&
+		    shm_count_state(SLOT_IDLE) + shm_count_state(SLOT_STARTING)
+		    == 0) {
+			if (full_since == 0)
+				full_since = net_now_ms();
+		} else
+			full_since = 0;
+		if (full_since != 0 &&
+		    net_now_ms() - full_since >= SUP_FULL_GRACE)
+			for (i = 0; i < sup_nlfd; i++) {
+				pfd[npfd].fd = sup_lfd[i];
+				pfd[npfd++].events = POLLIN;
+			}
+		if (poll(pfd, npfd, 200) > 0) {
+			if (pfd[0].revents)
+				while (read(sup_selfpipe[0], drain,
+				    sizeof(drain)) > 0)
+					;
+			for (i = 1; i < npfd; i++)
+				if (pfd[i].revents & POLLIN)
+					sup_refuse(pfd[i].fd);
+		}
 		now = net_now_ms();
 
 		if (sup_sig_chld) {

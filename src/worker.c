@@ -31,7 +31,6 @@
 
 #include "pgmirror.h"
 
-#define WORKER_LOGIN_TIMEOUT	60000	/* ms for startup and auth */
 #define WORKER_WRITE_TIMEOUT	30000	/* ms for a message we compose */
 
 volatile sig_atomic_t worker_sig_term;
@@ -322,7 +321,8 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 	struct pgm_server *srv = NULL;
 	struct pgm_buf	 b;
 	enum pgm_relay_end end;
-	int64_t		 deadline = net_now_ms() + WORKER_LOGIN_TIMEOUT;
+	int64_t		 deadline = net_now_ms() +
+	    (int64_t)pgm_conf->client_login_timeout * 1000;
 	int		 reusable = 0, boundary = 0;
 
 	memset(cl, 0, offsetof(struct pgm_client, startup_buf));
@@ -363,6 +363,23 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 			client_fail(cl, "08P01", "invalid frontend message");
 		reusable = 0;
 		break;
+	case RELAY_TOO_LARGE:
+		if (boundary)
+			client_fail(cl, "08P01", "invalid message length: "
+			    "larger than client.max_message_size (%d bytes)",
+			    pgm_conf->client_max_message_size);
+		reusable = 0;
+		break;
+	case RELAY_IDLE_TIMEOUT:
+		if (boundary)
+			client_fail(cl, "57P05", "terminating connection due "
+			    "to idle-session timeout");
+		break;
+	case RELAY_IDLE_IN_TRANSACTION:
+		if (boundary)
+			client_fail(cl, "25P03", "terminating connection due "
+			    "to idle-in-transaction timeout");
+		break;
 	case RELAY_SHUTDOWN:
 		if (boundary)
 			client_fail(cl, "57P01", "terminating connection due "
@@ -380,6 +397,18 @@ done:
 	buf_free(&b);
 	close(fd);
 	log_setsession(NULL);
+}
+
+/*
+ * Refuse a client beyond client.max_connections, as PostgreSQL refuses
+ * one beyond max_connections, without reading what it sent.
+ */
+static void
+worker_refuse(int fd)
+{
+	log_info("too many clients: refused a connection (%d allowed)",
+	    pgm_conf->client_max_connections);
+	net_refuse(fd, "53300", "sorry, too many clients already");
 }
 
 /*
@@ -457,7 +486,9 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 	if (nlfd > 63)
 		nlfd = 63;
 	slot->state = SLOT_IDLE;
-	while (!worker_sig_term && !worker_sig_int && !pgm_shm->shutdown) {
+	while (!worker_sig_term && !worker_sig_int && !pgm_shm->shutdown &&
+	    (pgm_conf->workers_max_clients == 0 ||
+	    slot->served < (uint64_t)pgm_conf->workers_max_clients)) {
 		for (i = 0; i < nlfd; i++) {
 			pfd[i].fd = lfds[i];
 			pfd[i].events = POLLIN;
@@ -497,6 +528,13 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 				    sizeof(one));
 			}
 			slot->state = SLOT_BUSY;
+			if (pgm_conf->client_max_connections > 0 &&
+			    shm_count_state(SLOT_BUSY) >
+			    pgm_conf->client_max_connections) {
+				worker_refuse(fd);
+				slot->state = SLOT_IDLE;
+				break;
+			}
 			__atomic_add_fetch(&slot->served, 1, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&pgm_shm->clients_total, 1,
 			    __ATOMIC_RELAXED);
