@@ -394,7 +394,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 		if (pfd[1].events == 0)
 			pfd[1].fd = -1;
 		timeout = -1;
-		if (slow && (left = relay_idle_left(&st, last, &idle_end)) >= 0) {
+		if ((left = relay_idle_left(&st, last, &idle_end)) >= 0) {
 			if (left == 0) {
 				end = idle_end;
 				break;
