@@ -463,6 +463,7 @@ c:
 				continue;
 			}
 			c2s->end += n;
+			last = net_now_ms();
 			if (relay_scan_client(c2s, &st, old) == -1) {
 				end = st.too_large ? RELAY_TOO_LARGE :
 				    RELAY_PROTOCOL;
@@ -482,8 +483,8 @@ c:
 	relay_blocking(cl->fd, 0);
 	if (end != RELAY_SERVER_GONE && end != RELAY_PROTOCOL &&
 	    end != RELAY_TOO_LARGE && st.pending == 0 && !st.unsynced &&
-	    c2s->start == c2s->end && c2s->scan.hdrlen == 0 && s2c->scan.hdrlen == 0 &&
-	    s2c->scan.remain == 0 && s2c->start == s2c->end)
+	    c2s->start == c2s->end && c2s->scan.hdrlen == 0 &&
+	    s2c->scan.hdrlen == 0 && s2c->start == s2c->end)
 		*reusable = 1;
 	*boundary = s2c->scan.hdrlen == 0 && s2c->start == s2c->end;
 	return end;
