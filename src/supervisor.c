@@ -283,6 +283,30 @@ sup_signal_workers(int sig)
 	}
 }
 
+/*
+ * Ask one idle worker to exit, preferring one that parks no server
+ * connection, so pooled connections outlive the retirement.
+ */
+static void
+sup_retire_one(void)
+{
+	struct pgm_slot	*slot, *pick = NULL;
+	int		 i;
+
+	for (i = 0; i < pgm_shm->nslots; i++) {
+		slot = shm_slot(i);
+		if (slot->state != SLOT_IDLE || slot->pid <= 0)
+			continue;
+		if (pick == NULL || (pick->idle_servers > 0 &&
+		    slot->idle_servers == 0))
+			pick = slot;
+	}
+	if (pick == NULL)
+		return;
+	pick->state = SLOT_EXITING;
+	kill(pick->pid, SIGTERM);
+}
+
 /* Number of live workers. */
 static int
 sup_nworkers(void)
@@ -519,18 +543,8 @@ supervisor_main(struct pgm_config *c, int debug)
 		} else if (idle >= c->workers_min_spare)
 			rate = c->workers_min_spare > 4 ?
 			    c->workers_min_spare : 4;
-		if (idle > c->workers_max_spare) {
-			for (i = 0; i < pgm_shm->nslots; i++) {
-				struct pgm_slot *slot = shm_slot(i);
-
-				if (slot->state == SLOT_IDLE &&
-				    slot->pid > 0) {
-					slot->state = SLOT_EXITING;
-					kill(slot->pid, SIGTERM);
-					break;
-				}
-			}
-		}
+		if (idle > c->workers_max_spare)
+			sup_retire_one();
 		if (c->stats_period > 0 &&
 		    now - last_stats >= (int64_t)c->stats_period * 1000) {
 			last_stats = now;
