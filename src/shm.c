@@ -9,7 +9,9 @@
  *
  * Rules: a scoreboard slot is written by the worker that owns it, and
  * by the supervisor only while no process owns it (before the fork,
- * after the reap).  Pool counters are changed by any worker with
+ * after the reap), except that it marks an idle slot SLOT_EXITING when
+ * it asks that worker to go (a state the worker may overwrite, which
+ * is harmless: it exits at its next turn).  Pool counters are changed by any worker with
  * atomic read-modify-write operations only.  A worker records in its
  * slot's held[] each server connection it counts, right after counting
  * it; when a worker dies its connections are closed by the kernel and
