@@ -58,6 +58,18 @@ log_setsession(const char *s)
 		snprintf(log_session, sizeof(log_session), "%s", s);
 }
 
+/*
+ * Replace control characters in place with '?': names that clients
+ * send end up in log lines, and must not start lines of their own.
+ */
+static void
+log_escape(char *s, size_t len)
+{
+	for (; len > 0 && *s != '\0'; s++, len--)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
+}
+
 /* Format and emit one line at a syslog priority. */
 static void
 log_emit(int pri, const char *errtext, const char *fmt, va_list ap)
@@ -70,6 +82,7 @@ log_emit(int pri, const char *errtext, const char *fmt, va_list ap)
 	snprintf(line, sizeof(line), "%s: %s%s%s%s%s", log_proc,
 	    log_session[0] ? log_session : "", log_session[0] ? ": " : "",
 	    msg, errtext ? ": " : "", errtext ? errtext : "");
+	log_escape(line, sizeof(line));
 	if (log_tostderr) {
 		struct timespec	 ts;
 		struct tm	 tm;

@@ -197,6 +197,7 @@ enum pgm_slot_state {
 	SLOT_STARTING,
 	SLOT_IDLE,		/* waiting in accept */
 	SLOT_BUSY,		/* serving a client */
+	SLOT_REFUSING,		/* the refuser: all workers are busy */
 	SLOT_EXITING
 };
 
@@ -366,7 +367,7 @@ extern volatile sig_atomic_t worker_sig_int;
 extern volatile sig_atomic_t worker_sig_usr1;
 extern int worker_slot;
 __attribute__((noreturn))
-void	 worker_main(int, int *, int, int);
+void	 worker_main(int, int *, int, int, int);
 int	 worker_interrupted(void);
 void	 worker_cancel_request(const struct pgm_startup *);
 

@@ -52,7 +52,9 @@ shm_create(const struct pgm_config *c)
 		errno = EOVERFLOW;
 		return -1;
 	}
-	slots = shm_align((size_t)c->workers_max * sizeof(struct pgm_slot));
+	/* One slot beyond workers.max for the refuser. */
+	slots = shm_align((size_t)(c->workers_max + 1) *
+	    sizeof(struct pgm_slot));
 	pools = shm_align((size_t)(npools ? npools : 1) *
 	    sizeof(struct pgm_pool_shared));
 	total = hdr + slots + pools;
@@ -63,7 +65,7 @@ shm_create(const struct pgm_config *c)
 	memset(base, 0, total);
 	pgm_shm = (struct pgm_shm *)base;
 	pgm_shm->magic = SHM_MAGIC;
-	pgm_shm->nslots = c->workers_max;
+	pgm_shm->nslots = c->workers_max + 1;
 	pgm_shm->npools = npools;
 	pgm_shm->slots = (struct pgm_slot *)(base + hdr);
 	pgm_shm->pools = (struct pgm_pool_shared *)(base + hdr + slots);

@@ -235,9 +235,9 @@ sup_listen_close(void)
 	sup_nlfd = 0;
 }
 
-/* Fork a worker into a free slot.  Returns 0, or -1. */
+/* Fork a worker (or the refuser) into a free slot.  Returns 0, or -1. */
 static int
-sup_spawn(void)
+sup_spawn(int refuser)
 {
 	struct pgm_slot	*slot = NULL;
 	pid_t		 pid;
@@ -251,7 +251,7 @@ sup_spawn(void)
 	if (slot == NULL)
 		return -1;
 	memset((void *)slot, 0, sizeof(*slot));
-	slot->state = SLOT_STARTING;
+	slot->state = refuser ? SLOT_REFUSING : SLOT_STARTING;
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork");
@@ -262,7 +262,7 @@ sup_spawn(void)
 		close(sup_selfpipe[1]);
 		close(sup_death[1]);
 		slot->pid = getpid();
-		worker_main(i, sup_lfd, sup_nlfd, sup_death[0]);
+		worker_main(i, sup_lfd, sup_nlfd, sup_death[0], refuser);
 	}
 	slot->pid = pid;
 	log_debug("worker %d started (pid %ld)", i, (long)pid);
@@ -305,6 +305,13 @@ sup_retire_one(void)
 		return;
 	pick->state = SLOT_EXITING;
 	kill(pick->pid, SIGTERM);
+}
+
+/* Number of live refusers (0 or 1). */
+static int
+sup_refusers(void)
+{
+	return shm_count_state(SLOT_REFUSING);
 }
 
 /* Number of live workers. */
@@ -350,24 +357,6 @@ sup_reap(void)
 	return early;
 }
 
-/*
- * Accept a client no worker can take and refuse it, as PostgreSQL
- * refuses one beyond max_connections.  Never blocks: the socket is
- * new, the message small, and nothing is read.
- */
-static void
-sup_refuse(int lfd)
-{
-	int		 fd;
-
-	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) ==
-	    -1)
-		return;
-	net_refuse(fd, "53300", "sorry, too many clients already");
-	log_warnx("all %d workers are busy (workers.max): refused a client",
-	    pgm_conf->workers_max);
-}
-
 /* Log the periodic stats line. */
 static void
 sup_stats(void)
@@ -390,12 +379,11 @@ sup_stats(void)
 int
 supervisor_main(struct pgm_config *c, int debug)
 {
-	struct pollfd	 pfd[SUP_MAX_LISTEN + 1];
+	struct pollfd	 pfd;
 	int64_t		 now, throttle_until = 0, throttle = 0, spawn_tick = 0;
 	int64_t		 stop_deadline = 0, last_stats, full_since = 0;
 	int		 spawned_this_tick = 0, rate = 1, early, idle, i;
 	int		 stopping = 0;	/* 1 smart, 2 fast */
-	int		 npfd;
 	char		 drain[64];
 
 	(void)debug;
@@ -410,42 +398,16 @@ supervisor_main(struct pgm_config *c, int debug)
 	    c->nusers, c->workers_min_spare, c->workers_max_spare,
 	    c->workers_max);
 	for (i = 0; i < c->workers_min_spare; i++)
-		sup_spawn();
+		sup_spawn(0);
 	sd_notify(0, "READY=1");
 	last_stats = net_now_ms();
 
 	for (;;) {
-		/*
-		 * With every worker busy for a second and no more allowed,
-		 * the supervisor answers new clients itself: refused, not
-		 * left hanging in the kernel's backlog.  The second spares a
-		 * client that arrives while a worker is just finishing.
-		 */
-		npfd = 1;
-		pfd[0].fd = sup_selfpipe[0];
-		pfd[0].events = POLLIN;
-		if (!stopping && sup_nworkers() >= c->workers_max &&
-		    shm_count_state(SLOT_IDLE) + shm_count_state(SLOT_STARTING)
-		    == 0) {
-			if (full_since == 0)
-				full_since = net_now_ms();
-		} else
-			full_since = 0;
-		if (full_since != 0 &&
-		    net_now_ms() - full_since >= SUP_FULL_GRACE)
-			for (i = 0; i < sup_nlfd; i++) {
-				pfd[npfd].fd = sup_lfd[i];
-				pfd[npfd++].events = POLLIN;
-			}
-		if (poll(pfd, npfd, 200) > 0) {
-			if (pfd[0].revents)
-				while (read(sup_selfpipe[0], drain,
-				    sizeof(drain)) > 0)
-					;
-			for (i = 1; i < npfd; i++)
-				if (pfd[i].revents & POLLIN)
-					sup_refuse(pfd[i].fd);
-		}
+		pfd.fd = sup_selfpipe[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 200) > 0)
+			while (read(sup_selfpipe[0], drain, sizeof(drain)) > 0)
+				;
 		now = net_now_ms();
 
 		if (sup_sig_chld) {
@@ -517,6 +479,28 @@ supervisor_main(struct pgm_config *c, int debug)
 			continue;
 		}
 
+		/*
+		 * With every worker busy for a second and no more allowed,
+		 * fork a refuser: one extra worker, outside workers.max, that
+		 * tells new clients "too many clients" the way PostgreSQL
+		 * does (after their startup packet) instead of leaving them
+		 * in the backlog.  It leaves once a worker is idle again.
+		 */
+		if (sup_nworkers() - sup_refusers() >= c->workers_max &&
+		    shm_count_state(SLOT_IDLE) + shm_count_state(SLOT_STARTING)
+		    == 0) {
+			if (full_since == 0)
+				full_since = now;
+			if (now - full_since >= SUP_FULL_GRACE &&
+			    sup_refusers() == 0) {
+				log_warnx("all %d workers are busy (workers.max):"
+				    " refusing new clients until one is free",
+				    c->workers_max);
+				sup_spawn(1);
+			}
+		} else
+			full_since = 0;
+
 		/* Worker upkeep, at most `rate` forks per second. */
 		if (now - spawn_tick >= 1000) {
 			spawn_tick = now;
@@ -525,11 +509,12 @@ supervisor_main(struct pgm_config *c, int debug)
 		idle = shm_count_state(SLOT_IDLE) +
 		    shm_count_state(SLOT_STARTING);
 		if (idle < c->workers_min_spare &&
-		    sup_nworkers() < c->workers_max && now >= throttle_until) {
+		    sup_nworkers() - sup_refusers() < c->workers_max &&
+		    now >= throttle_until) {
 			while (idle < c->workers_min_spare &&
-			    sup_nworkers() < c->workers_max &&
+			    sup_nworkers() - sup_refusers() < c->workers_max &&
 			    spawned_this_tick < rate) {
-				if (sup_spawn() == -1)
+				if (sup_spawn(0) == -1)
 					break;
 				idle++;
 				spawned_this_tick++;

@@ -32,6 +32,7 @@
 #include "pgmirror.h"
 
 #define WORKER_WRITE_TIMEOUT	30000	/* ms for a message we compose */
+#define WORKER_REFUSE_TIMEOUT	5000	/* ms to read a refused startup */
 
 volatile sig_atomic_t worker_sig_term;
 volatile sig_atomic_t worker_sig_int;
@@ -313,9 +314,13 @@ worker_welcome(struct pgm_client *cl, const struct pgm_server *s)
 	return rc;
 }
 
-/* Serve one accepted client from startup to goodbye. */
+/*
+ * Serve one accepted client from startup to goodbye.  The refuser, and
+ * a worker over client.max_connections, only read the startup packet
+ * and say "too many clients", as PostgreSQL does.
+ */
 static void
-worker_serve(int fd, const struct sockaddr_storage *peer)
+worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 {
 	struct pgm_client *cl = &worker_client;
 	struct pgm_server *srv = NULL;
@@ -332,8 +337,17 @@ worker_serve(int fd, const struct sockaddr_storage *peer)
 	net_addr_str(peer, cl->addr, sizeof(cl->addr));
 	buf_init(&b);
 
-	if (worker_startup(cl, deadline) == -1 || worker_route(cl) == -1 ||
-	    auth_client(cl, deadline) == -1)
+	log_setsession(cl->addr);
+	if (refuse && deadline > net_now_ms() + WORKER_REFUSE_TIMEOUT)
+		deadline = net_now_ms() + WORKER_REFUSE_TIMEOUT;
+	if (worker_startup(cl, deadline) == -1)
+		goto done;
+	if (refuse || (pgm_conf->client_max_connections > 0 &&
+	    shm_count_state(SLOT_BUSY) > pgm_conf->client_max_connections)) {
+		client_fail(cl, "53300", "sorry, too many clients already");
+		goto done;
+	}
+	if (worker_route(cl) == -1 || auth_client(cl, deadline) == -1)
 		goto done;
 	if ((srv = pool_get(cl, &b)) == NULL) {
 		if (b.len > 0)
@@ -400,18 +414,6 @@ done:
 }
 
 /*
- * Refuse a client beyond client.max_connections, as PostgreSQL refuses
- * one beyond max_connections, without reading what it sent.
- */
-static void
-worker_refuse(int fd)
-{
-	log_info("too many clients: refused a connection (%d allowed)",
-	    pgm_conf->client_max_connections);
-	net_refuse(fd, "53300", "sorry, too many clients already");
-}
-
-/*
  * Should this worker leave the accept to another one?  A worker with
  * no parked server connection yields briefly when an idle worker that
  * has some is also waiting, so reuse wins over opening new ones.
@@ -439,7 +441,7 @@ worker_defer_accept(void)
  * orphaned.  Never returns.
  */
 void
-worker_main(int slotno, int *lfds, int nlfd, int death_fd)
+worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 {
 	struct pgm_slot	*slot;
 	struct sigaction sa;
@@ -485,8 +487,11 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 
 	if (nlfd > 63)
 		nlfd = 63;
-	slot->state = SLOT_IDLE;
+	slot->state = refuser ? SLOT_REFUSING : SLOT_IDLE;
+	if (refuser)
+		log_setproc("refuser", slotno);
 	while (!worker_sig_term && !worker_sig_int && !pgm_shm->shutdown &&
+	    (!refuser || shm_count_state(SLOT_IDLE) == 0) &&
 	    (pgm_conf->workers_max_clients == 0 ||
 	    slot->served < (uint64_t)pgm_conf->workers_max_clients)) {
 		for (i = 0; i < nlfd; i++) {
@@ -500,7 +505,7 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 			worker_sig_usr1 = 0;
 			pool_release_for_waiters();
 		}
-		if (net_now_ms() - last_tick >= 1000) {
+		if (!refuser && net_now_ms() - last_tick >= 1000) {
 			last_tick = net_now_ms();
 			pool_maintain();
 		}
@@ -511,6 +516,9 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 		for (i = 0; i < nlfd; i++) {
 			if (!(pfd[i].revents & POLLIN))
 				continue;
+			/* The refuser leaves new clients to a free worker. */
+			if (refuser && shm_count_state(SLOT_IDLE) > 0)
+				break;
 			worker_defer_accept();
 			plen = sizeof(peer);
 			fd = accept4(lfds[i], (struct sockaddr *)&peer, &plen,
@@ -527,18 +535,15 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd)
 				setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one,
 				    sizeof(one));
 			}
-			slot->state = SLOT_BUSY;
-			if (pgm_conf->client_max_connections > 0 &&
-			    shm_count_state(SLOT_BUSY) >
-			    pgm_conf->client_max_connections) {
-				worker_refuse(fd);
-				slot->state = SLOT_IDLE;
+			if (refuser) {
+				worker_serve(fd, &peer, 1);
 				break;
 			}
+			slot->state = SLOT_BUSY;
 			__atomic_add_fetch(&slot->served, 1, __ATOMIC_RELAXED);
 			__atomic_add_fetch(&pgm_shm->clients_total, 1,
 			    __ATOMIC_RELAXED);
-			worker_serve(fd, &peer);
+			worker_serve(fd, &peer, 0);
 			if (worker_sig_usr1) {
 				worker_sig_usr1 = 0;
 				pool_release_for_waiters();
