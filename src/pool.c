@@ -299,8 +299,8 @@ pool_get(const struct pgm_client *cl, struct pgm_buf *out)
 		if (s->pool != pool || strcmp(s->params, key) != 0)
 			continue;
 		pool_unlink(s);
-		if (!server_alive(s)) {
-			log_debug("parked server connection was closed");
+		if (!server_alive(s) || pool_expired(s, net_now_ms())) {
+			log_debug("parked server connection closed or expired");
 			pool_drop(s);
 			continue;
 		}
