@@ -492,7 +492,7 @@ supervisor_main(struct pgm_config *c, int debug)
 			if (full_since == 0)
 				full_since = now;
 			if (now - full_since >= SUP_FULL_GRACE &&
-			    sup_refusers() == 0) {
+			    sup_refusers() == 0 && now >= throttle_until) {
 				log_warnx("all %d workers are busy (workers.max):"
 				    " refusing new clients until one is free",
 				    c->workers_max);
