@@ -29,7 +29,7 @@ auth_read_response(struct pgm_client *cl, struct pgm_buf *b, int64_t deadline)
 {
 	uint8_t		 type;
 
-	if (net_read_message(cl->fd, b, &type, PGM_AUTH_MESSAGE_MAX,
+	if (net_read_message(cl->fd, cl->ssl, b, &type, PGM_AUTH_MESSAGE_MAX,
 	    deadline) == -1) {
 		if (errno == EMSGSIZE)
 			client_fail(cl, "08P01", "invalid message length");
@@ -87,6 +87,7 @@ auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
     struct pgm_buf *b, int64_t deadline)
 {
 	static const char mech[] = "SCRAM-SHA-256\0";
+	static const char mech_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
 	struct pgm_reader r;
 	const char	*name, *err;
 	const uint8_t	*data;
@@ -95,8 +96,18 @@ auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
 	size_t		 outlen;
 	int		 rc;
 
+	/* Over TLS, offer channel binding to pgmirror's certificate. */
+	cl->scram.cbind_data = NULL;
+	cl->scram.cbind_len = 0;
+	if (cl->ssl != NULL &&
+	    (cl->scram.cbind_len = tls_cbind(cl->ssl, cl->cbind)) > 0)
+		cl->scram.cbind_data = cl->cbind;
 	buf_reset(b);
-	proto_auth_request(b, AUTH_REQ_SASL, mech, sizeof(mech));
+	if (cl->scram.cbind_data != NULL)
+		proto_auth_request(b, AUTH_REQ_SASL, mech_plus,
+		    sizeof(mech_plus));
+	else
+		proto_auth_request(b, AUTH_REQ_SASL, mech, sizeof(mech));
 	if (client_send(cl, b) == -1 || auth_read_response(cl, b, deadline))
 		return -1;
 	reader_init(&r, b->data + 5, b->len - 5);
@@ -105,7 +116,10 @@ auth_client_scram(struct pgm_client *cl, const struct pgm_user *u,
 		client_fail(cl, "08P01", "malformed SASLInitialResponse");
 		return -1;
 	}
-	if (strcmp(name, "SCRAM-SHA-256") != 0) {
+	/* The mechanism and the gs2 flag must agree on binding. */
+	if (!(strcmp(name, "SCRAM-SHA-256") == 0 && (dlen == 0 ||
+	    data[0] != 'p')) && !(strcmp(name, "SCRAM-SHA-256-PLUS") == 0 &&
+	    cl->scram.cbind_data != NULL && dlen > 0 && data[0] == 'p')) {
 		client_fail(cl, "08P01", "client selected an invalid SASL "
 		    "authentication mechanism");
 		return -1;
@@ -173,7 +187,7 @@ auth_server_send(int fd, const void *body, size_t len, int64_t deadline)
 	buf_msg_begin(&b, 'p');
 	buf_put(&b, body, len);
 	buf_msg_end(&b);
-	rc = b.failed ? -1 : net_write_full(fd, b.data, b.len, deadline);
+	rc = b.failed ? -1 : net_write_full(fd, NULL, b.data, b.len, deadline);
 	buf_free(&b);
 	return rc;
 }

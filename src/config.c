@@ -179,6 +179,21 @@ config_auth_name(int t)
 	return "default";
 }
 
+/* Map a TLS mode name, or -1. */
+static int
+config_tls_mode(const char *s)
+{
+	if (strcmp(s, "disable") == 0)
+		return TLS_DISABLE;
+	if (strcmp(s, "allow") == 0)
+		return TLS_ALLOW;
+	if (strcmp(s, "prefer") == 0)
+		return TLS_PREFER;
+	if (strcmp(s, "require") == 0)
+		return TLS_REQUIRE;
+	return -1;
+}
+
 /* Map a syslog facility name. */
 static int
 config_facility(const char *s)
@@ -275,6 +290,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	    "max_message_size", NULL };
 	static const char *const k_server[] = { "connect_timeout", "lifetime",
 	    "idle_timeout", NULL };
+	static const char *const k_tls[] = { "cert_file", "key_file",
+	    "client_mode", "server_mode", "ca_file", "client_ca_file", NULL };
 	static const char *const k_pool[] = { "mode", "default_size",
 	    "min_size", "wait_timeout", "reset_query", NULL };
 	static const char *const k_metrics[] = { "listen", NULL };
@@ -419,6 +436,50 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	}
 	config_get_int(cx, root, "mirror_queue", "mirror_queue", 0,
 	    INT_MAX, &c->mirror_queue);
+
+	if ((g = config_get_group(cx, root, "tls")) != NULL) {
+		config_check_keys(cx, g, "tls", k_tls);
+		c->tls_line = config_line(g);
+		config_get_str(cx, g, "cert_file", "tls.cert_file",
+		    &c->tls_cert_file);
+		config_get_str(cx, g, "key_file", "tls.key_file",
+		    &c->tls_key_file);
+		config_get_str(cx, g, "ca_file", "tls.ca_file", &c->tls_ca_file);
+		config_get_str(cx, g, "client_ca_file", "tls.client_ca_file",
+		    &c->tls_client_ca_file);
+		if (config_get_str(cx, g, "client_mode", "tls.client_mode",
+		    &str) == 1 && str != NULL &&
+		    (c->tls_client_mode = config_tls_mode(str)) == -1) {
+			config_err(cx, config_line(config_setting_get_member(g,
+			    "client_mode")), "tls.client_mode must be "
+			    "\"disable\", \"allow\", \"prefer\" or \"require\"");
+			c->tls_client_mode = TLS_DISABLE;
+		}
+		free(str);
+		str = NULL;
+		if (config_get_str(cx, g, "server_mode", "tls.server_mode",
+		    &str) == 1 && str != NULL &&
+		    (c->tls_server_mode = config_tls_mode(str)) != TLS_DISABLE &&
+		    c->tls_server_mode != TLS_ALLOW &&
+		    c->tls_server_mode != TLS_PREFER)
+			config_err(cx, config_line(config_setting_get_member(g,
+			    "server_mode")), "tls.server_mode \"%s\": TLS to "
+			    "servers is not supported yet; use \"disable\", "
+			    "\"allow\" or \"prefer\" (all plain for now)", str);
+		free(str);
+		str = NULL;
+		/* With a certificate, TLS is offered unless told otherwise. */
+		if (c->tls_client_mode == -1)
+			c->tls_client_mode = c->tls_cert_file != NULL &&
+			    c->tls_key_file != NULL ? TLS_PREFER : TLS_DISABLE;
+		if (c->tls_client_mode != TLS_DISABLE &&
+		    (c->tls_cert_file == NULL || c->tls_key_file == NULL))
+			config_err(cx, c->tls_line, "tls.client_mode needs "
+			    "tls.cert_file and tls.key_file");
+	}
+
+	if (c->tls_client_mode == -1)
+		c->tls_client_mode = TLS_DISABLE;
 
 	if ((g = config_get_group(cx, root, "metrics")) != NULL) {
 		config_check_keys(cx, g, "metrics", k_metrics);
@@ -721,6 +782,7 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	c->server_connect_timeout = 15;
 	c->server_lifetime = 3600;
 	c->server_idle_timeout = 600;
+	c->tls_client_mode = -1;	/* resolved once the tls group is read */
 	c->mirror_queue = 20000;
 	c->control_socket = config_strdup(&cx, PGM_CONTROL_SOCKET);
 	c->admin_database = config_strdup(&cx, "pgmirror");
@@ -790,6 +852,10 @@ config_free(struct pgm_config *c)
 	free(c->control_socket);
 	free(c->metrics_listen);
 	free(c->pool_reset_query);
+	free(c->tls_cert_file);
+	free(c->tls_key_file);
+	free(c->tls_ca_file);
+	free(c->tls_client_ca_file);
 	free(c->path);
 	free(c);
 }

@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -24,6 +25,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "pgmirror.h"
 
@@ -142,15 +146,80 @@ net_wait(int fd, short events, int64_t deadline)
 	return net_wait_until(fd, events, deadline, 1);
 }
 
+/*
+ * recv(2) on a plain or TLS connection.  A TLS session that needs more
+ * bytes, or to write first, fails with EAGAIN like a socket that would
+ * block; a TLS protocol error fails with EPROTO.  flags apply to plain
+ * sockets only (a TLS socket is always non-blocking).
+ */
+ssize_t
+net_recv(int fd, struct ssl_st *ssl, void *p, size_t n, int flags)
+{
+	int		 rc;
+
+	if (ssl == NULL)
+		return recv(fd, p, n, flags);
+	if (n > INT_MAX)
+		n = INT_MAX;
+	ERR_clear_error();
+	if ((rc = SSL_read(ssl, p, (int)n)) > 0)
+		return rc;
+	switch (SSL_get_error(ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0)
+			return 0;	/* EOF without close_notify */
+		return -1;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+/* send(2) on a plain or TLS connection, never raising SIGPIPE. */
+ssize_t
+net_send(int fd, struct ssl_st *ssl, const void *p, size_t n, int flags)
+{
+	int		 rc;
+
+	if (ssl == NULL)
+		return send(fd, p, n, flags | MSG_NOSIGNAL);
+	if (n > INT_MAX)
+		n = INT_MAX;
+	ERR_clear_error();
+	if ((rc = SSL_write(ssl, p, (int)n)) > 0)
+		return rc;
+	switch (SSL_get_error(ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0)
+			errno = EPIPE;
+		return -1;
+	default:
+		errno = EPROTO;
+		return -1;
+	}
+}
+
 /* Read exactly n bytes before the deadline. */
 int
-net_read_full(int fd, void *p, size_t n, int64_t deadline)
+net_read_full(int fd, struct ssl_st *ssl, void *p, size_t n,
+    int64_t deadline)
 {
 	size_t		 got = 0;
 	ssize_t		 r;
 
 	while (got < n) {
-		r = read(fd, (uint8_t *)p + got, n - got);
+		r = net_recv(fd, ssl, (uint8_t *)p + got, n - got,
+		    MSG_DONTWAIT);
 		if (r > 0) {
 			got += r;
 			continue;
@@ -171,14 +240,15 @@ net_read_full(int fd, void *p, size_t n, int64_t deadline)
 
 /* Write exactly n bytes before the deadline. */
 int
-net_write_full(int fd, const void *p, size_t n, int64_t deadline)
+net_write_full(int fd, struct ssl_st *ssl, const void *p, size_t n,
+    int64_t deadline)
 {
 	size_t		 done = 0;
 	ssize_t		 r;
 
 	while (done < n) {
-		r = send(fd, (const uint8_t *)p + done, n - done,
-		    MSG_NOSIGNAL);
+		r = net_send(fd, ssl, (const uint8_t *)p + done, n - done,
+		    MSG_DONTWAIT);
 		if (r > 0) {
 			done += r;
 			continue;
@@ -199,14 +269,14 @@ net_write_full(int fd, const void *p, size_t n, int64_t deadline)
  * errno (EMSGSIZE for a bad length).
  */
 int
-net_read_message(int fd, struct pgm_buf *b, uint8_t *type, size_t max,
-    int64_t deadline)
+net_read_message(int fd, struct ssl_st *ssl, struct pgm_buf *b,
+    uint8_t *type, size_t max, int64_t deadline)
 {
 	uint8_t		 hdr[5];
 	uint32_t	 len;
 
 	buf_reset(b);
-	if (net_read_full(fd, hdr, 5, deadline) == -1)
+	if (net_read_full(fd, ssl, hdr, 5, deadline) == -1)
 		return -1;
 	len = proto_get_u32(hdr + 1);
 	if (len < 4 || len - 4 > max) {
@@ -220,7 +290,8 @@ net_read_message(int fd, struct pgm_buf *b, uint8_t *type, size_t max,
 			errno = ENOMEM;
 			return -1;
 		}
-		if (net_read_full(fd, b->data + 5, len - 4, deadline) == -1)
+		if (net_read_full(fd, ssl, b->data + 5, len - 4, deadline) ==
+		    -1)
 			return -1;
 		b->len = 5 + len - 4;
 	}

@@ -52,6 +52,7 @@ main(int argc, char *argv[])
 	static struct pgm_config_errors errs;
 	const char	*path = PGM_CONFIG_FILE;
 	struct stat	 sb;
+	char		 tlserr[512];
 	int		 ch, debug = 0, check = 0;
 
 	while ((ch = getopt(argc, argv, "c:dhnV")) != -1) {
@@ -79,6 +80,14 @@ main(int argc, char *argv[])
 
 	if ((pgm_conf = config_load(path, &errs)) == NULL) {
 		print_config_errors(&errs);
+		return 1;
+	}
+	if (tls_init(pgm_conf, tlserr, sizeof(tlserr)) == -1) {
+		if (pgm_conf->tls_line > 0)
+			fprintf(stderr, "%s:%d: %s\n", path, pgm_conf->tls_line,
+			    tlserr);
+		else
+			fprintf(stderr, "%s: %s\n", path, tlserr);
 		return 1;
 	}
 	if (check) {

@@ -20,6 +20,8 @@
 
 #include "scram.h"
 
+struct ssl_st;
+
 #ifndef PACKAGE_VERSION
 #define PACKAGE_VERSION	"0.1.0"
 #endif
@@ -43,6 +45,13 @@ enum pgm_auth_type {
 	AUTH_MD5,
 	AUTH_SCRAM,
 	AUTH_DEFAULT = -1		/* per user: use the global one */
+};
+
+enum pgm_tls_mode {
+	TLS_DISABLE,
+	TLS_ALLOW,
+	TLS_PREFER,
+	TLS_REQUIRE
 };
 
 /*
@@ -100,6 +109,13 @@ struct pgm_config {
 	int		 server_connect_timeout;	/* seconds */
 	int		 server_lifetime;	/* seconds, 0: unlimited */
 	int		 server_idle_timeout;	/* seconds, 0: unlimited */
+	char		*tls_cert_file;
+	char		*tls_key_file;
+	char		*tls_client_ca_file;
+	char		*tls_ca_file;
+	int		 tls_client_mode;	/* enum pgm_tls_mode */
+	int		 tls_server_mode;
+	int		 tls_line;		/* of the tls group, for errors */
 	int		 pool_default_size;
 	int		 pool_min_size;
 	int		 pool_wait_timeout;	/* seconds */
@@ -258,9 +274,13 @@ struct pgm_server {
 };
 
 /* The client being served (worker.c, relay.c). */
+struct ssl_st;
+
 struct pgm_client {
 	int		 fd;
+	struct ssl_st	*ssl;		/* TLS session, or NULL */
 	char		 addr[64];	/* for logs */
+	int		 local;		/* over a Unix socket */
 	int		 user;		/* users[] index */
 	int		 database;	/* databases[] index */
 	struct pgm_startup startup;
@@ -269,7 +289,15 @@ struct pgm_client {
 	uint32_t	 cancel_key;
 	struct scram_server scram;
 	int		 have_client_key;	/* scram.client_key is valid */
+	uint8_t		 cbind[SCRAM_CBIND_MAX];	/* TLS binding data */
 };
+
+/* tls.c */
+int	 tls_init(const struct pgm_config *, char *, size_t);
+int	 tls_enabled(void);
+struct ssl_st *tls_accept(int, int64_t, const char **);
+size_t	 tls_cbind(struct ssl_st *, uint8_t *);
+void	 tls_close(struct ssl_st *);
 
 /* log.c */
 void	 log_init(int, int);
@@ -339,9 +367,12 @@ int	 net_poll(struct pollfd *, nfds_t, int);
 int64_t	 net_now_ms(void);
 int	 net_set_nonblock(int);
 int	 net_wait(int, short, int64_t);
-int	 net_read_full(int, void *, size_t, int64_t);
-int	 net_write_full(int, const void *, size_t, int64_t);
-int	 net_read_message(int, struct pgm_buf *, uint8_t *, size_t, int64_t);
+ssize_t	 net_recv(int, struct ssl_st *, void *, size_t, int);
+ssize_t	 net_send(int, struct ssl_st *, const void *, size_t, int);
+int	 net_read_full(int, struct ssl_st *, void *, size_t, int64_t);
+int	 net_write_full(int, struct ssl_st *, const void *, size_t, int64_t);
+int	 net_read_message(int, struct ssl_st *, struct pgm_buf *, uint8_t *,
+	    size_t, int64_t);
 int	 net_connect(const char *, int, int64_t, struct sockaddr_storage *,
 	    socklen_t *);
 int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t,

@@ -23,12 +23,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "pgmirror.h"
 
 #define RELAY_BUFSZ	(128 * 1024)
 
 struct relay_dir {
 	int		 from, to;
+	struct ssl_st	*from_ssl, *to_ssl;	/* TLS sessions, or NULL */
 	size_t		 start, end;	/* bytes [start, end) to write */
 	size_t		 hold;		/* trailing bytes of a partial header */
 	int		 eof;		/* source closed or failed */
@@ -195,8 +198,8 @@ relay_flush(struct relay_dir *d)
 		return -1;	/* cannot happen; never send what is not ours */
 	avail = d->end - d->hold - d->start;
 	while (avail > 0) {
-		n = send(d->to, d->buf + d->start, avail,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		n = net_send(d->to, d->to_ssl, d->buf + d->start, avail,
+		    MSG_DONTWAIT);
 		if (n > 0) {
 			d->start += n;
 			avail -= n;
@@ -235,8 +238,8 @@ relay_fill(struct relay_dir *d, size_t *from, int flags)
 	}
 	*from = d->end;
 	for (;;) {
-		n = recv(d->from, d->buf + d->end, RELAY_BUFSZ - d->end,
-		    flags);
+		n = net_recv(d->from, d->from_ssl, d->buf + d->end,
+		    RELAY_BUFSZ - d->end, flags);
 		if (n >= 0 || errno != EINTR)
 			return n;
 	}
@@ -267,10 +270,13 @@ relay_blocking(int fd, int on)
 
 /* Reset a direction for a new session. */
 static void
-relay_dir_init(struct relay_dir *d, int from, int to, uint32_t maxlen)
+relay_dir_init(struct relay_dir *d, int from, struct ssl_st *from_ssl,
+    int to, struct ssl_st *to_ssl, uint32_t maxlen)
 {
 	d->from = from;
+	d->from_ssl = from_ssl;
 	d->to = to;
+	d->to_ssl = to_ssl;
 	d->start = d->end = d->hold = 0;
 	d->eof = 0;
 	scan_init(&d->scan, maxlen);
@@ -328,9 +334,11 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
 	relay_blocking(srv->fd, 1);
-	relay_blocking(cl->fd, 1);
-	relay_dir_init(c2s, cl->fd, srv->fd, pgm_conf->client_max_message_size);
-	relay_dir_init(s2c, srv->fd, cl->fd, PGM_MESSAGE_MAX);
+	if (cl->ssl == NULL)
+		relay_blocking(cl->fd, 1);
+	relay_dir_init(c2s, cl->fd, cl->ssl, srv->fd, NULL,
+	    pgm_conf->client_max_message_size);
+	relay_dir_init(s2c, srv->fd, NULL, cl->fd, cl->ssl, PGM_MESSAGE_MAX);
 	last = net_now_ms();
 	*reusable = 0;
 
@@ -373,12 +381,19 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 				goto s;
 			}
 			if (st.pending == 0 && !st.listening &&
-			    relay_room(c2s)) {
+			    cl->ssl == NULL && relay_room(c2s)) {
 				pfd[0].revents = POLLIN;
 				pfd[1].revents = 0;
 				clientflags = 0;
 				goto c;
 			}
+		}
+		/* TLS may hold decrypted bytes that poll cannot see. */
+		if (cl->ssl != NULL && relay_room(c2s) &&
+		    SSL_pending(cl->ssl) > 0) {
+			pfd[0].revents = POLLIN;
+			pfd[1].revents = 0;
+			goto c;
 		}
 		pfd[0].fd = cl->fd;
 		pfd[0].events = (relay_room(c2s) ? POLLIN : 0) |
@@ -480,7 +495,8 @@ c:
 		}
 	}
 	relay_blocking(srv->fd, 0);
-	relay_blocking(cl->fd, 0);
+	if (cl->ssl == NULL)
+		relay_blocking(cl->fd, 0);
 	if (end != RELAY_SERVER_GONE && end != RELAY_PROTOCOL &&
 	    end != RELAY_TOO_LARGE && st.pending == 0 && !st.unsynced &&
 	    c2s->start == c2s->end && c2s->scan.hdrlen == 0 &&

@@ -600,22 +600,39 @@ scram_server_first_with_nonce(struct scram_server *s,
 	case 'n':
 	case 'y':
 		/*
-		 * 'y' means the client could bind but thinks we cannot.  Once
-		 * SCRAM-SHA-256-PLUS is offered, 'y' must be refused here as a
-		 * downgrade.
+		 * 'y' means the client could bind but thinks we cannot: with
+		 * binding data we offered SCRAM-SHA-256-PLUS, so that is a
+		 * downgrade by someone in between.
 		 */
+		if (*c.p == 'y' && s->cbind_data != NULL) {
+			scram_set_err(err, "SCRAM channel binding negotiation "
+			    "error: the client thinks the server does not "
+			    "support channel binding, but it does");
+			return -1;
+		}
 		s->cbind_flag = *c.p++;
 		break;
 	case 'p':
-		/*
-		 * Channel binding (tls-server-end-point) would be parsed here,
-		 * with cbind_data then checked in scram_server_final().
-		 */
-		if (scram_cursor_peek(&c, 'p'))
-			scram_set_err(err, "channel binding is not supported");
-		else
+		/* Only tls-server-end-point, and only over TLS. */
+		if (!scram_cursor_peek(&c, 'p')) {
 			scram_set_err(err, SCRAM_ERR_MALFORMED);
-		return -1;
+			return -1;
+		}
+		if (s->cbind_data == NULL) {
+			scram_set_err(err, "channel binding is not supported "
+			    "without TLS");
+			return -1;
+		}
+		if ((size_t)(c.end - c.p) < sizeof(SCRAM_CBIND_TYPE) - 1 ||
+		    memcmp(c.p, SCRAM_CBIND_TYPE,
+		    sizeof(SCRAM_CBIND_TYPE) - 1) != 0) {
+			scram_set_err(err, "unsupported SCRAM channel-binding "
+			    "type");
+			return -1;
+		}
+		s->cbind_flag = 'p';
+		c.p += sizeof(SCRAM_CBIND_TYPE) - 1;
+		break;
 	default:
 		scram_set_err(err, SCRAM_ERR_MALFORMED);
 		return -1;
@@ -725,8 +742,8 @@ scram_server_final(struct scram_server *s, const char *client_final,
 	struct scram_cursor c;
 	struct scram_buf b;
 	const char	*v, *proof_start;
-	char		 expect[SCRAM_GS2_MAX * 2];
-	uint8_t		 cbind[SCRAM_GS2_MAX];
+	char		 expect[(SCRAM_GS2_MAX + SCRAM_CBIND_MAX) * 2];
+	uint8_t		 cbind[SCRAM_GS2_MAX + SCRAM_CBIND_MAX];
 	uint8_t		 proof[SCRAM_KEY_LEN], sig[SCRAM_KEY_LEN];
 	uint8_t		 key[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
 	size_t		 vlen, n;
@@ -753,13 +770,18 @@ scram_server_final(struct scram_server *s, const char *client_final,
 		scram_set_err(err, SCRAM_ERR_MALFORMED);
 		goto out;
 	}
-	if (s->cbind_flag == 'p') {
-		/* Not reachable until channel binding is implemented. */
-		scram_set_err(err, "channel binding is not supported");
-		goto out;
-	}
+	/* gs2 header, then the TLS binding data for 'p'. */
 	memcpy(cbind, s->gs2_header, s->gs2_len);
 	n = s->gs2_len;
+	if (s->cbind_flag == 'p') {
+		if (s->cbind_data == NULL ||
+		    s->cbind_len > sizeof(cbind) - n) {
+			scram_set_err(err, SCRAM_ERR_MALFORMED);
+			goto out;
+		}
+		memcpy(cbind + n, s->cbind_data, s->cbind_len);
+		n += s->cbind_len;
+	}
 	if (scram_b64_enclen(n) >= sizeof(expect)) {
 		scram_set_err(err, SCRAM_ERR_TOOLONG);
 		goto out;

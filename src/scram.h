@@ -37,6 +37,8 @@
 #define SCRAM_VERIFIER_MAX	256	/* scram_secret_format output */
 #define SCRAM_MECHANISM		"SCRAM-SHA-256"
 #define SCRAM_MECHANISM_PLUS	"SCRAM-SHA-256-PLUS"
+#define SCRAM_CBIND_TYPE	"p=tls-server-end-point"
+#define SCRAM_CBIND_MAX		64	/* largest binding data (SHA-512) */
 
 struct scram_secret {
 	int	 iterations;
@@ -77,9 +79,11 @@ int	scram_secret_format(const struct scram_secret *, char *out,
  * Server side (pgmirror authenticating a client).
  *
  * scram_server_first() resets all state except cbind_data/cbind_len, so the
- * struct needs no other initialisation.  cbind_data/cbind_len are reserved
- * for tls-server-end-point channel binding (SCRAM-SHA-256-PLUS); they are
- * not used yet and "p=" clients are rejected.
+ * struct needs no other initialisation.  Over TLS the caller sets
+ * cbind_data/cbind_len to the tls-server-end-point binding data (the hash
+ * of pgmirror's certificate) before scram_server_first(): then "p=" clients
+ * are bound to that data and "y" clients are refused as a downgrade.
+ * Without it (NULL), "p=" clients are refused.
  */
 struct scram_server {
 	int		 state;
@@ -102,8 +106,8 @@ struct scram_server {
 /*
  * client_first: SASLInitialResponse data.  Writes the server-first-message
  * (NUL-terminated; *outlen excludes the NUL) into out.  Returns 0, or -1
- * with *err set to a short human reason.  Accepts gs2 "n,," and "y,,";
- * rejects "p=..." with "channel binding is not supported".
+ * with *err set to a short human reason.  Accepts gs2 "n,,", "y,," (only
+ * without binding data) and "p=tls-server-end-point,," (only with it).
  */
 int	scram_server_first(struct scram_server *,
 	    const struct scram_secret *, const char *client_first, size_t len,

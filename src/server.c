@@ -116,12 +116,12 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 	memset(&sc, 0, sizeof(sc));
 	buf_init(&b);
 	server_startup_packet(cl, &b);
-	if (b.failed || net_write_full(s->fd, b.data, b.len, deadline) == -1) {
+	if (b.failed || net_write_full(s->fd, NULL, b.data, b.len, deadline) == -1) {
 		err = strerror(errno);
 		goto fail;
 	}
 	for (;;) {
-		if (net_read_message(s->fd, &b, &type, PGM_AUTH_MESSAGE_MAX * 8,
+		if (net_read_message(s->fd, NULL, &b, &type, PGM_AUTH_MESSAGE_MAX * 8,
 		    deadline) == -1) {
 			err = errno == EMSGSIZE ? "invalid message length" :
 			    errno == ECONNRESET ? "server closed the connection"
@@ -242,7 +242,7 @@ server_cancel_addr(const struct sockaddr_storage *addr, socklen_t len,
 	proto_put_u32(pkt + 4, PGM_CANCEL_CODE);
 	proto_put_u32(pkt + 8, pid);
 	proto_put_u32(pkt + 12, key);
-	rc = net_write_full(fd, pkt, sizeof(pkt), deadline);
+	rc = net_write_full(fd, NULL, pkt, sizeof(pkt), deadline);
 	close(fd);
 	return rc;
 }
@@ -294,12 +294,12 @@ server_reset(struct pgm_server *s)
 	}
 	if (want == 0)
 		goto out;
-	if (b.failed || net_write_full(s->fd, b.data, b.len, deadline) == -1) {
+	if (b.failed || net_write_full(s->fd, NULL, b.data, b.len, deadline) == -1) {
 		failed = 1;
 		goto out;
 	}
 	while (want > 0) {
-		if (net_read_message(s->fd, &b, &type, 1024 * 1024,
+		if (net_read_message(s->fd, NULL, &b, &type, 1024 * 1024,
 		    deadline) == -1) {
 			failed = 1;
 			break;

@@ -73,7 +73,7 @@ client_send(struct pgm_client *cl, struct pgm_buf *b)
 		errno = ENOMEM;
 		return -1;
 	}
-	return net_write_full(cl->fd, b->data, b->len,
+	return net_write_full(cl->fd, cl->ssl, b->data, b->len,
 	    net_now_ms() + WORKER_WRITE_TIMEOUT);
 }
 
@@ -104,7 +104,7 @@ worker_read_startup(struct pgm_client *cl, int64_t deadline)
 {
 	uint32_t	 len;
 
-	if (net_read_full(cl->fd, cl->startup_buf, 4, deadline) == -1) {
+	if (net_read_full(cl->fd, cl->ssl, cl->startup_buf, 4, deadline) == -1) {
 		if (errno == ETIMEDOUT)
 			log_info("client %s: startup timed out", cl->addr);
 		return -1;
@@ -115,7 +115,7 @@ worker_read_startup(struct pgm_client *cl, int64_t deadline)
 		    cl->addr, len);
 		return -1;
 	}
-	if (net_read_full(cl->fd, cl->startup_buf + 4, len - 4,
+	if (net_read_full(cl->fd, cl->ssl, cl->startup_buf + 4, len - 4,
 	    deadline) == -1)
 		return -1;
 	return (int)len;
@@ -232,10 +232,39 @@ worker_startup(struct pgm_client *cl, int64_t deadline)
 			worker_cancel_request(st);
 			return -1;
 		case PGM_SSL_CODE:
+			if (cl->ssl == NULL && tls_enabled()) {
+				const char	*why;
+
+				if (net_write_full(cl->fd, NULL, "S", 1,
+				    deadline) == -1)
+					return -1;
+				if ((cl->ssl = tls_accept(cl->fd, deadline,
+				    &why)) == NULL) {
+					log_info("TLS handshake failed: %s",
+					    why);
+					return -1;
+				}
+				continue;
+			}
+			/* FALLTHROUGH */
 		case PGM_GSSENC_CODE:
-			if (net_write_full(cl->fd, "N", 1, deadline) == -1)
+			/* Inside TLS, a second request is a protocol error. */
+			if (cl->ssl != NULL) {
+				client_fail(cl, "08P01", "SSLRequest inside a "
+				    "TLS session");
+				return -1;
+			}
+			if (net_write_full(cl->fd, NULL, "N", 1, deadline) ==
+			    -1)
 				return -1;
 			continue;
+		}
+		/* Like PostgreSQL's hostssl, require is for TCP only. */
+		if (cl->ssl == NULL && !cl->local &&
+		    pgm_conf->tls_client_mode == TLS_REQUIRE) {
+			client_fail(cl, "28000", "pgmirror accepts only SSL "
+			    "connections (tls.client_mode is \"require\")");
+			return -1;
 		}
 		if ((st->code & 0xffff) != 0) {
 			buf_init(&b);
@@ -335,6 +364,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 	cl->have_client_key = 0;
 	cl->fd = fd;
 	net_addr_str(peer, cl->addr, sizeof(cl->addr));
+	cl->local = peer->ss_family == AF_UNIX;
 	buf_init(&b);
 
 	log_setsession(cl->addr);
@@ -409,6 +439,8 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 done:
 	explicit_bzero(&cl->scram, sizeof(cl->scram));
 	buf_free(&b);
+	tls_close(cl->ssl);
+	cl->ssl = NULL;
 	close(fd);
 	log_setsession(NULL);
 }

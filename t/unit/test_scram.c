@@ -513,7 +513,8 @@ test_bad_client_first(void)
 	rc = srv_first_n(&s, &sec, "p=tls-server-end-point,,n=,r=abc", 32,
 	    NULL, out, sizeof(out), &err);
 	tap_ok(rc == -1 && err != NULL &&
-	    strcmp(err, "channel binding is not supported") == 0,
+	    strcmp(err, "channel binding is not supported "
+	    "without TLS") == 0,
 	    "p= refused: %s", err ? err : "(null)");
 
 	memcpy(big, "n,,n=,r=", 8);

@@ -1,0 +1,182 @@
+/*
+ * tls.c: TLS on the client side of sessions (OpenSSL).
+ *
+ * tls_init builds the server context from tls.cert_file and
+ * tls.key_file (and tls.client_ca_file for client certificates) in the
+ * supervisor, before the first fork, so every worker inherits it and a
+ * bad file is found by `pgmirror -n`.  tls_accept runs the handshake on
+ * a client socket after pgmirror answered an SSLRequest with 'S'.  The
+ * I/O on a TLS session goes through net_recv and net_send (net.c).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+#include <openssl/ssl.h>
+
+#include "pgmirror.h"
+
+static SSL_CTX	*tls_ctx;
+
+/* The text of the last OpenSSL error, for messages. */
+static const char *
+tls_error(void)
+{
+	static char	 buf[256];
+	unsigned long	 e = ERR_peek_last_error();
+
+	if (e == 0)
+		return "unknown TLS error";
+	ERR_error_string_n(e, buf, sizeof(buf));
+	ERR_clear_error();
+	return buf;
+}
+
+/*
+ * Load the certificate and key of the config.  Returns 0, or -1 with a
+ * message naming the setting at fault in err.  Without TLS configured
+ * it does nothing.
+ */
+int
+tls_init(const struct pgm_config *c, char *err, size_t errlen)
+{
+	SSL_CTX		*ctx;
+
+	if (c->tls_client_mode == TLS_DISABLE)
+		return 0;
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context: %s",
+		    tls_error());
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1) {
+		snprintf(err, errlen, "tls.cert_file \"%s\": %s",
+		    c->tls_cert_file, tls_error());
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key_file,
+	    SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, errlen, "tls.key_file \"%s\": %s",
+		    c->tls_key_file, tls_error());
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "tls.key_file \"%s\" does not match "
+		    "tls.cert_file: %s", c->tls_key_file, tls_error());
+		goto fail;
+	}
+	if (c->tls_client_ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, c->tls_client_ca_file,
+		    NULL) != 1) {
+			snprintf(err, errlen, "tls.client_ca_file \"%s\": %s",
+			    c->tls_client_ca_file, tls_error());
+			goto fail;
+		}
+		/* A certificate is checked when a client sends one. */
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
+	SSL_CTX_free(tls_ctx);
+	tls_ctx = ctx;
+	return 0;
+fail:
+	SSL_CTX_free(ctx);
+	return -1;
+}
+
+/* Is TLS offered to clients? */
+int
+tls_enabled(void)
+{
+	return tls_ctx != NULL;
+}
+
+/*
+ * Run the server side of a TLS handshake on a client socket before the
+ * deadline.  Returns the session, or NULL with the reason in *why.
+ */
+struct ssl_st *
+tls_accept(int fd, int64_t deadline, const char **why)
+{
+	SSL		*ssl;
+	int		 rc;
+
+	ERR_clear_error();
+	if ((ssl = SSL_new(tls_ctx)) == NULL || SSL_set_fd(ssl, fd) != 1) {
+		*why = tls_error();
+		SSL_free(ssl);
+		return NULL;
+	}
+	for (;;) {
+		if ((rc = SSL_accept(ssl)) == 1)
+			return ssl;
+		switch (SSL_get_error(ssl, rc)) {
+		case SSL_ERROR_WANT_READ:
+			if (net_wait(fd, POLLIN, deadline) == -1)
+				goto fail_errno;
+			continue;
+		case SSL_ERROR_WANT_WRITE:
+			if (net_wait(fd, POLLOUT, deadline) == -1)
+				goto fail_errno;
+			continue;
+		case SSL_ERROR_SYSCALL:
+			if (errno == 0)
+				errno = ECONNRESET;
+			goto fail_errno;
+		default:
+			*why = tls_error();
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+fail_errno:
+	*why = strerror(errno);
+	SSL_free(ssl);
+	return NULL;
+}
+
+/*
+ * The tls-server-end-point channel binding data of a session (RFC
+ * 5929): the hash of pgmirror's certificate, with the hash of its
+ * signature algorithm, SHA-256 in place of MD5 or SHA-1.  Returns the
+ * length written to out (at most SCRAM_CBIND_MAX), or 0.
+ */
+size_t
+tls_cbind(struct ssl_st *ssl, uint8_t *out)
+{
+	X509		*cert;
+	const EVP_MD	*md;
+	unsigned int	 len = 0;
+	int		 mdnid;
+
+	if ((cert = SSL_get_certificate(ssl)) == NULL ||
+	    OBJ_find_sigid_algs(X509_get_signature_nid(cert), &mdnid,
+	    NULL) != 1)
+		return 0;
+	if (mdnid == NID_md5 || mdnid == NID_sha1)
+		mdnid = NID_sha256;
+	if ((md = EVP_get_digestbynid(mdnid)) == NULL ||
+	    EVP_MD_get_size(md) > SCRAM_CBIND_MAX ||
+	    X509_digest(cert, md, out, &len) != 1)
+		return 0;
+	return len;
+}
+
+/* End a TLS session politely, without waiting, and free it. */
+void
+tls_close(struct ssl_st *ssl)
+{
+	if (ssl == NULL)
+		return;
+	(void)SSL_shutdown(ssl);
+	SSL_free(ssl);
+	ERR_clear_error();
+}
