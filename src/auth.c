@@ -178,7 +178,8 @@ auth_client(struct pgm_client *cl, int64_t deadline)
 
 /* Send one 'p' message with the given body to the server. */
 static int
-auth_server_send(int fd, const void *body, size_t len, int64_t deadline)
+auth_server_send(int fd, struct ssl_st *ssl, const void *body, size_t len,
+    int64_t deadline)
 {
 	struct pgm_buf	 b;
 	int		 rc;
@@ -187,7 +188,7 @@ auth_server_send(int fd, const void *body, size_t len, int64_t deadline)
 	buf_msg_begin(&b, 'p');
 	buf_put(&b, body, len);
 	buf_msg_end(&b);
-	rc = b.failed ? -1 : net_write_full(fd, NULL, b.data, b.len, deadline);
+	rc = b.failed ? -1 : net_write_full(fd, ssl, b.data, b.len, deadline);
 	buf_free(&b);
 	return rc;
 }
@@ -198,7 +199,8 @@ auth_server_send(int fd, const void *body, size_t len, int64_t deadline)
  * is kept in sc across the requests.  Returns 0, or -1 with *err.
  */
 int
-auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
+auth_server_step(int fd, struct ssl_st *ssl, const struct pgm_client *cl,
+    uint32_t code,
     const uint8_t *data, size_t len, struct scram_client *sc,
     int64_t deadline, const char **err)
 {
@@ -216,7 +218,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 			    "configured password is a hash";
 			return -1;
 		}
-		return auth_server_send(fd, u->plain, strlen(u->plain) + 1,
+		return auth_server_send(fd, ssl, u->plain, strlen(u->plain) + 1,
 		    deadline) == -1 ? (*err = "write failed", -1) : 0;
 	case AUTH_REQ_MD5:
 		if (!u->has_md5 || len != 4) {
@@ -226,7 +228,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 			return -1;
 		}
 		md5_salted_response(u->md5, data, out);
-		return auth_server_send(fd, out, 36, deadline) == -1 ?
+		return auth_server_send(fd, ssl, out, 36, deadline) == -1 ?
 		    (*err = "write failed", -1) : 0;
 	case AUTH_REQ_SASL:
 		reader_init(&r, data, len);
@@ -261,7 +263,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 			buf_put_str(&b, "SCRAM-SHA-256");
 			buf_put_u32(&b, outlen);
 			buf_put(&b, out, outlen);
-			rc = b.failed ? -1 : auth_server_send(fd, b.data,
+			rc = b.failed ? -1 : auth_server_send(fd, ssl, b.data,
 			    b.len, deadline);
 			buf_free(&b);
 			if (rc == -1) {
@@ -274,7 +276,7 @@ auth_server_step(int fd, const struct pgm_client *cl, uint32_t code,
 		if (scram_client_final(sc, (const char *)data, len, out,
 		    sizeof(out), &outlen, err) != 0)
 			return -1;
-		return auth_server_send(fd, out, outlen, deadline) == -1 ?
+		return auth_server_send(fd, ssl, out, outlen, deadline) == -1 ?
 		    (*err = "write failed", -1) : 0;
 	case AUTH_REQ_SASL_FINAL:
 		return scram_client_verify(sc, (const char *)data, len, err);

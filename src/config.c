@@ -191,6 +191,10 @@ config_tls_mode(const char *s)
 		return TLS_PREFER;
 	if (strcmp(s, "require") == 0)
 		return TLS_REQUIRE;
+	if (strcmp(s, "verify-ca") == 0)
+		return TLS_VERIFY_CA;
+	if (strcmp(s, "verify-full") == 0)
+		return TLS_VERIFY_FULL;
 	return -1;
 }
 
@@ -291,7 +295,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	static const char *const k_server[] = { "connect_timeout", "lifetime",
 	    "idle_timeout", NULL };
 	static const char *const k_tls[] = { "cert_file", "key_file",
-	    "client_mode", "server_mode", "ca_file", "client_ca_file", NULL };
+	    "client_mode", "server_mode", "ca_file", "client_ca_file",
+	    "server_cert_file", "server_key_file", NULL };
 	static const char *const k_pool[] = { "mode", "default_size",
 	    "min_size", "wait_timeout", "reset_query", NULL };
 	static const char *const k_metrics[] = { "listen", NULL };
@@ -449,7 +454,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 		    &c->tls_client_ca_file);
 		if (config_get_str(cx, g, "client_mode", "tls.client_mode",
 		    &str) == 1 && str != NULL &&
-		    (c->tls_client_mode = config_tls_mode(str)) == -1) {
+		    ((c->tls_client_mode = config_tls_mode(str)) == -1 ||
+		    c->tls_client_mode > TLS_REQUIRE)) {
 			config_err(cx, config_line(config_setting_get_member(g,
 			    "client_mode")), "tls.client_mode must be "
 			    "\"disable\", \"allow\", \"prefer\" or \"require\"");
@@ -459,15 +465,23 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 		str = NULL;
 		if (config_get_str(cx, g, "server_mode", "tls.server_mode",
 		    &str) == 1 && str != NULL &&
-		    (c->tls_server_mode = config_tls_mode(str)) != TLS_DISABLE &&
-		    c->tls_server_mode != TLS_ALLOW &&
-		    c->tls_server_mode != TLS_PREFER)
+		    (c->tls_server_mode = config_tls_mode(str)) == -1) {
 			config_err(cx, config_line(config_setting_get_member(g,
-			    "server_mode")), "tls.server_mode \"%s\": TLS to "
-			    "servers is not supported yet; use \"disable\", "
-			    "\"allow\" or \"prefer\" (all plain for now)", str);
+			    "server_mode")), "tls.server_mode must be "
+			    "\"disable\", \"allow\", \"prefer\", \"require\", "
+			    "\"verify-ca\" or \"verify-full\"");
+			c->tls_server_mode = TLS_DISABLE;
+		}
 		free(str);
 		str = NULL;
+		config_get_str(cx, g, "server_cert_file", "tls.server_cert_file",
+		    &c->tls_server_cert_file);
+		config_get_str(cx, g, "server_key_file", "tls.server_key_file",
+		    &c->tls_server_key_file);
+		if ((c->tls_server_cert_file == NULL) !=
+		    (c->tls_server_key_file == NULL))
+			config_err(cx, c->tls_line, "tls.server_cert_file and "
+			    "tls.server_key_file go together");
 		/* With a certificate, TLS is offered unless told otherwise. */
 		if (c->tls_client_mode == -1)
 			c->tls_client_mode = c->tls_cert_file != NULL &&
@@ -526,9 +540,10 @@ static void
 config_load_databases(struct config_ctx *cx, const config_setting_t *root)
 {
 	static const char *const keys[] = { "name", "host", "port",
-	    "database", "pool_size", NULL };
+	    "database", "pool_size", "tls_mode", NULL };
 	struct pgm_config *c = cx->conf;
 	const config_setting_t *list, *e;
+	char		*mode = NULL;
 	int		 i, j, n;
 
 	if ((list = config_setting_get_member(root, "databases")) == NULL) {
@@ -565,6 +580,15 @@ config_load_databases(struct config_ctx *cx, const config_setting_t *root)
 		    &d->dbname);
 		config_get_int(cx, e, "pool_size", "databases.pool_size", 1,
 		    100000, &d->pool_size);
+		d->tls_mode = -1;
+		if (config_get_str(cx, e, "tls_mode", "databases.tls_mode",
+		    &mode) == 1 && mode != NULL &&
+		    (d->tls_mode = config_tls_mode(mode)) == -1)
+			config_err(cx, d->line, "databases.tls_mode must be "
+			    "\"disable\", \"allow\", \"prefer\", \"require\", "
+			    "\"verify-ca\" or \"verify-full\"");
+		free(mode);
+		mode = NULL;
 		if (d->name == NULL || *d->name == '\0' || d->host == NULL ||
 		    *d->host == '\0') {
 			if (d->name == NULL || *d->name == '\0')
@@ -856,6 +880,8 @@ config_free(struct pgm_config *c)
 	free(c->tls_key_file);
 	free(c->tls_ca_file);
 	free(c->tls_client_ca_file);
+	free(c->tls_server_cert_file);
+	free(c->tls_server_key_file);
 	free(c->path);
 	free(c);
 }

@@ -51,7 +51,9 @@ enum pgm_tls_mode {
 	TLS_DISABLE,
 	TLS_ALLOW,
 	TLS_PREFER,
-	TLS_REQUIRE
+	TLS_REQUIRE,
+	TLS_VERIFY_CA,		/* server side only */
+	TLS_VERIFY_FULL
 };
 
 /*
@@ -71,6 +73,7 @@ struct pgm_database {
 	int		 port;
 	char		*dbname;	/* the database on the server */
 	int		 pool_size;	/* -1: pool.default_size */
+	int		 tls_mode;	/* -1: tls.server_mode */
 	int		 line;
 };
 
@@ -113,6 +116,8 @@ struct pgm_config {
 	char		*tls_key_file;
 	char		*tls_client_ca_file;
 	char		*tls_ca_file;
+	char		*tls_server_cert_file;	/* presented to servers */
+	char		*tls_server_key_file;
 	int		 tls_client_mode;	/* enum pgm_tls_mode */
 	int		 tls_server_mode;
 	int		 tls_line;		/* of the tls group, for errors */
@@ -258,6 +263,7 @@ struct pgm_shm {
 
 struct pgm_server {
 	int		 fd;
+	struct ssl_st	*ssl;		/* TLS session, or NULL */
 	int		 pool;		/* users[] index: (database, user) */
 	char		*params;	/* canonical startup parameters */
 	uint32_t	 be_pid;	/* the server's BackendKeyData */
@@ -297,6 +303,8 @@ int	 tls_init(const struct pgm_config *, char *, size_t);
 int	 tls_enabled(void);
 struct ssl_st *tls_accept(int, int64_t, const char **);
 size_t	 tls_cbind(struct ssl_st *, uint8_t *);
+int	 tls_server_mode(const struct pgm_config *, const struct pgm_database *);
+struct ssl_st *tls_connect(int, const char *, int, int64_t, const char **);
 void	 tls_close(struct ssl_st *);
 
 /* log.c */
@@ -404,7 +412,8 @@ void	 worker_cancel_request(const struct pgm_startup *);
 
 /* auth.c */
 int	 auth_client(struct pgm_client *, int64_t);
-int	 auth_server_step(int, const struct pgm_client *, uint32_t,
+int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
+	    uint32_t,
 	    const uint8_t *, size_t, struct scram_client *, int64_t,
 	    const char **);
 int	 client_send(struct pgm_client *, struct pgm_buf *);

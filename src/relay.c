@@ -333,12 +333,14 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
-	relay_blocking(srv->fd, 1);
+	if (srv->ssl == NULL)
+		relay_blocking(srv->fd, 1);
 	if (cl->ssl == NULL)
 		relay_blocking(cl->fd, 1);
-	relay_dir_init(c2s, cl->fd, cl->ssl, srv->fd, NULL,
+	relay_dir_init(c2s, cl->fd, cl->ssl, srv->fd, srv->ssl,
 	    pgm_conf->client_max_message_size);
-	relay_dir_init(s2c, srv->fd, NULL, cl->fd, cl->ssl, PGM_MESSAGE_MAX);
+	relay_dir_init(s2c, srv->fd, srv->ssl, cl->fd, cl->ssl,
+	    PGM_MESSAGE_MAX);
 	last = net_now_ms();
 	*reusable = 0;
 
@@ -374,7 +376,8 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 		if ((++turns & 63) != 0 && !slow && c2s->start == c2s->end &&
 		    s2c->start == s2c->end && c2s->scan.hdrlen == 0 &&
 		    s2c->scan.hdrlen == 0 && !st.copy && !st.unsynced) {
-			if (st.pending > 0 && relay_room(s2c)) {
+			if (st.pending > 0 && srv->ssl == NULL &&
+			    relay_room(s2c)) {
 				pfd[0].revents = 0;
 				pfd[1].revents = POLLIN;
 				fillflags = 0;
@@ -389,6 +392,12 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 			}
 		}
 		/* TLS may hold decrypted bytes that poll cannot see. */
+		if (srv->ssl != NULL && relay_room(s2c) &&
+		    SSL_pending(srv->ssl) > 0) {
+			pfd[0].revents = 0;
+			pfd[1].revents = POLLIN;
+			goto s;
+		}
 		if (cl->ssl != NULL && relay_room(c2s) &&
 		    SSL_pending(cl->ssl) > 0) {
 			pfd[0].revents = POLLIN;
@@ -494,7 +503,8 @@ c:
 			break;
 		}
 	}
-	relay_blocking(srv->fd, 0);
+	if (srv->ssl == NULL)
+		relay_blocking(srv->fd, 0);
 	if (cl->ssl == NULL)
 		relay_blocking(cl->fd, 0);
 	if (end != RELAY_SERVER_GONE && end != RELAY_PROTOCOL &&

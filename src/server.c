@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "pgmirror.h"
 
 #define SERVER_RESET_TIMEOUT	10000	/* ms */
@@ -56,8 +58,9 @@ server_close(struct pgm_server *s)
 	if (s == NULL)
 		return;
 	if (s->fd != -1) {
-		(void)send(s->fd, terminate, sizeof(terminate),
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)net_send(s->fd, s->ssl, terminate, sizeof(terminate),
+		    MSG_DONTWAIT);
+		tls_close(s->ssl);
 		close(s->fd);
 	}
 	for (i = 0; i < s->nstatus; i++) {
@@ -116,12 +119,12 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 	memset(&sc, 0, sizeof(sc));
 	buf_init(&b);
 	server_startup_packet(cl, &b);
-	if (b.failed || net_write_full(s->fd, NULL, b.data, b.len, deadline) == -1) {
+	if (b.failed || net_write_full(s->fd, s->ssl, b.data, b.len, deadline) == -1) {
 		err = strerror(errno);
 		goto fail;
 	}
 	for (;;) {
-		if (net_read_message(s->fd, NULL, &b, &type, PGM_AUTH_MESSAGE_MAX * 8,
+		if (net_read_message(s->fd, s->ssl, &b, &type, PGM_AUTH_MESSAGE_MAX * 8,
 		    deadline) == -1) {
 			err = errno == EMSGSIZE ? "invalid message length" :
 			    errno == ECONNRESET ? "server closed the connection"
@@ -137,7 +140,7 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 			}
 			if (acode == 0)
 				break;
-			if (auth_server_step(s->fd, cl, acode, b.data + 9,
+			if (auth_server_step(s->fd, s->ssl, cl, acode, b.data + 9,
 			    b.len - 9, &sc, deadline, &err) == -1)
 				goto fail;
 			break;
@@ -184,6 +187,52 @@ done:
 }
 
 /*
+ * Ask the server for TLS as tls.server_mode (or the database's
+ * tls_mode) says, and run the handshake when it agrees.  Returns 0, or
+ * -1 with an ErrorResponse for the client in out.
+ */
+static int
+server_tls(struct pgm_server *s, const struct pgm_database *d,
+    struct pgm_buf *out, int64_t deadline)
+{
+	static const char *const names[] = { "disable", "allow", "prefer",
+	    "require", "verify-ca", "verify-full" };
+	uint8_t		 req[8], answer;
+	const char	*why;
+	int		 mode = tls_server_mode(pgm_conf, d);
+
+	if (mode < TLS_PREFER)
+		return 0;
+	proto_put_u32(req, 8);
+	proto_put_u32(req + 4, PGM_SSL_CODE);
+	if (net_write_full(s->fd, NULL, req, sizeof(req), deadline) == -1 ||
+	    net_read_full(s->fd, NULL, &answer, 1, deadline) == -1) {
+		why = strerror(errno);
+		goto fail;
+	}
+	if (answer == 'N') {
+		if (mode == TLS_PREFER)
+			return 0;
+		why = "the server does not support SSL";
+		goto fail;
+	}
+	if (answer != 'S') {
+		why = "unexpected answer to SSLRequest";
+		goto fail;
+	}
+	if ((s->ssl = tls_connect(s->fd, d->host, mode, deadline,
+	    &why)) == NULL)
+		goto fail;
+	return 0;
+fail:
+	log_warnx("TLS to server %s:%d failed (tls mode %s): %s", d->host,
+	    d->port, names[mode], why);
+	proto_error(out, "FATAL", "08006", "pgmirror: TLS to the server of "
+	    "database \"%s\" failed: %s", d->name, why);
+	return -1;
+}
+
+/*
  * Open and log in a new server connection for the client's pool.
  * params is the canonical key of its startup parameters (kept).
  * Returns NULL with an ErrorResponse for the client in out.
@@ -214,7 +263,8 @@ server_open(const struct pgm_client *cl, const char *params,
 		server_close(s);
 		return NULL;
 	}
-	if (server_login(s, cl, out, deadline) == -1) {
+	if (server_tls(s, d, out, deadline) == -1 ||
+	    server_login(s, cl, out, deadline) == -1) {
 		server_close(s);
 		return NULL;
 	}
@@ -262,6 +312,8 @@ server_alive(struct pgm_server *s)
 {
 	struct pollfd	 pfd;
 
+	if (s->ssl != NULL && SSL_pending(s->ssl) > 0)
+		return 0;
 	pfd.fd = s->fd;
 	pfd.events = POLLIN;
 	if (poll(&pfd, 1, 0) != 0)
@@ -294,12 +346,12 @@ server_reset(struct pgm_server *s)
 	}
 	if (want == 0)
 		goto out;
-	if (b.failed || net_write_full(s->fd, NULL, b.data, b.len, deadline) == -1) {
+	if (b.failed || net_write_full(s->fd, s->ssl, b.data, b.len, deadline) == -1) {
 		failed = 1;
 		goto out;
 	}
 	while (want > 0) {
-		if (net_read_message(s->fd, NULL, &b, &type, 1024 * 1024,
+		if (net_read_message(s->fd, s->ssl, &b, &type, 1024 * 1024,
 		    deadline) == -1) {
 			failed = 1;
 			break;

@@ -1,12 +1,15 @@
 /*
- * tls.c: TLS on the client side of sessions (OpenSSL).
+ * tls.c: TLS on both sides of sessions (OpenSSL).
  *
- * tls_init builds the server context from tls.cert_file and
- * tls.key_file (and tls.client_ca_file for client certificates) in the
- * supervisor, before the first fork, so every worker inherits it and a
- * bad file is found by `pgmirror -n`.  tls_accept runs the handshake on
- * a client socket after pgmirror answered an SSLRequest with 'S'.  The
- * I/O on a TLS session goes through net_recv and net_send (net.c).
+ * tls_init builds the two contexts in the supervisor, before the first
+ * fork, so every worker inherits them and a bad file is found by
+ * `pgmirror -n`: towards clients from tls.cert_file and tls.key_file
+ * (tls.client_ca_file for client certificates), towards servers from
+ * tls.ca_file (tls.server_cert_file and tls.server_key_file for a
+ * certificate of our own).  tls_accept runs the handshake with a client
+ * that pgmirror answered 'S'; tls_connect the one with a server that
+ * answered 'S', checking its certificate as tls.server_mode says.  The
+ * I/O of a TLS session goes through net_recv and net_send (net.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,11 +20,13 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <openssl/ssl.h>
 
 #include "pgmirror.h"
 
-static SSL_CTX	*tls_ctx;
+static SSL_CTX	*tls_ctx;		/* towards clients */
+static SSL_CTX	*tls_server_ctx;	/* towards servers */
 
 /* The text of the last OpenSSL error, for messages. */
 static const char *
@@ -37,6 +42,136 @@ tls_error(void)
 	return buf;
 }
 
+/* The TLS mode towards the server of a database entry. */
+int
+tls_server_mode(const struct pgm_config *c, const struct pgm_database *d)
+{
+	if (d->host[0] == '/')
+		return TLS_DISABLE;	/* PostgreSQL has no TLS on sockets */
+	return d->tls_mode >= 0 ? d->tls_mode : c->tls_server_mode;
+}
+
+/* Build the context for connections to servers, if any may use TLS. */
+static int
+tls_init_servers(const struct pgm_config *c, char *err, size_t errlen)
+{
+	SSL_CTX		*ctx;
+	int		 i, need = 0;
+
+	for (i = 0; i < c->ndatabases; i++)
+		if (tls_server_mode(c, &c->databases[i]) >= TLS_PREFER)
+			need = 1;
+	if (!need)
+		return 0;
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context: %s",
+		    tls_error());
+		return -1;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (c->tls_ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, c->tls_ca_file,
+		    NULL) != 1) {
+			snprintf(err, errlen, "tls.ca_file \"%s\": %s",
+			    c->tls_ca_file, tls_error());
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		snprintf(err, errlen, "cannot load the system's certificate "
+		    "authorities: %s", tls_error());
+		goto fail;
+	}
+	if (c->tls_server_cert_file != NULL) {
+		if (SSL_CTX_use_certificate_chain_file(ctx,
+		    c->tls_server_cert_file) != 1) {
+			snprintf(err, errlen, "tls.server_cert_file \"%s\": %s",
+			    c->tls_server_cert_file, tls_error());
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_server_key_file,
+		    SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			snprintf(err, errlen, "tls.server_key_file \"%s\": %s",
+			    c->tls_server_key_file, tls_error());
+			goto fail;
+		}
+	}
+	SSL_CTX_free(tls_server_ctx);
+	tls_server_ctx = ctx;
+	return 0;
+fail:
+	SSL_CTX_free(ctx);
+	return -1;
+}
+
+/*
+ * Run the client side of a TLS handshake with a server that answered
+ * an SSLRequest with 'S'.  verify-ca checks the certificate chain
+ * against tls.ca_file, verify-full also the host name (or address).
+ * Returns the session, or NULL with the reason in *why.
+ */
+struct ssl_st *
+tls_connect(int fd, const char *host, int mode, int64_t deadline,
+    const char **why)
+{
+	SSL		*ssl;
+	int		 rc;
+
+	ERR_clear_error();
+	if ((ssl = SSL_new(tls_server_ctx)) == NULL ||
+	    SSL_set_fd(ssl, fd) != 1) {
+		*why = tls_error();
+		SSL_free(ssl);
+		return NULL;
+	}
+	if (mode >= TLS_VERIFY_CA)
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	if (mode == TLS_VERIFY_FULL) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+
+		if (X509_VERIFY_PARAM_set1_ip_asc(vp, host) != 1 &&
+		    SSL_set1_host(ssl, host) != 1) {
+			*why = tls_error();
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	if (mode < TLS_VERIFY_FULL)
+		(void)SSL_set_tlsext_host_name(ssl, host);
+	for (;;) {
+		if ((rc = SSL_connect(ssl)) == 1)
+			return ssl;
+		switch (SSL_get_error(ssl, rc)) {
+		case SSL_ERROR_WANT_READ:
+			if (net_wait(fd, POLLIN, deadline) == -1)
+				goto fail_errno;
+			continue;
+		case SSL_ERROR_WANT_WRITE:
+			if (net_wait(fd, POLLOUT, deadline) == -1)
+				goto fail_errno;
+			continue;
+		case SSL_ERROR_SYSCALL:
+			if (errno == 0)
+				errno = ECONNRESET;
+			goto fail_errno;
+		default:
+			if (SSL_get_verify_result(ssl) != X509_V_OK)
+				*why = X509_verify_cert_error_string(
+				    SSL_get_verify_result(ssl));
+			else
+				*why = tls_error();
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+fail_errno:
+	*why = strerror(errno);
+	SSL_free(ssl);
+	return NULL;
+}
+
 /*
  * Load the certificate and key of the config.  Returns 0, or -1 with a
  * message naming the setting at fault in err.  Without TLS configured
@@ -47,6 +182,8 @@ tls_init(const struct pgm_config *c, char *err, size_t errlen)
 {
 	SSL_CTX		*ctx;
 
+	if (tls_init_servers(c, err, errlen) == -1)
+		return -1;
 	if (c->tls_client_mode == TLS_DISABLE)
 		return 0;
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {

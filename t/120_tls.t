@@ -8,9 +8,9 @@
 #  1. `pgmirror -n`: a valid tls group is OK; a missing cert, key or
 #     client CA file, a key that does not match the certificate, an
 #     unknown client_mode, client_mode without a certificate fail with a
-#     FILE:LINE line naming the setting; server_mode "require",
-#     "verify-ca", "verify-full" are refused (server-side TLS is not
-#     supported yet) while "disable", "allow", "prefer" pass.
+#     FILE:LINE line naming the setting, as do an unknown server_mode
+#     and a server-side mode given as client_mode; every server_mode
+#     from "disable" to "verify-full" passes.
 #  2. client_mode "prefer" with client_ca_file: SSLRequest gets 'S';
 #     psql sslmode=require runs over TLSv1.2+ (psql's \conninfo);
 #     verify-full against the CA works for host=localhost and for
@@ -36,8 +36,8 @@
 #     SSL; TLS clients work.  client_mode "disable" (certificate given):
 #     SSLRequest gets 'N' and the same connection goes on in plain;
 #     psql sslmode=require fails, sslmode=prefer works in plain.
-#     client_mode "allow" (with server_mode "prefer", plain to the
-#     server for now) and the default (certificate only: 'S') take TLS
+#     client_mode "allow" (with server_mode "prefer", plain to this
+#     server, which has no SSL) and the default (certificate only: 'S') take TLS
 #     and plain clients.
 #
 # No worker dies along the way.
@@ -187,11 +187,11 @@ my %CERT = (cert_file => $F{'server.crt'}, key_file => $F{'server.key'});
 	$fails->('client_mode "require" without a certificate', qr/tls\.(?:client_mode|cert_file)/,
 		client_mode => 'require');
 
-	for my $m (qw(require verify-ca verify-full)) {
-		$fails->("server_mode \"$m\"", qr/server_mode.*not supported yet/i,
-			%CERT, server_mode => $m);
-	}
-	for my $m (qw(disable allow prefer)) {
+	$fails->('server_mode "bogus"', qr/tls\.server_mode must be/, %CERT,
+		server_mode => 'bogus');
+	$fails->('client_mode "verify-full" (a server-side mode)', qr/tls\.client_mode/,
+		%CERT, client_mode => 'verify-full');
+	for my $m (qw(disable allow prefer require verify-ca verify-full)) {
 		($rc, $out) = $check->(%CERT, server_mode => $m);
 		is($rc, 0, "-n, server_mode \"$m\": accepted") or diag($out);
 	}
