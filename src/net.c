@@ -147,22 +147,15 @@ net_wait(int fd, short events, int64_t deadline)
 }
 
 /*
- * recv(2) on a plain or TLS connection.  A TLS session that needs more
- * bytes, or to write first, fails with EAGAIN like a socket that would
- * block; a TLS protocol error fails with EPROTO.  flags apply to plain
- * sockets only (a TLS socket is always non-blocking).
+ * Map the result of SSL_read or SSL_write to that of recv or send: a
+ * session that needs to read or write first fails with EAGAIN like a
+ * socket that would block; a TLS protocol error fails with EPROTO; EOF
+ * without close_notify reads as EOF.
  */
-ssize_t
-net_recv(int fd, struct ssl_st *ssl, void *p, size_t n, int flags)
+static ssize_t
+net_ssl_result(struct ssl_st *ssl, int rc, int writing)
 {
-	int		 rc;
-
-	if (ssl == NULL)
-		return recv(fd, p, n, flags);
-	if (n > INT_MAX)
-		n = INT_MAX;
-	ERR_clear_error();
-	if ((rc = SSL_read(ssl, p, (int)n)) > 0)
+	if (rc > 0)
 		return rc;
 	switch (SSL_get_error(ssl, rc)) {
 	case SSL_ERROR_WANT_READ:
@@ -170,10 +163,16 @@ net_recv(int fd, struct ssl_st *ssl, void *p, size_t n, int flags)
 		errno = EAGAIN;
 		return -1;
 	case SSL_ERROR_ZERO_RETURN:
-		return 0;
+		if (!writing)
+			return 0;
+		errno = EPIPE;
+		return -1;
 	case SSL_ERROR_SYSCALL:
-		if (errno == 0)
-			return 0;	/* EOF without close_notify */
+		if (errno != 0)
+			return -1;
+		if (!writing)
+			return 0;
+		errno = EPIPE;
 		return -1;
 	default:
 		errno = EPROTO;
@@ -181,32 +180,30 @@ net_recv(int fd, struct ssl_st *ssl, void *p, size_t n, int flags)
 	}
 }
 
+/* recv(2) on a plain or TLS connection; flags apply to plain ones. */
+ssize_t
+net_recv(int fd, struct ssl_st *ssl, void *p, size_t n, int flags)
+{
+	if (ssl == NULL)
+		return recv(fd, p, n, flags);
+	if (n > INT_MAX)
+		n = INT_MAX;
+	ERR_clear_error();
+	errno = 0;
+	return net_ssl_result(ssl, SSL_read(ssl, p, (int)n), 0);
+}
+
 /* send(2) on a plain or TLS connection, never raising SIGPIPE. */
 ssize_t
 net_send(int fd, struct ssl_st *ssl, const void *p, size_t n, int flags)
 {
-	int		 rc;
-
 	if (ssl == NULL)
 		return send(fd, p, n, flags | MSG_NOSIGNAL);
 	if (n > INT_MAX)
 		n = INT_MAX;
 	ERR_clear_error();
-	if ((rc = SSL_write(ssl, p, (int)n)) > 0)
-		return rc;
-	switch (SSL_get_error(ssl, rc)) {
-	case SSL_ERROR_WANT_READ:
-	case SSL_ERROR_WANT_WRITE:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_SYSCALL:
-		if (errno == 0)
-			errno = EPIPE;
-		return -1;
-	default:
-		errno = EPROTO;
-		return -1;
-	}
+	errno = 0;
+	return net_ssl_result(ssl, SSL_write(ssl, p, (int)n), 1);
 }
 
 /* Read exactly n bytes before the deadline. */

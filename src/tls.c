@@ -42,6 +42,47 @@ tls_error(void)
 	return buf;
 }
 
+/*
+ * Drive a handshake step (SSL_accept or SSL_connect) on a non-blocking
+ * socket until it completes or the deadline passes.  Returns 0, or -1
+ * with the reason in *why.
+ */
+static int
+tls_handshake(SSL *ssl, int fd, int (*step)(SSL *), int64_t deadline,
+    const char **why)
+{
+	long		 verify;
+	int		 rc;
+
+	for (;;) {
+		if ((rc = step(ssl)) == 1)
+			return 0;
+		switch (SSL_get_error(ssl, rc)) {
+		case SSL_ERROR_WANT_READ:
+			if (net_wait(fd, POLLIN, deadline) == -1)
+				goto fail_errno;
+			continue;
+		case SSL_ERROR_WANT_WRITE:
+			if (net_wait(fd, POLLOUT, deadline) == -1)
+				goto fail_errno;
+			continue;
+		case SSL_ERROR_SYSCALL:
+			if (errno == 0)
+				errno = ECONNRESET;
+			goto fail_errno;
+		default:
+			if ((verify = SSL_get_verify_result(ssl)) != X509_V_OK)
+				*why = X509_verify_cert_error_string(verify);
+			else
+				*why = tls_error();
+			return -1;
+		}
+	}
+fail_errno:
+	*why = strerror(errno);
+	return -1;
+}
+
 /* The TLS mode towards the server of a database entry. */
 int
 tls_server_mode(const struct pgm_config *c, const struct pgm_database *d)
@@ -117,7 +158,6 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
     const char **why)
 {
 	SSL		*ssl;
-	int		 rc;
 
 	ERR_clear_error();
 	if ((ssl = SSL_new(tls_server_ctx)) == NULL ||
@@ -140,36 +180,11 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
 	}
 	if (mode < TLS_VERIFY_FULL)
 		(void)SSL_set_tlsext_host_name(ssl, host);
-	for (;;) {
-		if ((rc = SSL_connect(ssl)) == 1)
-			return ssl;
-		switch (SSL_get_error(ssl, rc)) {
-		case SSL_ERROR_WANT_READ:
-			if (net_wait(fd, POLLIN, deadline) == -1)
-				goto fail_errno;
-			continue;
-		case SSL_ERROR_WANT_WRITE:
-			if (net_wait(fd, POLLOUT, deadline) == -1)
-				goto fail_errno;
-			continue;
-		case SSL_ERROR_SYSCALL:
-			if (errno == 0)
-				errno = ECONNRESET;
-			goto fail_errno;
-		default:
-			if (SSL_get_verify_result(ssl) != X509_V_OK)
-				*why = X509_verify_cert_error_string(
-				    SSL_get_verify_result(ssl));
-			else
-				*why = tls_error();
-			SSL_free(ssl);
-			return NULL;
-		}
+	if (tls_handshake(ssl, fd, SSL_connect, deadline, why) == -1) {
+		SSL_free(ssl);
+		return NULL;
 	}
-fail_errno:
-	*why = strerror(errno);
-	SSL_free(ssl);
-	return NULL;
+	return ssl;
 }
 
 /*
@@ -244,7 +259,6 @@ struct ssl_st *
 tls_accept(int fd, int64_t deadline, const char **why)
 {
 	SSL		*ssl;
-	int		 rc;
 
 	ERR_clear_error();
 	if ((ssl = SSL_new(tls_ctx)) == NULL || SSL_set_fd(ssl, fd) != 1) {
@@ -252,32 +266,11 @@ tls_accept(int fd, int64_t deadline, const char **why)
 		SSL_free(ssl);
 		return NULL;
 	}
-	for (;;) {
-		if ((rc = SSL_accept(ssl)) == 1)
-			return ssl;
-		switch (SSL_get_error(ssl, rc)) {
-		case SSL_ERROR_WANT_READ:
-			if (net_wait(fd, POLLIN, deadline) == -1)
-				goto fail_errno;
-			continue;
-		case SSL_ERROR_WANT_WRITE:
-			if (net_wait(fd, POLLOUT, deadline) == -1)
-				goto fail_errno;
-			continue;
-		case SSL_ERROR_SYSCALL:
-			if (errno == 0)
-				errno = ECONNRESET;
-			goto fail_errno;
-		default:
-			*why = tls_error();
-			SSL_free(ssl);
-			return NULL;
-		}
+	if (tls_handshake(ssl, fd, SSL_accept, deadline, why) == -1) {
+		SSL_free(ssl);
+		return NULL;
 	}
-fail_errno:
-	*why = strerror(errno);
-	SSL_free(ssl);
-	return NULL;
+	return ssl;
 }
 
 /*
