@@ -83,6 +83,27 @@ fail_errno:
 	return -1;
 }
 
+/*
+ * A context with what both sides share: TLS 1.2 at least, and writes
+ * that may be partial and retried from a moved buffer (the relay
+ * compacts its buffers).  NULL with a message in err on failure.
+ */
+static SSL_CTX *
+tls_ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
+{
+	SSL_CTX		*ctx;
+
+	if ((ctx = SSL_CTX_new(method)) == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context: %s",
+		    tls_error());
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return ctx;
+}
+
 /* The TLS mode towards the server of a database entry. */
 int
 tls_server_mode(const struct pgm_config *c, const struct pgm_database *d)
@@ -104,14 +125,8 @@ tls_init_servers(const struct pgm_config *c, char *err, size_t errlen)
 			need = 1;
 	if (!need)
 		return 0;
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL) {
-		snprintf(err, errlen, "cannot create a TLS context: %s",
-		    tls_error());
+	if ((ctx = tls_ctx_new(TLS_client_method(), err, errlen)) == NULL)
 		return -1;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	if (c->tls_ca_file != NULL) {
 		if (SSL_CTX_load_verify_locations(ctx, c->tls_ca_file,
 		    NULL) != 1) {
@@ -201,14 +216,8 @@ tls_init(const struct pgm_config *c, char *err, size_t errlen)
 		return -1;
 	if (c->tls_client_mode == TLS_DISABLE)
 		return 0;
-	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		snprintf(err, errlen, "cannot create a TLS context: %s",
-		    tls_error());
+	if ((ctx = tls_ctx_new(TLS_server_method(), err, errlen)) == NULL)
 		return -1;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1) {
 		snprintf(err, errlen, "tls.cert_file \"%s\": %s",

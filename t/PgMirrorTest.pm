@@ -27,6 +27,7 @@ use warnings;
 use Cwd qw(abs_path);
 use Exporter 'import';
 use File::Basename qw(dirname);
+use File::Copy ();
 use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
@@ -339,7 +340,12 @@ sub _chown_user {
 
 # Starts a PostgreSQL cluster.  Options: auth_host (default
 # scram-sha-256), max_connections (300), conf (extra postgresql.conf
-# text), hba (text inserted before the generated host lines).
+# text), hba (text inserted before the generated host lines),
+# ssl => { cert => PATH, key => PATH, ca => PATH } (ssl = on: the files
+# are copied into the data directory, owned by the server's user, the
+# key mode 0600, and named by ssl_cert_file, ssl_key_file and, when ca
+# is given, ssl_ca_file), hba_hostssl => 1 (the generated host lines
+# become hostssl lines: TCP clients must use TLS).
 sub pg_start {
 	my (%o) = @_;
 	my $bindir = pg_bindir();
@@ -378,10 +384,29 @@ log_line_prefix = '%m [%p] %u\@%d '
 dynamic_shared_memory_type = posix
 EOC
 	$conf .= "password_encryption = '$o{password_encryption}'\n" if $o{password_encryption};
+	if (my $ssl = $o{ssl}) {
+		die "pg_start: ssl needs cert and key" unless $ssl->{cert} && $ssl->{key};
+		my %file = (cert => 'server.crt', key => 'server.key', ca => 'root.crt');
+		my %setting = (cert => 'ssl_cert_file', key => 'ssl_key_file', ca => 'ssl_ca_file');
+		$conf .= "ssl = on\n";
+		for my $k (qw(cert key ca)) {
+			next unless defined $ssl->{$k};
+			my $dst = "$data/$file{$k}";
+			File::Copy::copy($ssl->{$k}, $dst) or die "copy $ssl->{$k} to $dst: $!";
+			chmod($k eq 'key' ? 0600 : 0644, $dst) or die "chmod $dst: $!";
+			_chown_user($dst);
+			$conf .= "$setting{$k} = '$dst'\n";
+		}
+	}
 	$conf .= $o{conf} . "\n" if $o{conf};
 	open(my $fh, '>>', "$data/postgresql.conf") or die $!;
 	print $fh $conf;
 	close $fh;
+	if ($o{hba_hostssl}) {
+		my $hba = slurp("$data/pg_hba.conf");
+		$hba =~ s/^host(?=\s)/hostssl/mg;
+		write_file("$data/pg_hba.conf", $hba);
+	}
 	if ($o{hba}) {
 		my $hba = slurp("$data/pg_hba.conf");
 		write_file("$data/pg_hba.conf", "$o{hba}\n$hba");
