@@ -269,6 +269,7 @@ struct pgm_server {
 	uint32_t	 be_pid;	/* the server's BackendKeyData */
 	uint32_t	 be_key;
 	uint8_t		 txstatus;	/* last ReadyForQuery status */
+	int		 ready;		/* logged in: past the first ReadyForQuery */
 	int		 nstatus;
 	char		*status_name[PGM_MAXSTATUS];	/* ParameterStatus */
 	char		*status_value[PGM_MAXSTATUS];

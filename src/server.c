@@ -58,8 +58,10 @@ server_close(struct pgm_server *s)
 	if (s == NULL)
 		return;
 	if (s->fd != -1) {
-		(void)net_send(s->fd, s->ssl, terminate, sizeof(terminate),
-		    MSG_DONTWAIT);
+		/* Terminate means nothing to a server still in startup. */
+		if (s->ready)
+			(void)net_send(s->fd, s->ssl, terminate,
+			    sizeof(terminate), MSG_DONTWAIT);
 		tls_close(s->ssl);
 		close(s->fd);
 	}
@@ -166,6 +168,7 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 			break;
 		case 'Z':
 			s->txstatus = b.len > 5 ? b.data[5] : 'I';
+			s->ready = 1;
 			rc = 0;
 			goto done;
 		case 'N':

@@ -11,6 +11,8 @@
  * answered 'S', checking its certificate as tls.server_mode says.  The
  * I/O of a TLS session goes through net_recv and net_send (net.c).
  */
+#include <arpa/inet.h>
+
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -173,6 +175,7 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
     const char **why)
 {
 	SSL		*ssl;
+	uint8_t		 addr[16];
 
 	ERR_clear_error();
 	if ((ssl = SSL_new(tls_server_ctx)) == NULL ||
@@ -193,7 +196,9 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
 			return NULL;
 		}
 	}
-	if (mode < TLS_VERIFY_FULL)
+	/* SNI, as libpq sends it: a host name, never an address. */
+	if (inet_pton(AF_INET, host, addr) != 1 &&
+	    inet_pton(AF_INET6, host, addr) != 1)
 		(void)SSL_set_tlsext_host_name(ssl, host);
 	if (tls_handshake(ssl, fd, SSL_connect, deadline, why) == -1) {
 		SSL_free(ssl);
