@@ -977,6 +977,24 @@ scram_client_set_user(struct scram_client *c, const char *user)
 	return 0;
 }
 
+/*
+ * Client: bind the exchange to a TLS channel (tls-server-end-point data,
+ * at most SCRAM_CBIND_MAX bytes), after init.  0 ok, -1 bad arguments.
+ */
+int
+scram_client_set_cbind(struct scram_client *c, const uint8_t *data,
+    size_t len)
+{
+	if (c == NULL || c->state != SCRAM_ST_INIT || data == NULL ||
+	    len == 0 || len > SCRAM_CBIND_MAX)
+		return -1;
+	memcpy(c->cbind, data, len);
+	c->cbind_len = len;
+	memcpy(c->gs2_header, SCRAM_CBIND_TYPE ",,",
+	    sizeof(SCRAM_CBIND_TYPE ",,"));
+	return 0;
+}
+
 /* Client: writes client-first-message. */
 int
 scram_client_first(struct scram_client *c, char *out, size_t outsz,
@@ -1092,8 +1110,15 @@ scram_client_final(struct scram_client *c, const char *server_first,
 	/* client-final-message-without-proof: c=<b64 gs2>,r=<nonce> */
 	scram_buf_init(&b, cfwop, sizeof(cfwop));
 	scram_buf_add(&b, "c=", 2);
-	scram_buf_b64(&b, (const uint8_t *)c->gs2_header,
-	    strlen(c->gs2_header));
+	{
+		uint8_t	 cb[SCRAM_GS2_MAX + SCRAM_CBIND_MAX];
+		size_t	 n = strlen(c->gs2_header);
+
+		/* gs2 header, then the channel-binding data if bound. */
+		memcpy(cb, c->gs2_header, n);
+		memcpy(cb + n, c->cbind, c->cbind_len);
+		scram_buf_b64(&b, cb, n + c->cbind_len);
+	}
 	scram_buf_add(&b, ",r=", 3);
 	scram_buf_add(&b, nonce, nlen);
 	if (scram_buf_finish(&b, &cfwoplen) == -1) {

@@ -156,6 +156,8 @@ struct scram_client {
 	char	 client_first_bare[SCRAM_MSG_MAX];
 	size_t	 client_first_bare_len;
 	uint8_t	 server_signature[SCRAM_KEY_LEN];
+	uint8_t	 cbind[SCRAM_CBIND_MAX];	/* channel binding, if set */
+	size_t	 cbind_len;
 };
 
 void	scram_client_init_password(struct scram_client *,
@@ -169,6 +171,13 @@ void	scram_client_init_keys(struct scram_client *,
 	    const uint8_t client_key[SCRAM_KEY_LEN],
 	    const uint8_t server_key[SCRAM_KEY_LEN], int iterations,
 	    const uint8_t *salt, size_t saltlen);
+/*
+ * Bind to a TLS channel: gs2 header "p=tls-server-end-point,," and the
+ * given binding data (1..SCRAM_CBIND_MAX bytes) in c=.  After init.
+ * 0 ok, -1 bad arguments.
+ */
+int	scram_client_set_cbind(struct scram_client *, const uint8_t *data,
+	    size_t len);
 /* For tests only: fix the client nonce (printable, no ','), after init. */
 int	scram_client_set_nonce(struct scram_client *, const char *nonce);
 /* For tests only: send n=<user> (PostgreSQL ignores it), after init. */

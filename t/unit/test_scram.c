@@ -367,6 +367,77 @@ test_rfc_vector(void)
 	    err ? err : "");
 }
 
+/*
+ * An exchange whose server holds channel-binding data (as over TLS) and
+ * whose client binds to cdata (or not, when clen is 0).  Returns the
+ * server-final rc, or -11 if server-first refused; *vrc as exchange().
+ */
+static int
+bound_exchange(const struct scram_secret *sec, const uint8_t *sdata,
+    const uint8_t *cdata, size_t clen, int *vrc, const char **err)
+{
+	struct scram_server s;
+	struct scram_client c;
+	char		 m1[SCRAM_MSG_MAX], m2[SCRAM_MSG_MAX];
+	char		 m3[SCRAM_MSG_MAX], m4[SCRAM_MSG_MAX];
+	size_t		 n1, n2, n3, n4;
+	int		 rc;
+
+	*vrc = -2;
+	*err = NULL;
+	scram_client_init_password(&c, "pencil");
+	if (clen > 0 && scram_client_set_cbind(&c, cdata, clen) != 0)
+		return -10;
+	memset(&s, 0, sizeof(s));
+	s.cbind_data = sdata;
+	s.cbind_len = 32;
+	if (scram_client_first(&c, m1, sizeof(m1), &n1) != 0)
+		return -10;
+	if (scram_server_first(&s, sec, m1, n1, m2, sizeof(m2), &n2, err) != 0)
+		return -11;
+	if (scram_client_final(&c, m2, n2, m3, sizeof(m3), &n3, err) != 0)
+		return -12;
+	rc = scram_server_final(&s, m3, n3, m4, sizeof(m4), &n4, err);
+	if (rc == 0)
+		*vrc = scram_client_verify(&c, m4, n4, err);
+	return rc;
+}
+
+/* SCRAM-SHA-256-PLUS: tls-server-end-point binding, and its downgrade. */
+static void
+test_channel_binding(void)
+{
+	struct scram_secret sec;
+	struct scram_server s;
+	uint8_t		 a[32], b[32];
+	char		 out[SCRAM_MSG_MAX];
+	const char	*err;
+	size_t		 outlen;
+	int		 rc, vrc;
+
+	memset(a, 0xa5, sizeof(a));
+	memset(b, 0x5a, sizeof(b));
+	if (scram_secret_from_password("pencil", &sec) != 0)
+		abort();
+	rc = bound_exchange(&sec, a, a, sizeof(a), &vrc, &err);
+	tap_ok(rc == 0 && vrc == 0, "bound to the same TLS data: accepted");
+	rc = bound_exchange(&sec, a, b, sizeof(b), &vrc, &err);
+	tap_ok(rc == -1 && err != NULL && strstr(err, "channel-binding"),
+	    "bound to other TLS data: refused (%s)", err ? err : "");
+	rc = bound_exchange(&sec, a, NULL, 0, &vrc, &err);
+	tap_ok(rc == 0 && vrc == 0,
+	    "a client without binding support (n) still logs in over TLS");
+	memset(&s, 0, sizeof(s));
+	s.cbind_data = a;
+	s.cbind_len = sizeof(a);
+	err = NULL;
+	rc = scram_server_first(&s, &sec, "y,,n=,r=abc", 11, out, sizeof(out),
+	    &outlen, &err);
+	tap_ok(rc == -1 && err != NULL && strstr(err, "negotiation"),
+	    "y while the server offers binding: refused as a downgrade (%s)",
+	    err ? err : "");
+}
+
 /* Full exchanges between our own client and server. */
 static void
 test_exchange(void)
@@ -841,11 +912,12 @@ test_fuzz(void)
 int
 main(void)
 {
-	tap_plan(70);
+	tap_plan(74);
 	test_md5();
 	test_secret();
 	test_rfc_vector();
 	test_exchange();
+	test_channel_binding();
 	test_bad_client_first();
 	test_bad_client_final();
 	test_bad_server_msgs();
