@@ -240,6 +240,7 @@ struct pgm_slot {
 	struct sockaddr_storage server_addr;
 	volatile socklen_t server_addrlen;
 	volatile int	 cancel_gen;	/* odd while being written */
+	int		 generation;	/* config generation it was forked with */
 };
 
 struct pgm_pool_shared {
@@ -253,6 +254,7 @@ struct pgm_shm {
 	int		 nslots;
 	int		 npools;
 	volatile int	 shutdown;	/* supervisor asks workers to go */
+	volatile int	 generation;	/* config generation: bumped by reload */
 	volatile uint64_t clients_total;
 	struct pgm_slot	*slots;
 	struct pgm_pool_shared *pools;

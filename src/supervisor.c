@@ -252,6 +252,7 @@ sup_spawn(int refuser)
 		return -1;
 	memset((void *)slot, 0, sizeof(*slot));
 	slot->state = refuser ? SLOT_REFUSING : SLOT_STARTING;
+	slot->generation = pgm_shm->generation;
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork");
@@ -305,6 +306,113 @@ sup_retire_one(void)
 		return;
 	pick->state = SLOT_EXITING;
 	kill(pick->pid, SIGTERM);
+}
+
+/* Do two configs route the same databases and users, in the same order? */
+static int
+sup_same_shape(const struct pgm_config *a, const struct pgm_config *b)
+{
+	int		 i;
+
+	if (a->ndatabases != b->ndatabases || a->nusers != b->nusers ||
+	    a->workers_max != b->workers_max)
+		return 0;
+	for (i = 0; i < a->ndatabases; i++)
+		if (strcmp(a->databases[i].name, b->databases[i].name) != 0)
+			return 0;
+	for (i = 0; i < a->nusers; i++)
+		if (strcmp(a->users[i].name, b->users[i].name) != 0 ||
+		    (a->users[i].database == NULL) !=
+		    (b->users[i].database == NULL) ||
+		    (a->users[i].database != NULL &&
+		    strcmp(a->users[i].database, b->users[i].database) != 0))
+			return 0;
+	return 1;
+}
+
+/* Do two configs listen on the same addresses? */
+static int
+sup_same_listen(const struct pgm_config *a, const struct pgm_config *b)
+{
+	int		 i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++) {
+		const struct pgm_listen *x = &a->listen[i], *y = &b->listen[i];
+
+		if (x->port != y->port || (x->host == NULL) != (y->host == NULL)
+		    || (x->path == NULL) != (y->path == NULL) ||
+		    (x->host && strcmp(x->host, y->host) != 0) ||
+		    (x->path && strcmp(x->path, y->path) != 0))
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * SIGHUP: read and check the config file again, load its certificates,
+ * and if all is well make it the running config: new workers are forked
+ * with it, idle workers of the old one leave at once and busy ones when
+ * their client does.  Shared memory, and so every counter, stays.  What
+ * it sizes (workers.max, the databases and users entries) cannot change
+ * without a restart, nor can the listening addresses.  Returns 0 when
+ * the new config runs, -1 when the old one stays (and the log says why).
+ */
+static int
+sup_reload(void)
+{
+	static struct pgm_config_errors errs;
+	struct pgm_config *nc, *old = pgm_conf;
+	char		 tlserr[512];
+	int		 i;
+
+	sd_notify(0, "RELOADING=1");
+	log_info("reloading %s", old->path);
+	if ((nc = config_load(old->path, &errs)) == NULL) {
+		for (i = 0; i < errs.n; i++)
+			log_warnx("reload: %s:%d: %s", errs.file,
+			    errs.err[i].line, errs.err[i].msg);
+		log_warnx("reload failed: keeping the running configuration");
+		goto keep;
+	}
+	if (!sup_same_shape(old, nc)) {
+		log_warnx("reload refused: workers.max, or the names and "
+		    "order of the databases and users entries, changed; they "
+		    "size shared memory: restart pgmirror to apply this "
+		    "file");
+		goto free;
+	}
+	if (tls_init(nc, tlserr, sizeof(tlserr)) == -1) {
+		log_warnx("reload failed: %s; keeping the running "
+		    "configuration and certificates", tlserr);
+		goto free;
+	}
+	if (!sup_same_listen(old, nc))
+		log_warnx("reload: listen changed, which needs a restart; "
+		    "still listening on the old addresses");
+	if (old->log_stderr != nc->log_stderr ||
+	    old->log_facility != nc->log_facility)
+		log_warnx("reload: log.destination and log.facility need a "
+		    "restart");
+	pgm_conf = nc;
+	config_free(old);
+	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_ACQ_REL);
+	for (i = 0; i < pgm_shm->nslots; i++) {
+		struct pgm_slot *slot = shm_slot(i);
+
+		if (slot->state == SLOT_IDLE && slot->pid > 0)
+			kill(slot->pid, SIGTERM);
+	}
+	log_info("configuration reloaded (generation %d)",
+	    pgm_shm->generation);
+	sd_notify(0, "READY=1");
+	return 0;
+free:
+	config_free(nc);
+keep:
+	sd_notify(0, "READY=1");
+	return -1;
 }
 
 /* Number of live refusers (0 or 1). */
@@ -453,9 +561,8 @@ supervisor_main(struct pgm_config *c, int debug)
 		}
 		if (sup_sig_hup) {
 			sup_sig_hup = 0;
-			log_warnx("SIGHUP: configuration reload is not "
-			    "supported yet; restart pgmirror to apply "
-			    "changes");
+			if (!stopping && sup_reload() == 0)
+				c = pgm_conf;
 		}
 		if (stopping) {
 			if (sup_nworkers() == 0) {

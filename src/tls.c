@@ -115,13 +115,18 @@ tls_server_mode(const struct pgm_config *c, const struct pgm_database *d)
 	return d->tls_mode >= 0 ? d->tls_mode : c->tls_server_mode;
 }
 
-/* Build the context for connections to servers, if any may use TLS. */
+/*
+ * Build the context for connections to servers into *out, or NULL when
+ * no database may use TLS.  Returns 0, or -1 with a message in err.
+ */
 static int
-tls_init_servers(const struct pgm_config *c, char *err, size_t errlen)
+tls_init_servers(const struct pgm_config *c, SSL_CTX **out, char *err,
+    size_t errlen)
 {
 	SSL_CTX		*ctx;
 	int		 i, need = 0;
 
+	*out = NULL;
 	for (i = 0; i < c->ndatabases; i++)
 		if (tls_server_mode(c, &c->databases[i]) >= TLS_PREFER)
 			need = 1;
@@ -156,8 +161,7 @@ tls_init_servers(const struct pgm_config *c, char *err, size_t errlen)
 			goto fail;
 		}
 	}
-	SSL_CTX_free(tls_server_ctx);
-	tls_server_ctx = ctx;
+	*out = ctx;
 	return 0;
 fail:
 	SSL_CTX_free(ctx);
@@ -208,21 +212,22 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
 }
 
 /*
- * Load the certificate and key of the config.  Returns 0, or -1 with a
- * message naming the setting at fault in err.  Without TLS configured
- * it does nothing.
+ * Load the certificates and keys of a config into fresh contexts, and
+ * only when all of them load, put them in place of the ones in use: a
+ * reload with a bad certificate keeps the old ones.  Returns 0, or -1
+ * with a message naming the setting at fault in err.
  */
 int
 tls_init(const struct pgm_config *c, char *err, size_t errlen)
 {
-	SSL_CTX		*ctx;
+	SSL_CTX		*ctx = NULL, *sctx;
 
-	if (tls_init_servers(c, err, errlen) == -1)
+	if (tls_init_servers(c, &sctx, err, errlen) == -1)
 		return -1;
 	if (c->tls_client_mode == TLS_DISABLE)
-		return 0;
+		goto done;
 	if ((ctx = tls_ctx_new(TLS_server_method(), err, errlen)) == NULL)
-		return -1;
+		goto fail;
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
 	if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1) {
 		snprintf(err, errlen, "tls.cert_file \"%s\": %s",
@@ -250,11 +255,15 @@ tls_init(const struct pgm_config *c, char *err, size_t errlen)
 		/* A certificate is checked when a client sends one. */
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}
+done:
 	SSL_CTX_free(tls_ctx);
 	tls_ctx = ctx;
+	SSL_CTX_free(tls_server_ctx);
+	tls_server_ctx = sctx;
 	return 0;
 fail:
 	SSL_CTX_free(ctx);
+	SSL_CTX_free(sctx);
 	return -1;
 }
 

@@ -523,6 +523,7 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 	if (refuser)
 		log_setproc("refuser", slotno);
 	while (!worker_sig_term && !worker_sig_int && !pgm_shm->shutdown &&
+	    slot->generation == pgm_shm->generation &&
 	    (!refuser || shm_count_state(SLOT_IDLE) == 0) &&
 	    (pgm_conf->workers_max_clients == 0 ||
 	    slot->served < (uint64_t)pgm_conf->workers_max_clients)) {
