@@ -388,16 +388,31 @@ sup_reload(void)
 		    "configuration and certificates", tlserr);
 		goto free;
 	}
-	if (!sup_same_listen(old, nc))
+	/*
+	 * What needs a restart keeps its running value, so the running
+	 * config always says which addresses are open and where logs go.
+	 */
+	if (!sup_same_listen(old, nc)) {
+		struct pgm_listen *l = nc->listen;
+		int		 n = nc->nlisten;
+
 		log_warnx("reload: listen changed, which needs a restart; "
 		    "still listening on the old addresses");
+		nc->listen = old->listen;
+		nc->nlisten = old->nlisten;
+		old->listen = l;
+		old->nlisten = n;
+	}
 	if (old->log_stderr != nc->log_stderr ||
-	    old->log_facility != nc->log_facility)
+	    old->log_facility != nc->log_facility) {
 		log_warnx("reload: log.destination and log.facility need a "
 		    "restart");
+		nc->log_stderr = old->log_stderr;
+		nc->log_facility = old->log_facility;
+	}
 	pgm_conf = nc;
 	config_free(old);
-	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_ACQ_REL);
+	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_SEQ_CST);
 	for (i = 0; i < pgm_shm->nslots; i++) {
 		struct pgm_slot *slot = shm_slot(i);
 

@@ -546,6 +546,11 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 			continue;
 		if (pfd[nlfd].revents)
 			break;
+		/* A signal or a reload may have come with the client. */
+		if (worker_sig_term || worker_sig_int ||
+		    slot->generation != __atomic_load_n(&pgm_shm->generation,
+		    __ATOMIC_ACQUIRE))
+			continue;
 		for (i = 0; i < nlfd; i++) {
 			if (!(pfd[i].revents & POLLIN))
 				continue;
@@ -582,6 +587,8 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 				pool_release_for_waiters();
 			}
 			slot->state = SLOT_IDLE;
+			/* Be seen idle before reading the generation. */
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
 			break;
 		}
 	}
