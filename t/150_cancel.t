@@ -1,0 +1,80 @@
+# 150_cancel: a CancelRequest reaches the right query whichever worker
+# accepts it (the session's own worker is busy relaying it), psql's
+# Ctrl-C works, other sessions are untouched, and forged keys cancel
+# nothing.
+
+use strict;
+use warnings;
+
+use PgMirrorTest;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $pg = pg_start();
+$pg->setup_app;
+my $pgm = pgm_start($pg, workers => { min_spare => 4, max_spare => 8, max => 32 });
+
+my $sleeping = sub {
+	my ($sql) = @_;
+	return $pg->psql("SELECT count(*) FROM pg_stat_activity WHERE query = '$sql'"
+		. " AND state = 'active'");
+};
+
+# psql sends a CancelRequest when it gets SIGINT (Ctrl-C).
+{
+	my $other = $pgm->dbh;
+	my $bg = $pgm->psql_bg('SELECT pg_sleep(30)');
+	ok(wait_until(sub { $sleeping->('SELECT pg_sleep(30)') == 1 }, 10),
+		'psql runs pg_sleep(30) through pgmirror');
+	my $t = time;
+	$bg->{h}->signal('INT');
+	my ($rc, $out, $err) = $bg->finish;
+	my $took = time - $t;
+	isnt($rc, 0, 'psql: the query fails');
+	like($err, qr/canceling statement due to user request/, 'psql: canceled by the user')
+		or diag($err);
+	cmp_ok($took, '<', 5, sprintf('psql: back %.2f s after Ctrl-C, not after 30 s', $took));
+	is($other->selectrow_array('SELECT 41 + 1'), 42, 'another session keeps working');
+	$other->disconnect;
+}
+
+# Forged keys: a wrong secret, a wrong pid, zeros.  The query runs on.
+{
+	my ($c, $r) = $pgm->raw_login(timeout => 20);
+	ok($r->{ok} && $r->{key}, 'raw session with a BackendKeyData') or diag(explain($r));
+	my ($pid, $key) = @{ $r->{key} || [ 0, 0 ] };
+	isnt($pid, 0, 'the cancel pid is not 0');
+	$c->send_msg('Q', "SELECT pg_sleep(2), 4242\0");
+	ok(wait_until(sub { $sleeping->('SELECT pg_sleep(2), 4242') == 1 }, 10),
+		'the raw session runs pg_sleep(2)');
+	for my $forged ([ $pid, $key ^ 1 ], [ $pid ^ 1, $key ], [ 0, 0 ]) {
+		my $k = $pgm->raw;
+		$k->send_bytes(pack('N N N N', 16, 80877102, @$forged));
+		CORE::close($k->{sock});
+	}
+	my $res = $c->collect(timeout => 15);
+	ok(!$res->{error}, 'forged keys cancel nothing') or diag(explain($res));
+	is($res->{rows}[0][1], 4242, 'the query completes');
+	like($pgm->log, qr/cancel request with an unknown key ignored/,
+		'the forged requests are logged as ignored');
+
+	# The real key, from another connection, cancels at once.
+	$c->send_msg('Q', "SELECT pg_sleep(30)\0");
+	ok(wait_until(sub { $sleeping->('SELECT pg_sleep(30)') == 1 }, 10),
+		'the raw session runs pg_sleep(30)');
+	my $t = time;
+	my $k = $pgm->raw;
+	$k->send_bytes(pack('N N N N', 16, 80877102, $pid, $key));
+	CORE::close($k->{sock});
+	$res = $c->collect(timeout => 15);
+	is($res->{error}{C}, '57014', 'the real key cancels the query (57014)')
+		or diag(explain($res));
+	cmp_ok(time - $t, '<', 5, sprintf('canceled %.2f s after the request', time - $t));
+	is($c->query('SELECT 7')->{rows}[0][0], 7, 'the session goes on after the cancel');
+	$c->close;
+}
+
+ok($pgm->alive, 'pgmirror still runs');
+unlike($pgm->log, qr/killed by signal|exited with status/, 'no worker died');
+
+done_testing();
