@@ -8,7 +8,9 @@
  * Signals only set flags (SIGTERM: leave when idle, SIGINT: end the
  * session now, SIGUSR1: a pool has waiters); they are blocked except
  * inside net_poll, so none is lost between a check and a sleep.  The
- * worker exits when the supervisor's death pipe becomes readable.
+ * worker exits when the supervisor's death pipe becomes readable, and
+ * after a reload once it is idle (its generation is then old).  The
+ * refuser is a worker that only answers "too many clients".
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -198,8 +200,9 @@ worker_cancel_request(const struct pgm_startup *st)
 }
 
 /*
- * Read the startup packet, answering SSLRequest and GSSENCRequest with
- * 'N' and serving a CancelRequest.  Returns 0 with cl->startup filled
+ * Read the startup packet: an SSLRequest is answered 'S' and followed by
+ * the TLS handshake when TLS is on (else 'N', as is GSSENCRequest), and
+ * a CancelRequest is served.  Returns 0 with cl->startup filled
  * for a StartupMessage, -1 when the connection is done.
  */
 static int
