@@ -9,9 +9,10 @@
  * fork-bomb.  It never reads client traffic.  Signal handlers only set
  * a flag and write a byte to a self-pipe; the main loop acts on the
  * flags: child exits, then shutdown (SIGTERM smart, SIGINT fast,
- * SIGQUIT immediate), then worker upkeep.  Workers hold the read end
- * of a pipe whose write end only the supervisor has: when it dies, the
- * pipe reads EOF and they leave.
+ * SIGQUIT immediate), then reload (SIGHUP: a new config generation),
+ * then worker upkeep, including the refuser when every worker is busy.
+ * Workers hold the read end of a pipe whose write end only the
+ * supervisor has: when it dies, the pipe reads EOF and they leave.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
