@@ -55,90 +55,26 @@ my $T0 = time;
 my $pg = pg_start();
 $pg->setup_app;
 
-my $dir = PgMirrorTest::new_dir('tls');
-my $openssl = 'openssl';
-
-# libpq must not pick up certificates of the user running the tests
-# (~/.postgresql/): name files that do not exist unless a test sets them.
-$ENV{PGSSLCERT} = "$dir/none.crt";
-$ENV{PGSSLKEY} = "$dir/none.key";
-$ENV{PGSSLROOTCERT} = "$dir/none-root.crt";
+my $dir = cert_dir('tls');
 
 # --- certificates ------------------------------------------------------------
 
-write_file("$dir/openssl.cnf", <<'EOC');
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = placeholder
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[v3_server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[v3_client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOC
-
-sub openssl {
-	my (@args) = @_;
-	my ($rc, $out, $err) = run_cmd([ $openssl, @args ], cwd => $dir, timeout => 60);
-	die "openssl @args failed ($rc): $out$err" if $rc != 0;
-}
-
-my $serial = 1000;
-
-# Makes NAME.key and NAME.crt: self-signed CA when $ca is undef, else
-# signed by $ca with extensions section $ext.
-sub make_cert {
-	my ($name, $cn, $ca, $ext) = @_;
-	if (!$ca) {
-		openssl('req', '-x509', '-new', '-newkey', 'rsa:2048', '-nodes',
-			'-keyout', "$dir/$name.key", '-out', "$dir/$name.crt", '-days', '2',
-			'-subj', "/CN=$cn", '-config', "$dir/openssl.cnf", '-extensions', 'v3_ca');
-	} else {
-		openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes',
-			'-keyout', "$dir/$name.key", '-out', "$dir/$name.csr",
-			'-subj', "/CN=$cn", '-config', "$dir/openssl.cnf");
-		openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt",
-			'-CAkey', "$dir/$ca.key", '-set_serial', ++$serial, '-days', '2',
-			'-out', "$dir/$name.crt", '-extfile', "$dir/openssl.cnf", '-extensions', $ext);
-	}
-	chmod 0600, "$dir/$name.key" or die "chmod $name.key: $!";
-}
-
-make_cert('ca', 'pgmirror test CA');
-make_cert('server', 'localhost', 'ca', 'v3_server');
-make_cert('client', 'app', 'ca', 'v3_client');
-make_cert('otherca', 'untrusted test CA');
-make_cert('otherclient', 'app', 'otherca', 'v3_client');
+make_cert($dir, 'ca', 'pgmirror test CA');
+make_cert($dir, 'server', 'localhost', 'ca', 'v3_server');
+make_cert($dir, 'client', 'app', 'ca', 'v3_client');
+make_cert($dir, 'otherca', 'untrusted test CA');
+make_cert($dir, 'otherclient', 'app', 'otherca', 'v3_client');
 {
-	my ($rc, $out) = run_cmd([ $openssl, 'x509', '-in', "$dir/server.crt", '-noout', '-text' ]);
+	my ($rc, $out) = run_cmd([ 'openssl', 'x509', '-in', "$dir/server.crt", '-noout', '-text' ]);
 	like($out, qr/DNS:localhost, IP Address:127\.0\.0\.1/,
 		'server certificate has DNS:localhost and IP:127.0.0.1');
-	($rc) = run_cmd([ $openssl, 'verify', '-CAfile', "$dir/ca.crt", "$dir/server.crt",
+	($rc) = run_cmd([ 'openssl', 'verify', '-CAfile', "$dir/ca.crt", "$dir/server.crt",
 		"$dir/client.crt" ]);
 	is($rc, 0, 'server and client certificates verify against the CA');
 }
 my %F = map { $_ => "$dir/$_" } qw(ca.crt server.crt server.key client.crt client.key
   otherca.crt otherclient.crt otherclient.key);
 
-# The tls group as config text.
-sub tls_group {
-	my (%t) = @_;
-	return 'tls = { ' . join(' ', map { "$_ = \"$t{$_}\";" } sort keys %t) . ' };';
-}
 my %CERT = (cert_file => $F{'server.crt'}, key_file => $F{'server.key'});
 
 # --- 1. pgmirror -n -------------------------------------------------------------

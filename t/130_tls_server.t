@@ -63,100 +63,28 @@ use Test::More;
 use Time::HiRes qw(time);
 
 my $T0 = time;
-my $dir = PgMirrorTest::new_dir('tls');
-my $openssl = 'openssl';
-
-# libpq must not pick up certificates of the user running the tests.
-$ENV{PGSSLCERT} = "$dir/none.crt";
-$ENV{PGSSLKEY} = "$dir/none.key";
-$ENV{PGSSLROOTCERT} = "$dir/none-root.crt";
+my $dir = cert_dir('tls');
 
 # --- certificates ------------------------------------------------------------
 
-write_file("$dir/openssl.cnf", <<'EOC');
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = placeholder
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[v3_server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[v3_server_noip]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-[v3_client]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOC
-
-sub openssl {
-	my (@args) = @_;
-	my ($rc, $out, $err) = run_cmd([ $openssl, @args ], cwd => $dir, timeout => 60);
-	die "openssl @args failed ($rc): $out$err" if $rc != 0;
-	return $out;
-}
-
-my $serial = 2000;
-
-# Makes NAME.key and NAME.crt: self-signed CA when $ca is undef, else
-# signed by $ca with extensions section $ext.
-sub make_cert {
-	my ($name, $cn, $ca, $ext) = @_;
-	if (!$ca) {
-		openssl('req', '-x509', '-new', '-newkey', 'rsa:2048', '-nodes',
-			'-keyout', "$dir/$name.key", '-out', "$dir/$name.crt", '-days', '2',
-			'-subj', "/CN=$cn", '-config', "$dir/openssl.cnf", '-extensions', 'v3_ca');
-	} else {
-		openssl('req', '-new', '-newkey', 'rsa:2048', '-nodes',
-			'-keyout', "$dir/$name.key", '-out', "$dir/$name.csr",
-			'-subj', "/CN=$cn", '-config', "$dir/openssl.cnf");
-		openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt",
-			'-CAkey', "$dir/$ca.key", '-set_serial', ++$serial, '-days', '2',
-			'-out', "$dir/$name.crt", '-extfile', "$dir/openssl.cnf", '-extensions', $ext);
-	}
-	chmod 0600, "$dir/$name.key" or die "chmod $name.key: $!";
-}
-
-make_cert('ca', 'pgmirror test CA');
-make_cert('server', 'localhost', 'ca', 'v3_server');
-make_cert('servernoip', 'localhost', 'ca', 'v3_server_noip');
-make_cert('certuser', 'certuser', 'ca', 'v3_client');
-make_cert('otherca', 'untrusted test CA');
+make_cert($dir, 'ca', 'pgmirror test CA');
+make_cert($dir, 'server', 'localhost', 'ca', 'v3_server');
+make_cert($dir, 'servernoip', 'localhost', 'ca', 'v3_server_noip');
+make_cert($dir, 'certuser', 'certuser', 'ca', 'v3_client');
+make_cert($dir, 'otherca', 'untrusted test CA');
 {
-	my $t = openssl('x509', '-in', "$dir/server.crt", '-noout', '-text');
+	my $t = openssl_run($dir, 'x509', '-in', "$dir/server.crt", '-noout', '-text');
 	like($t, qr/DNS:localhost, IP Address:127\.0\.0\.1/,
 		'server certificate has DNS:localhost and IP:127.0.0.1');
-	$t = openssl('x509', '-in', "$dir/servernoip.crt", '-noout', '-text');
+	$t = openssl_run($dir, 'x509', '-in', "$dir/servernoip.crt", '-noout', '-text');
 	ok($t =~ /DNS:localhost/ && $t !~ /IP Address/,
 		'second server certificate has DNS:localhost and no IP');
-	my ($rc) = run_cmd([ $openssl, 'verify', '-CAfile', "$dir/ca.crt", "$dir/server.crt",
+	my ($rc) = run_cmd([ 'openssl', 'verify', '-CAfile', "$dir/ca.crt", "$dir/server.crt",
 		"$dir/servernoip.crt", "$dir/certuser.crt" ]);
 	is($rc, 0, 'the certificates verify against the CA');
 }
 my %F = map { $_ => "$dir/$_" } qw(ca.crt server.crt server.key servernoip.crt
   servernoip.key certuser.crt certuser.key otherca.crt);
-
-# The tls group as config text.
-sub tls_group {
-	my (%t) = @_;
-	return 'tls = { ' . join(' ', map { "$_ = \"$t{$_}\";" } sort keys %t) . ' };';
-}
 
 # Log lines saying a worker died.
 my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;

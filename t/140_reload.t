@@ -66,67 +66,14 @@ for my $pg ($pg1, $pg2) {
 	$pg->psql('CREATE TABLE rl_t (k int)', db => 'appdb', user => 'app');
 }
 
-my $dir = PgMirrorTest::new_dir('reload');
-my $openssl = 'openssl';
-
-# libpq must not pick up certificates of the user running the tests.
-$ENV{PGSSLCERT} = "$dir/none.crt";
-$ENV{PGSSLKEY} = "$dir/none.key";
-$ENV{PGSSLROOTCERT} = "$dir/none-root.crt";
+my $dir = cert_dir('reload');
 
 # --- certificates ------------------------------------------------------------
 
-write_file("$dir/openssl.cnf", <<'EOC');
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = placeholder
-[v3_ca]
-basicConstraints = critical, CA:TRUE
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[v3_server]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost, IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-EOC
-
-sub openssl {
-	my (@args) = @_;
-	my ($rc, $out, $err) = run_cmd([ $openssl, @args ], cwd => $dir, timeout => 60);
-	die "openssl @args failed ($rc): $out$err" if $rc != 0;
-}
-
-my $serial = 1400;
-
-# Makes NAME.key and NAME.crt (EC P-256): a self-signed CA when $ca is
-# undef, else a server certificate signed by $ca.
-sub make_cert {
-	my ($name, $cn, $ca) = @_;
-	my @key = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-		'-keyout', "$dir/$name.key");
-	if (!$ca) {
-		openssl('req', '-x509', '-new', @key, '-out', "$dir/$name.crt", '-days', '2',
-			'-subj', "/CN=$cn", '-config', "$dir/openssl.cnf", '-extensions', 'v3_ca');
-	} else {
-		openssl('req', '-new', @key, '-out', "$dir/$name.csr", '-subj', "/CN=$cn",
-			'-config', "$dir/openssl.cnf");
-		openssl('x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt",
-			'-CAkey', "$dir/$ca.key", '-set_serial', ++$serial, '-days', '2',
-			'-out', "$dir/$name.crt", '-extfile', "$dir/openssl.cnf",
-			'-extensions', 'v3_server');
-	}
-	chmod 0600, "$dir/$name.key" or die "chmod $name.key: $!";
-}
-
-make_cert('caA', 'reload test CA A');
-make_cert('caB', 'reload test CA B');
-make_cert('certA', 'a.test', 'caA');
-make_cert('certB', 'b.test', 'caB');
+make_cert($dir, 'caA', 'reload test CA A', undef, undef, key => 'ec');
+make_cert($dir, 'caB', 'reload test CA B', undef, undef, key => 'ec');
+make_cert($dir, 'certA', 'a.test', 'caA', 'v3_server', key => 'ec');
+make_cert($dir, 'certB', 'b.test', 'caB', 'v3_server', key => 'ec');
 
 # The files the config names; rewritten in place to rotate.
 my $CRT = "$dir/server.crt";
@@ -218,7 +165,7 @@ sub reload_not {
 
 # The subject CN of the certificate a new TLS client is shown.
 sub server_cn {
-	my ($rc, $out, $err) = run_cmd([ $openssl, 's_client', '-connect', "127.0.0.1:$port",
+	my ($rc, $out, $err) = run_cmd([ 'openssl', 's_client', '-connect', "127.0.0.1:$port",
 		'-starttls', 'postgres', '-servername', 'localhost' ], timeout => 15);
 	my ($cn) = "$out$err" =~ /^subject=.*?CN\s*=\s*([^,\/\s]+)/m;
 	return $cn // "none (rc $rc: $err)";

@@ -37,7 +37,8 @@ use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(pg_start pgm_start pgmirror_bin pqpipe_bin pg_bindir
   run_cmd start_cmd free_port wait_until tmp_base write_file slurp
-  raw_connect children_of pid_alive socket_owner);
+  raw_connect children_of pid_alive socket_owner
+  cert_dir make_cert openssl_run tls_group);
 
 our $TEST_USER = 'pgmirror-test';
 our $SUPERUSER = 'postgres';
@@ -337,6 +338,94 @@ sub _chown_user {
 }
 
 # --- PostgreSQL -----------------------------------------------------------
+
+# --- certificates for the TLS tests ------------------------------------------
+
+my $cert_serial = 1000;
+
+# Makes and returns a fresh directory for certificates, with an
+# openssl.cnf holding the extension sections the tests sign with
+# (v3_ca, v3_server for DNS:localhost and IP:127.0.0.1, v3_server_noip
+# for DNS:localhost alone, v3_client), and points libpq's certificate
+# variables at files that do not exist, so no certificate of the user
+# running the tests (~/.postgresql/) is picked up.
+sub cert_dir {
+	my ($name) = @_;
+	my $dir = new_dir($name);
+	$ENV{PGSSLCERT} = "$dir/none.crt";
+	$ENV{PGSSLKEY} = "$dir/none.key";
+	$ENV{PGSSLROOTCERT} = "$dir/none-root.crt";
+	write_file("$dir/openssl.cnf", <<'EOC');
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = placeholder
+[v3_ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[v3_server_noip]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[v3_client]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOC
+	return $dir;
+}
+
+# Runs the openssl command in $dir; dies on failure, returns stdout.
+sub openssl_run {
+	my ($dir, @args) = @_;
+	my ($rc, $out, $err) = run_cmd([ 'openssl', @args ], cwd => $dir, timeout => 60);
+	die "openssl @args failed ($rc): $out$err" if $rc != 0;
+	return $out;
+}
+
+# Makes $dir/NAME.key (mode 0600) and $dir/NAME.crt: a self-signed CA
+# when $ca is undef, else signed by $ca with the extensions section
+# $ext.  Keys are RSA 2048, or EC P-256 with key => 'ec'.
+sub make_cert {
+	my ($dir, $name, $cn, $ca, $ext, %o) = @_;
+	my @key = ($o{key} // '') eq 'ec'
+	  ? ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1')
+	  : ('-newkey', 'rsa:2048');
+	push @key, '-nodes', '-keyout', "$dir/$name.key";
+	if (!$ca) {
+		openssl_run($dir, 'req', '-x509', '-new', @key, '-out', "$dir/$name.crt",
+			'-days', '2', '-subj', "/CN=$cn", '-config', "$dir/openssl.cnf",
+			'-extensions', 'v3_ca');
+	} else {
+		openssl_run($dir, 'req', '-new', @key, '-out', "$dir/$name.csr",
+			'-subj', "/CN=$cn", '-config', "$dir/openssl.cnf");
+		openssl_run($dir, 'x509', '-req', '-in', "$dir/$name.csr", '-CA', "$dir/$ca.crt",
+			'-CAkey', "$dir/$ca.key", '-set_serial', ++$cert_serial, '-days', '2',
+			'-out', "$dir/$name.crt", '-extfile', "$dir/openssl.cnf",
+			'-extensions', $ext);
+	}
+	chmod 0600, "$dir/$name.key" or die "chmod $name.key: $!";
+}
+
+# The tls group of a pgmirror config, as text.
+sub tls_group {
+	my (%t) = @_;
+	return 'tls = { ' . join(' ', map { "$_ = \"$t{$_}\";" } sort keys %t) . ' };';
+}
 
 # Starts a PostgreSQL cluster.  Options: auth_host (default
 # scram-sha-256), max_connections (300), conf (extra postgresql.conf
