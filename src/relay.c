@@ -326,7 +326,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 	enum pgm_relay_end end;
 	ssize_t		 n;
 	size_t		 old;
-	int		 fillflags, clientflags, slow = 0, timeout;
+	int		 fillflags, clientflags, slow = 0, timeout, timed;
 	int64_t		 last, left;
 	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
@@ -341,6 +341,9 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 	    pgm_conf->client_max_message_size);
 	relay_dir_init(s2c, srv->fd, srv->ssl, cl->fd, cl->ssl,
 	    PGM_MESSAGE_MAX);
+	/* Read the clock per message only when an idle limit is set. */
+	timed = pgm_conf->client_idle_timeout > 0 ||
+	    pgm_conf->client_idle_transaction_timeout > 0;
 	last = net_now_ms();
 	*reusable = 0;
 
@@ -418,7 +421,8 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 		if (pfd[1].events == 0)
 			pfd[1].fd = -1;
 		timeout = -1;
-		if ((left = relay_idle_left(&st, last, &idle_end)) >= 0) {
+		if (timed &&
+		    (left = relay_idle_left(&st, last, &idle_end)) >= 0) {
 			if (left == 0) {
 				end = idle_end;
 				break;
@@ -455,7 +459,8 @@ s:
 			}
 			s2c->end += n;
 			slow = 0;
-			last = net_now_ms();
+			if (timed)
+				last = net_now_ms();
 			if (relay_scan_server(s2c, &st, old) == -1) {
 				end = RELAY_SERVER_GONE;
 				break;
@@ -487,7 +492,8 @@ c:
 				continue;
 			}
 			c2s->end += n;
-			last = net_now_ms();
+			if (timed)
+				last = net_now_ms();
 			if (relay_scan_client(c2s, &st, old) == -1) {
 				end = st.too_large ? RELAY_TOO_LARGE :
 				    RELAY_PROTOCOL;
