@@ -317,7 +317,7 @@ tls_cbind(struct ssl_st *ssl, uint8_t *out)
 	if (mdnid == NID_md5 || mdnid == NID_sha1)
 		mdnid = NID_sha256;
 	if ((md = EVP_get_digestbynid(mdnid)) == NULL ||
-	    EVP_MD_get_size(md) > SCRAM_CBIND_MAX ||
+	    EVP_MD_size(md) > SCRAM_CBIND_MAX ||
 	    X509_digest(cert, md, out, &len) != 1)
 		return 0;
 	return len;
