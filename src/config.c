@@ -283,8 +283,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	static const char *const top[] = { "listen", "control_socket",
 	    "admin", "auth_type", "workers", "pool", "shutdown_timeout",
 	    "client", "server",
-	    "mirror_queue", "metrics", "log", "tls", "databases", "users",
-	    "mirrors", NULL };
+	    "mirror_queue", "mirror", "metrics", "log", "tls", "databases",
+	    "users", "mirrors", NULL };
 	static const char *const k_admin[] = { "database", "user",
 	    "password", NULL };
 	static const char *const k_workers[] = { "min_spare", "max_spare",
@@ -300,6 +300,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	static const char *const k_pool[] = { "mode", "default_size",
 	    "min_size", "wait_timeout", "reset_query", NULL };
 	static const char *const k_metrics[] = { "listen", NULL };
+	static const char *const k_mirror[] = { "workers", "retry_max",
+	    NULL };
 	static const char *const k_log[] = { "destination", "facility",
 	    "stats_period", NULL };
 	struct pgm_config *c = cx->conf;
@@ -439,8 +441,15 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 		config_get_int(cx, g, "idle_timeout", "server.idle_timeout", 0,
 		    31 * 86400, &c->server_idle_timeout);
 	}
-	config_get_int(cx, root, "mirror_queue", "mirror_queue", 0,
-	    INT_MAX, &c->mirror_queue);
+	config_get_int(cx, root, "mirror_queue", "mirror_queue", 1,
+	    10000000, &c->mirror_queue);
+	if ((g = config_get_group(cx, root, "mirror")) != NULL) {
+		config_check_keys(cx, g, "mirror", k_mirror);
+		config_get_int(cx, g, "workers", "mirror.workers", 1, 64,
+		    &c->mirror_workers);
+		config_get_int(cx, g, "retry_max", "mirror.retry_max", 1,
+		    3600, &c->mirror_retry_max);
+	}
 
 	if ((g = config_get_group(cx, root, "tls")) != NULL) {
 		config_check_keys(cx, g, "tls", k_tls);
@@ -745,6 +754,97 @@ next:
 	}
 }
 
+/* Load the mirrors list, once databases and users are known. */
+static void
+config_load_mirrors(struct config_ctx *cx, const config_setting_t *root)
+{
+	static const char *const keys[] = { "source", "destination", "queue",
+	    "queue_bytes", "exposure", NULL };
+	struct pgm_config *c = cx->conf;
+	const config_setting_t *list, *e, *x;
+	int		 i, j, n;
+
+	if ((list = config_setting_get_member(root, "mirrors")) == NULL)
+		return;
+	if (config_setting_type(list) != CONFIG_TYPE_LIST) {
+		config_err(cx, config_line(list),
+		    "mirrors must be a list: mirrors = ( { ... } );");
+		return;
+	}
+	n = config_setting_length(list);
+	if ((c->mirrors = calloc(n ? n : 1, sizeof(*c->mirrors))) == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		struct pgm_mirror *m = &c->mirrors[c->nmirrors];
+
+		e = config_setting_get_elem(list, i);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP) {
+			config_err(cx, config_line(e),
+			    "mirrors entries must be groups { ... }");
+			continue;
+		}
+		config_check_keys(cx, e, "mirrors", keys);
+		m->line = config_line(e);
+		m->queue = c->mirror_queue;
+		m->queue_bytes = 64 * 1024 * 1024;
+		m->exposure = 1.0;
+		c->nmirrors++;
+		config_get_str(cx, e, "source", "mirrors.source", &m->source);
+		config_get_str(cx, e, "destination", "mirrors.destination",
+		    &m->destination);
+		config_get_int(cx, e, "queue", "mirrors.queue", 1, 10000000,
+		    &m->queue);
+		config_get_int(cx, e, "queue_bytes", "mirrors.queue_bytes",
+		    65536, 1024 * 1024 * 1024, &m->queue_bytes);
+		if ((x = config_setting_get_member(e, "exposure")) != NULL) {
+			if (config_setting_type(x) == CONFIG_TYPE_FLOAT)
+				m->exposure = config_setting_get_float(x);
+			else if (config_setting_type(x) == CONFIG_TYPE_INT)
+				m->exposure = config_setting_get_int(x);
+			else
+				m->exposure = -1;
+			if (!(m->exposure >= 0 && m->exposure <= 1))
+				config_err(cx, config_line(x), "mirrors."
+				    "exposure must be a number from 0.0 to "
+				    "1.0");
+		}
+		if (m->source == NULL || m->destination == NULL) {
+			config_err(cx, m->line, "a mirror needs a source and "
+			    "a destination");
+			continue;
+		}
+		if ((m->src = config_find_database(c, m->source)) == -1)
+			config_err(cx, m->line, "mirror source \"%s\" is not "
+			    "in databases", m->source);
+		if ((m->dst = config_find_database(c, m->destination)) == -1)
+			config_err(cx, m->line, "mirror destination \"%s\" is "
+			    "not in databases", m->destination);
+		if (m->src == -1 || m->dst == -1)
+			continue;
+		if (m->src == m->dst)
+			config_err(cx, m->line, "mirror source and destination"
+			    " are both \"%s\"", m->source);
+		for (j = 0; j < c->nmirrors - 1; j++)
+			if (c->mirrors[j].src == m->src &&
+			    c->mirrors[j].dst == m->dst)
+				config_err(cx, m->line, "mirror %s -> %s is "
+				    "already defined at line %d", m->source,
+				    m->destination, c->mirrors[j].line);
+		/* Every user who can reach the source needs a way in. */
+		for (j = 0; j < c->nusers; j++) {
+			const struct pgm_user *u = &c->users[j];
+
+			if (config_find_user(c, u->name, m->src) != j)
+				continue;
+			if (config_find_user(c, u->name, m->dst) == -1)
+				config_err(cx, m->line, "mirror %s -> %s: user "
+				    "\"%s\" has no users entry for database "
+				    "\"%s\"", m->source, m->destination,
+				    u->name, m->destination);
+		}
+	}
+}
+
 /* Check what needs the whole config at once. */
 static void
 config_check(struct config_ctx *cx)
@@ -808,6 +908,8 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	c->server_idle_timeout = 600;
 	c->tls_client_mode = -1;	/* resolved once the tls group is read */
 	c->mirror_queue = 20000;
+	c->mirror_workers = 2;
+	c->mirror_retry_max = 30;
 	c->control_socket = config_strdup(&cx, PGM_CONTROL_SOCKET);
 	c->admin_database = config_strdup(&cx, "pgmirror");
 	c->admin_user = config_strdup(&cx, "admin");
@@ -829,6 +931,7 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	config_load_globals(&cx, config_root_setting(&cf));
 	config_load_databases(&cx, config_root_setting(&cf));
 	config_load_users(&cx, config_root_setting(&cf));
+	config_load_mirrors(&cx, config_root_setting(&cf));
 	config_check(&cx);
 	config_destroy(&cf);
 	if (errs->n > 0) {
@@ -868,6 +971,11 @@ config_free(struct pgm_config *c)
 		explicit_bzero(u, sizeof(*u));
 	}
 	free(c->users);
+	for (i = 0; i < c->nmirrors; i++) {
+		free(c->mirrors[i].source);
+		free(c->mirrors[i].destination);
+	}
+	free(c->mirrors);
 	if (c->admin_password != NULL)
 		explicit_bzero(c->admin_password, strlen(c->admin_password));
 	free(c->admin_password);

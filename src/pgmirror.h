@@ -91,6 +91,18 @@ struct pgm_user {
 	struct scram_secret scram;
 };
 
+/* A mirror: committed traffic of one database copied to another. */
+struct pgm_mirror {
+	char		*source;	/* databases entry names */
+	char		*destination;
+	int		 src;		/* their databases[] indexes */
+	int		 dst;
+	int		 queue;		/* transactions queued at most */
+	int		 queue_bytes;	/* bytes queued at most */
+	double		 exposure;	/* share of sessions mirrored */
+	int		 line;
+};
+
 struct pgm_config {
 	char		*path;
 	struct pgm_listen *listen;
@@ -126,7 +138,9 @@ struct pgm_config {
 	int		 pool_wait_timeout;	/* seconds */
 	char		*pool_reset_query;
 	int		 shutdown_timeout;	/* seconds */
-	int		 mirror_queue;
+	int		 mirror_queue;	/* default mirrors[].queue */
+	int		 mirror_workers;
+	int		 mirror_retry_max;	/* seconds between reconnects */
 	char		*metrics_listen;
 	int		 log_stderr;
 	int		 log_facility;
@@ -135,6 +149,8 @@ struct pgm_config {
 	int		 ndatabases;
 	struct pgm_user	*users;
 	int		 nusers;
+	struct pgm_mirror *mirrors;
+	int		 nmirrors;
 };
 
 /* One error found while loading a config, with its place. */
@@ -197,6 +213,9 @@ struct pgm_scan {
 	int		 capture;
 	size_t		 caplen;
 	uint8_t		 cap[1024];
+	/* or a hash of the whole body (FNV-1a), when wanted */
+	int		 hashing;
+	uint64_t	 hash;
 };
 
 /* What proto_scan found: a message start, a captured body, or an error. */
@@ -241,6 +260,7 @@ struct pgm_slot {
 	volatile socklen_t server_addrlen;
 	volatile int	 cancel_gen;	/* odd while being written */
 	int		 generation;	/* config generation it was forked with */
+	volatile uint64_t session;	/* mirrored session served, 0: none */
 };
 
 struct pgm_pool_shared {
@@ -256,8 +276,158 @@ struct pgm_shm {
 	volatile int	 shutdown;	/* supervisor asks workers to go */
 	volatile int	 generation;	/* config generation: bumped by reload */
 	volatile uint64_t clients_total;
+	volatile uint64_t next_session;	/* mirrored session ids */
+	volatile uint64_t next_seq;	/* commit order of mirrored work */
+	int		 nmirrors;
+	int		 nmworkers;
 	struct pgm_slot	*slots;
 	struct pgm_pool_shared *pools;
+	struct pgm_mirror_shared *mirrors;
+	struct pgm_mqueue *mqueues;	/* [mirror * nmworkers + worker] */
+	struct pgm_mworker *mworkers;
+};
+
+/*
+ * Mirroring.  A client worker captures each committed transaction of a
+ * mirrored session (capture.c) and puts it, as one record, into the
+ * queue of its mirror that the session's mirror worker consumes
+ * (mqueue.c); mirror workers replay the records on the destination
+ * (mirror.c).
+ */
+#define PGM_TAG_MAX	32
+
+/* What the source answered to one statement of a transaction. */
+struct pgm_mstmt {
+	int64_t		 sent_ns;	/* monotonic: its request went out */
+	int64_t		 answered_ns;	/* its CommandComplete came back */
+	uint64_t	 rows;		/* DataRows returned */
+	uint64_t	 hash;		/* sum of the rows' hashes */
+	char		 tag[PGM_TAG_MAX];	/* command tag, maybe cut */
+};
+
+/*
+ * A queued transaction: this header, then nstmts struct pgm_mstmt, then
+ * paramslen bytes of startup parameters (name NUL value NUL ...), then
+ * byteslen bytes of the client's protocol messages, padded to 8.
+ */
+struct pgm_mrec {
+	uint32_t	 len;		/* whole record */
+	uint16_t	 mirror;	/* mirrors[] index; MREC_WRAP: skip */
+	uint16_t	 flags;
+	uint64_t	 session;
+	uint64_t	 seq;		/* commit order among all sessions */
+	int64_t		 enqueued_ns;
+	uint32_t	 txn;		/* number in its session, from 1 */
+	uint32_t	 nstmts;
+	uint32_t	 paramslen;
+	uint32_t	 byteslen;
+	int32_t		 user;		/* source users[] index */
+	int32_t		 database;	/* source databases[] index */
+	uint32_t	 nready;	/* ReadyForQuery the source sent */
+	uint32_t	 unused;
+};
+
+#define MREC_WRAP	0xffff	/* mirror of a filler up to the ring's end */
+#define MREC_PARAMS	0x0001	/* the record carries startup parameters */
+#define MREC_GAP	0x0002	/* a transaction before it was dropped */
+
+#define MREC_STMTS(r)	((const struct pgm_mstmt *)((r) + 1))
+#define MREC_PARAMSP(r)	((const char *)(MREC_STMTS(r) + (r)->nstmts))
+#define MREC_BYTES(r)	((const uint8_t *)MREC_PARAMSP(r) + (r)->paramslen)
+
+/* One ring of a mirror, consumed by one mirror worker (mqueue.c). */
+struct pgm_mqueue {
+	uint8_t		 lock[64];	/* a robust process-shared mutex */
+	uint8_t		*data;
+	uint64_t	 size;		/* ring bytes */
+	uint64_t	 head, tail;	/* byte positions, under the lock */
+	uint32_t	 count;		/* records in the ring, under the lock */
+	uint32_t	 max_txns;	/* budget for ring + held */
+	uint64_t	 max_bytes;
+	int		 efd;		/* eventfd that wakes the consumer */
+	volatile int	 sleeping;	/* consumer is about to sleep */
+	/* written by producers under the lock */
+	volatile uint64_t enqueued;
+	volatile uint64_t dropped_full;	/* over budget, or too big */
+	/* written by the consumer only */
+	volatile uint64_t replayed;
+	volatile uint64_t errors;
+	volatile uint64_t divergent;
+	volatile uint64_t dropped;	/* destination away, consumer died */
+	volatile uint64_t held_txns;	/* taken from the ring, not done */
+	volatile uint64_t held_bytes;
+	volatile int64_t held_oldest_ns;	/* 0: none held */
+	volatile uint32_t epoch;	/* bumped by each new consumer */
+};
+
+/* Counters of a mirror that are not per ring. */
+struct pgm_mirror_shared {
+	volatile uint64_t sessions;	/* sessions chosen for mirroring */
+	volatile uint64_t gaps;		/* sessions with a lost transaction */
+};
+
+/* A mirror worker process. */
+struct pgm_mworker {
+	volatile pid_t	 pid;
+	int		 efd;		/* its wake-up eventfd */
+	int		 generation;	/* config generation it runs */
+	volatile int	 exiting;
+};
+
+/* Totals of a mirror over its rings (mqueue_stats). */
+struct pgm_mstats {
+	uint64_t	 sessions, gaps;
+	uint64_t	 enqueued, replayed, errors, divergent, dropped;
+	uint64_t	 queue_length, queue_bytes;
+	int64_t		 lag_ms;
+};
+
+/* A transaction the capture found finished (capture.c). */
+struct pgm_capture_txn {
+	const uint8_t	*bytes;		/* the client's messages */
+	size_t		 len;
+	const struct pgm_mstmt *stmts;
+	int		 nstmts;
+	uint64_t	 seq;
+	int		 nready;	/* ReadyForQuery that answered it */
+	int		 committed;	/* 0: failed or rolled back */
+	int		 overflow;	/* too big: the bytes were not kept */
+};
+
+struct pgm_capture_unit {
+	uint64_t	 end;		/* stream position after its last byte */
+	int		 open;		/* a Query: COPY data may extend it */
+	int64_t		 sent_ns;
+	uint64_t	 seq;		/* taken when it was sent, or 0 */
+};
+
+/*
+ * Follows both directions of a session and cuts the client's stream
+ * into transactions at the ReadyForQuery that ends them.
+ */
+struct pgm_capture {
+	struct pgm_buf	 bytes;		/* client bytes from base on */
+	uint64_t	 base;		/* stream position of bytes.data[0] */
+	uint64_t	 fed;		/* stream position after the last byte */
+	size_t		 max_bytes;	/* longer transactions overflow */
+	int		 overflow;
+	struct pgm_scan	 cscan, sscan;
+	struct pgm_capture_unit *units;	/* sent, not yet answered */
+	int		 nunits, capunits;
+	struct pgm_mstmt *stmts;	/* answered in this transaction */
+	int		 nstmts, capstmts;
+	uint64_t	 rows, hash;	/* of the statement being answered */
+	uint8_t		 status;	/* of the last ReadyForQuery */
+	int		 nready;	/* ReadyForQuery in this transaction */
+	int		 error;		/* ErrorResponse since it */
+	int		 rolled_back;	/* last tag of the transaction */
+	uint8_t		 last_request;
+	int		 syncs_after_execute;
+	int		 copy_in_ext;
+	uint64_t	 (*next_seq)(void *);
+	void		 (*done)(void *, const struct pgm_capture_txn *);
+	void		*arg;
+	int		 failed;	/* out of memory: stopped */
 };
 
 /* A server connection owned by a worker (pool.c, server.c). */
@@ -300,6 +470,40 @@ struct pgm_client {
 	int		 have_client_key;	/* scram.client_key is valid */
 	uint8_t		 cbind[SCRAM_CBIND_MAX];	/* TLS binding data */
 };
+
+/* capture.c */
+void	 capture_init(struct pgm_capture *, size_t,
+	    uint64_t (*)(void *), void (*)(void *,
+	    const struct pgm_capture_txn *), void *);
+void	 capture_reset(struct pgm_capture *);
+void	 capture_free(struct pgm_capture *);
+void	 capture_client(struct pgm_capture *, const uint8_t *, size_t,
+	    int64_t);
+void	 capture_server(struct pgm_capture *, const uint8_t *, size_t,
+	    int64_t);
+
+/* mqueue.c */
+int	 mqueue_init(struct pgm_mqueue *, void *, uint64_t, uint32_t,
+	    uint64_t, int);
+int	 mqueue_put(struct pgm_mqueue *, struct pgm_mrec *,
+	    const struct pgm_mstmt *, const char *, const uint8_t *);
+void	 mqueue_drop(struct pgm_mqueue *);
+struct pgm_mrec *mqueue_get(struct pgm_mqueue *);
+void	 mqueue_done(struct pgm_mqueue *, const struct pgm_mrec *);
+void	 mqueue_consumer_start(struct pgm_mqueue *);
+void	 mqueue_stats(struct pgm_mqueue *, struct pgm_mstats *, int64_t);
+int	 mqueue_pending(struct pgm_mqueue *);
+void	 mqueue_wake(struct pgm_mqueue *);
+int64_t	 mqueue_now_ns(void);
+
+/* mirror.c */
+__attribute__((noreturn))
+void	 mirror_main(int, int);
+void	 mirror_session_start(const struct pgm_client *);
+void	 mirror_session_end(void);
+int	 mirror_session_active(void);
+struct pgm_capture *mirror_capture(void);
+void	 mirror_stats(int, struct pgm_mstats *);
 
 /* tls.c */
 int	 tls_init(const struct pgm_config *, char *, size_t);
@@ -370,6 +574,9 @@ void	 scan_init(struct pgm_scan *, uint32_t);
 enum pgm_scan_event scan_feed(struct pgm_scan *, const uint8_t *, size_t,
 	    size_t *);
 int	 proto_valid_frontend_type(uint8_t);
+uint64_t proto_hash(uint64_t, const uint8_t *, size_t);
+
+#define PROTO_HASH_INIT	0xcbf29ce484222325ULL	/* FNV-1a offset basis */
 
 /* net.c */
 extern sigset_t net_waitmask;

@@ -418,7 +418,10 @@ scan_init(struct pgm_scan *s, uint32_t maxlen)
  * again.  On SCAN_HEADER the caller may set s->capture to collect the
  * body (up to sizeof(s->cap) bytes; a longer body is not captured and
  * caplen says how much was).  SCAN_BODY is returned once the captured
- * body is complete, before the next header.
+ * body is complete, before the next header.  Setting s->hashing
+ * instead (or as well) folds the whole body into s->hash, and also
+ * ends with SCAN_BODY.  A message with an empty body ends at its
+ * SCAN_HEADER.
  */
 enum pgm_scan_event
 scan_feed(struct pgm_scan *s, const uint8_t *p, size_t n, size_t *used)
@@ -444,6 +447,8 @@ scan_feed(struct pgm_scan *s, const uint8_t *p, size_t n, size_t *used)
 			s->remain = s->len - 4;
 			s->capture = 0;
 			s->caplen = 0;
+			s->hashing = 0;
+			s->hash = PROTO_HASH_INIT;
 			*used = off;
 			if (s->remain == 0)
 				s->hdrlen = 0;
@@ -452,6 +457,8 @@ scan_feed(struct pgm_scan *s, const uint8_t *p, size_t n, size_t *used)
 		take = s->remain;
 		if (take > n - off)
 			take = n - off;
+		if (s->hashing)
+			s->hash = proto_hash(s->hash, p + off, take);
 		if (s->capture && s->caplen < sizeof(s->cap)) {
 			size_t	 c = take;
 
@@ -464,7 +471,7 @@ scan_feed(struct pgm_scan *s, const uint8_t *p, size_t n, size_t *used)
 		s->remain -= take;
 		if (s->remain == 0) {
 			s->hdrlen = 0;
-			if (s->capture) {
+			if (s->capture || s->hashing) {
 				s->capture = 0;
 				*used = off;
 				return SCAN_BODY;
@@ -473,4 +480,18 @@ scan_feed(struct pgm_scan *s, const uint8_t *p, size_t n, size_t *used)
 	}
 	*used = off;
 	return SCAN_NEED_MORE;
+}
+
+/*
+ * Fold bytes into a 64-bit FNV-1a hash; start from PROTO_HASH_INIT.
+ * Used to compare the rows two servers return, not for security.
+ */
+uint64_t
+proto_hash(uint64_t h, const uint8_t *p, size_t n)
+{
+	while (n-- > 0) {
+		h ^= *p++;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
 }

@@ -11,7 +11,9 @@
  * the transaction status, the ParameterStatus values, and the client's
  * Terminate, which is not forwarded so the server connection can be
  * reused.  Sockets are non-blocking and one poll covers both, so a
- * client that pipelines while the server answers never deadlocks.
+ * client that pipelines while the server answers never deadlocks.  In
+ * a mirrored session the same bytes are also shown to the capture
+ * (capture.c), which keeps the client's and only looks at the server's.
  */
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -330,6 +332,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 	int64_t		 last, left;
 	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
+	struct pgm_capture *cap = mirror_capture();
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
@@ -459,6 +462,9 @@ s:
 			}
 			s2c->end += n;
 			slow = 0;
+			if (cap != NULL)
+				capture_server(cap, s2c->buf + old, n,
+				    mqueue_now_ns());
 			if (timed)
 				last = net_now_ms();
 			if (relay_scan_server(s2c, &st, old) == -1) {
@@ -494,6 +500,9 @@ c:
 			c2s->end += n;
 			if (timed)
 				last = net_now_ms();
+			if (cap != NULL)
+				capture_client(cap, c2s->buf + old, n,
+				    mqueue_now_ns());
 			if (relay_scan_client(c2s, &st, old) == -1) {
 				end = st.too_large ? RELAY_TOO_LARGE :
 				    RELAY_PROTOCOL;

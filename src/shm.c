@@ -5,7 +5,11 @@
  * fork, sized from the config, and never resizes it; every process
  * inherits it at the same address.  Layout: the header, then one
  * scoreboard slot per possible worker, then one counter block per pool
- * ((user, database) pair).
+ * ((user, database) pair), then for mirroring: the counters of each
+ * mirror, one ring header per (mirror, mirror worker), one entry per
+ * mirror worker, and the rings' data (mqueue.c says how rings work).
+ * The mapping starts zeroed and untouched pages cost no memory, so the
+ * rings take real memory only as far as they have been filled.
  *
  * Rules: a scoreboard slot is written by the worker that owns it, and
  * by the supervisor only while no process owns it (before the fork,
@@ -19,6 +23,7 @@
  * kill between the count and the record leaks one count of that pool
  * until restart: a window of a few instructions.
  */
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 
 #include <errno.h>
@@ -38,12 +43,23 @@ shm_align(size_t n)
 	return (n + 63) & ~(size_t)63;
 }
 
+/* Bytes of each ring of mirror i: its queue_bytes shared by the workers. */
+static size_t
+shm_ring_bytes(const struct pgm_config *c, int i)
+{
+	return ((size_t)c->mirrors[i].queue_bytes / c->mirror_workers) &
+	    ~(size_t)7;
+}
+
 /* Create the segment for this config.  Returns 0 or -1 with errno. */
 int
 shm_create(const struct pgm_config *c)
 {
-	size_t		 hdr, slots, pools, total;
+	size_t		 hdr, slots, pools, mirrors, rings, mworkers, data, total;
+	size_t		 off;
 	int		 npools = c->nusers * c->ndatabases;
+	int		 nmw = c->nmirrors > 0 ? c->mirror_workers : 0;
+	int		 i, w;
 	uint8_t		*base;
 
 	hdr = shm_align(sizeof(struct pgm_shm));
@@ -57,18 +73,53 @@ shm_create(const struct pgm_config *c)
 	    sizeof(struct pgm_slot));
 	pools = shm_align((size_t)(npools ? npools : 1) *
 	    sizeof(struct pgm_pool_shared));
-	total = hdr + slots + pools;
+	mirrors = shm_align((size_t)c->nmirrors *
+	    sizeof(struct pgm_mirror_shared));
+	rings = shm_align((size_t)c->nmirrors * nmw *
+	    sizeof(struct pgm_mqueue));
+	mworkers = shm_align((size_t)nmw * sizeof(struct pgm_mworker));
+	for (data = 0, i = 0; i < c->nmirrors; i++)
+		data += (size_t)nmw * shm_align(shm_ring_bytes(c, i));
+	total = hdr + slots + pools + mirrors + rings + mworkers + data;
+	/* Zero-filled by the kernel, page by page as first touched. */
 	base = mmap(NULL, total, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (base == MAP_FAILED)
 		return -1;
-	memset(base, 0, total);
 	pgm_shm = (struct pgm_shm *)base;
 	pgm_shm->magic = SHM_MAGIC;
 	pgm_shm->nslots = c->workers_max + 1;
 	pgm_shm->npools = npools;
-	pgm_shm->slots = (struct pgm_slot *)(base + hdr);
-	pgm_shm->pools = (struct pgm_pool_shared *)(base + hdr + slots);
+	pgm_shm->nmirrors = c->nmirrors;
+	pgm_shm->nmworkers = nmw;
+	off = hdr;
+	pgm_shm->slots = (struct pgm_slot *)(base + off);
+	off += slots;
+	pgm_shm->pools = (struct pgm_pool_shared *)(base + off);
+	off += pools;
+	pgm_shm->mirrors = (struct pgm_mirror_shared *)(base + off);
+	off += mirrors;
+	pgm_shm->mqueues = (struct pgm_mqueue *)(base + off);
+	off += rings;
+	pgm_shm->mworkers = (struct pgm_mworker *)(base + off);
+	off += mworkers;
+	for (w = 0; w < nmw; w++)
+		if ((pgm_shm->mworkers[w].efd = eventfd(0,
+		    EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
+			return -1;
+	for (i = 0; i < c->nmirrors; i++) {
+		const struct pgm_mirror *m = &c->mirrors[i];
+
+		for (w = 0; w < nmw; w++) {
+			if (mqueue_init(&pgm_shm->mqueues[i * nmw + w],
+			    base + off, shm_ring_bytes(c, i),
+			    (uint32_t)((m->queue + nmw - 1) / nmw),
+			    shm_ring_bytes(c, i),
+			    pgm_shm->mworkers[w].efd) == -1)
+				return -1;
+			off += shm_align(shm_ring_bytes(c, i));
+		}
+	}
 	return 0;
 }
 
@@ -140,4 +191,5 @@ shm_slot_reclaim(struct pgm_slot *slot)
 		    __ATOMIC_ACQ_REL);
 	slot->waiting = 0;
 	slot->idle_servers = 0;
+	slot->session = 0;
 }

@@ -271,6 +271,56 @@ sup_spawn(int refuser)
 	return 0;
 }
 
+/* Fork mirror worker w.  Returns 0, or -1. */
+static int
+sup_spawn_mirror(int w)
+{
+	struct pgm_mworker *mw = &pgm_shm->mworkers[w];
+	pid_t		 pid;
+	int		 w2;
+
+	mw->generation = pgm_shm->generation;
+	mw->exiting = 0;
+	switch ((pid = fork())) {
+	case -1:
+		log_warn("fork");
+		return -1;
+	case 0:
+		close(sup_selfpipe[0]);
+		close(sup_selfpipe[1]);
+		close(sup_death[1]);
+		for (w2 = 0; w2 < sup_nlfd; w2++)
+			close(sup_lfd[w2]);	/* mirror workers take no clients */
+		mirror_main(w, sup_death[0]);
+	}
+	mw->pid = pid;
+	log_debug("mirror worker %d started (pid %ld)", w, (long)pid);
+	return 0;
+}
+
+/* Number of live mirror workers. */
+static int
+sup_nmirror(void)
+{
+	int		 w, n = 0;
+
+	for (w = 0; w < pgm_shm->nmworkers; w++)
+		if (pgm_shm->mworkers[w].pid > 0)
+			n++;
+	return n;
+}
+
+/* Send a signal to every live mirror worker. */
+static void
+sup_signal_mirrors(int sig)
+{
+	int		 w;
+
+	for (w = 0; w < pgm_shm->nmworkers; w++)
+		if (pgm_shm->mworkers[w].pid > 0)
+			kill(pgm_shm->mworkers[w].pid, sig);
+}
+
 /* Send a signal to every live worker. */
 static void
 sup_signal_workers(int sig)
@@ -316,8 +366,16 @@ sup_same_shape(const struct pgm_config *a, const struct pgm_config *b)
 	int		 i;
 
 	if (a->ndatabases != b->ndatabases || a->nusers != b->nusers ||
-	    a->workers_max != b->workers_max)
+	    a->workers_max != b->workers_max ||
+	    a->nmirrors != b->nmirrors ||
+	    (a->nmirrors > 0 && a->mirror_workers != b->mirror_workers))
 		return 0;
+	for (i = 0; i < a->nmirrors; i++)
+		if (a->mirrors[i].src != b->mirrors[i].src ||
+		    a->mirrors[i].dst != b->mirrors[i].dst ||
+		    a->mirrors[i].queue != b->mirrors[i].queue ||
+		    a->mirrors[i].queue_bytes != b->mirrors[i].queue_bytes)
+			return 0;
 	for (i = 0; i < a->ndatabases; i++)
 		if (strcmp(a->databases[i].name, b->databases[i].name) != 0)
 			return 0;
@@ -329,6 +387,14 @@ sup_same_shape(const struct pgm_config *a, const struct pgm_config *b)
 		    strcmp(a->users[i].database, b->users[i].database) != 0))
 			return 0;
 	return 1;
+}
+
+/* Do two databases entries lead to the same server and database? */
+static int
+sup_same_server(const struct pgm_database *a, const struct pgm_database *b)
+{
+	return strcmp(a->host, b->host) == 0 && a->port == b->port &&
+	    strcmp(a->dbname, b->dbname) == 0 && a->tls_mode == b->tls_mode;
 }
 
 /* Do two configs listen on the same addresses? */
@@ -366,7 +432,7 @@ sup_reload(void)
 	static struct pgm_config_errors errs;
 	struct pgm_config *nc, *old = pgm_conf;
 	char		 tlserr[512];
-	int		 i;
+	int		 i, retire;
 
 	sd_notify(0, "RELOADING=1");
 	log_info("reloading %s", old->path);
@@ -378,10 +444,11 @@ sup_reload(void)
 		goto keep;
 	}
 	if (!sup_same_shape(old, nc)) {
-		log_warnx("reload refused: workers.max, or the names and "
-		    "order of the databases and users entries, changed; they "
-		    "size shared memory: restart pgmirror to apply this "
-		    "file");
+		log_warnx("reload refused: workers.max, the names and "
+		    "order of the databases and users entries, the mirrors "
+		    "(their source, destination, queue and queue_bytes) or "
+		    "mirror.workers changed; they size shared memory: restart "
+		    "pgmirror to apply this file");
 		goto free;
 	}
 	if (tls_init(nc, tlserr, sizeof(tlserr)) == -1) {
@@ -411,9 +478,24 @@ sup_reload(void)
 		nc->log_stderr = old->log_stderr;
 		nc->log_facility = old->log_facility;
 	}
+	/*
+	 * Mirror workers keep their destination sessions unless where they
+	 * connect changed: then each replays what it took and leaves, and
+	 * its successor, forked with the new config, takes the ring over.
+	 */
+	retire = 0;
+	for (i = 0; i < nc->nmirrors; i++)
+		if (!sup_same_server(&old->databases[old->mirrors[i].dst],
+		    &nc->databases[nc->mirrors[i].dst]))
+			retire = 1;
 	pgm_conf = nc;
 	config_free(old);
 	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_SEQ_CST);
+	if (retire) {
+		log_info("reload: a mirror destination moved; mirror workers "
+		    "finish what they hold and restart");
+		sup_signal_mirrors(SIGUSR2);
+	}
 	for (i = 0; i < pgm_shm->nslots; i++) {
 		struct pgm_slot *slot = shm_slot(i);
 
@@ -458,6 +540,17 @@ sup_reap(void)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct pgm_slot *slot = NULL;
 
+		for (i = 0; i < pgm_shm->nmworkers; i++)
+			if (pgm_shm->mworkers[i].pid == pid) {
+				if (WIFSIGNALED(status) ||
+				    WEXITSTATUS(status) != 0) {
+					log_warnx("mirror worker %d (pid %ld) "
+					    "died; what it held is counted as "
+					    "dropped", i, (long)pid);
+					early++;
+				}
+				pgm_shm->mworkers[i].pid = 0;
+			}
 		for (i = 0; i < pgm_shm->nslots; i++)
 			if (shm_slot(i)->pid == pid) {
 				slot = shm_slot(i);
@@ -495,6 +588,25 @@ sup_stats(void)
 	    "server connections %d (parked %d)", sup_nworkers(),
 	    shm_count_state(SLOT_BUSY), shm_count_state(SLOT_IDLE),
 	    (unsigned long long)pgm_shm->clients_total, servers, idle);
+	for (i = 0; i < pgm_shm->nmirrors; i++) {
+		const struct pgm_mirror *m = &pgm_conf->mirrors[i];
+		struct pgm_mstats st;
+
+		mirror_stats(i, &st);
+		log_info("stats: mirror %s -> %s: sessions %llu, enqueued %llu,"
+		    " replayed %llu, errors %llu, dropped %llu, divergent %llu,"
+		    " gaps %llu, queue_length %llu, queue_bytes %llu, lag_ms "
+		    "%lld", m->source, m->destination,
+		    (unsigned long long)st.sessions,
+		    (unsigned long long)st.enqueued,
+		    (unsigned long long)st.replayed,
+		    (unsigned long long)st.errors,
+		    (unsigned long long)st.dropped,
+		    (unsigned long long)st.divergent,
+		    (unsigned long long)st.gaps,
+		    (unsigned long long)st.queue_length,
+		    (unsigned long long)st.queue_bytes, (long long)st.lag_ms);
+	}
 }
 
 /*
@@ -508,6 +620,7 @@ supervisor_main(struct pgm_config *c, int debug)
 	int64_t		 stop_deadline = 0, last_stats, full_since = 0;
 	int		 spawned_this_tick = 0, rate = 1, early, idle, i;
 	int		 stopping = 0;	/* 1 smart, 2 fast */
+	int		 mirrors_told = 0;	/* stop sent to mirror workers */
 	char		 drain[64];
 
 	(void)debug;
@@ -523,6 +636,8 @@ supervisor_main(struct pgm_config *c, int debug)
 	    c->workers_max);
 	for (i = 0; i < c->workers_min_spare; i++)
 		sup_spawn(0);
+	for (i = 0; i < pgm_shm->nmworkers; i++)
+		sup_spawn_mirror(i);
 	sd_notify(0, "READY=1");
 	last_stats = net_now_ms();
 
@@ -550,6 +665,7 @@ supervisor_main(struct pgm_config *c, int debug)
 		if (sup_sig_quit) {
 			log_info("immediate shutdown");
 			sup_signal_workers(SIGQUIT);
+			sup_signal_mirrors(SIGQUIT);
 			sup_listen_close();
 			_exit(1);
 		}
@@ -559,6 +675,7 @@ supervisor_main(struct pgm_config *c, int debug)
 			sup_listen_close();
 			pgm_shm->shutdown = 1;
 			sup_signal_workers(SIGINT);
+			sup_signal_mirrors(SIGINT);
 			stopping = 2;
 			stop_deadline = now + SUP_FAST_GRACE;
 			sd_notify(0, "STOPPING=1");
@@ -581,7 +698,20 @@ supervisor_main(struct pgm_config *c, int debug)
 				c = pgm_conf;
 		}
 		if (stopping) {
-			if (sup_nworkers() == 0) {
+			/*
+			 * Mirror workers stop after the last client: a smart
+			 * shutdown lets them replay what is queued first.
+			 */
+			if (sup_nworkers() == 0 && sup_nmirror() > 0 &&
+			    !mirrors_told) {
+				if (stopping == 1)
+					log_info("clients gone; mirror workers "
+					    "replay what is queued");
+				sup_signal_mirrors(stopping == 1 ? SIGTERM :
+				    SIGINT);
+				mirrors_told = 1;
+			}
+			if (sup_nworkers() == 0 && sup_nmirror() == 0) {
 				log_info("all workers gone; exiting");
 				return 0;
 			}
@@ -590,17 +720,25 @@ supervisor_main(struct pgm_config *c, int debug)
 					log_info("smart shutdown timed out: "
 					    "fast shutdown");
 					sup_signal_workers(SIGINT);
+					sup_signal_mirrors(SIGINT);
 					stopping = 2;
 					stop_deadline = now + SUP_FAST_GRACE;
 				} else {
 					log_warnx("workers still alive: "
 					    "killing them");
 					sup_signal_workers(SIGKILL);
+					sup_signal_mirrors(SIGKILL);
 					stop_deadline = now + SUP_FAST_GRACE;
 				}
 			}
 			continue;
 		}
+
+		/* A mirror worker that left is replaced (throttled). */
+		for (i = 0; i < pgm_shm->nmworkers; i++)
+			if (pgm_shm->mworkers[i].pid == 0 &&
+			    now >= throttle_until)
+				sup_spawn_mirror(i);
 
 		/*
 		 * With every worker busy for a second and no more allowed,

@@ -394,7 +394,9 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 	}
 	log_debug("session started");
 	worker_cancel_publish(cl, srv);
+	mirror_session_start(cl);
 	end = relay_session(cl, srv, &reusable, &boundary);
+	mirror_session_end();
 	worker_cancel_withdraw();
 	switch (end) {
 	case RELAY_CLIENT_TERMINATE:

@@ -540,6 +540,7 @@ sub _cfggroup {
 #   users      => [ { name =>, password =>, database =>, auth_type =>, pool_size => } ]
 #                 (default [ { name => 'app', password => 'secret' } ])
 #   auth_type, shutdown_timeout, workers => {..}, pool => {..},
+#   log => {..} (merged over destination = "stderr"),
 #   listen_v6  => 1 (also listen on [::1]),
 #   extra      => raw config text appended,
 #   config     => full config text (overrides everything but listen),
@@ -575,7 +576,8 @@ sub pgm_start {
 		$conf .= "shutdown_timeout = " . ($o{shutdown_timeout} // 5) . ";\n";
 		$conf .= 'workers = ' . _cfggroup(\%workers) . ";\n";
 		$conf .= 'pool = ' . _cfggroup(\%pool) . ";\n";
-		$conf .= "log = { destination = \"stderr\"; };\n";
+		my %log = (destination => 'stderr', %{ $o{log} || {} });
+		$conf .= 'log = ' . _cfggroup(\%log) . ";\n";
 		$conf .= "databases = (\n" . join(",\n", map {
 			my %d = %$_;
 			my $p = delete $d{pg} // $pg;

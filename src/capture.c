@@ -1,0 +1,335 @@
+/*
+ * capture.c: cutting a mirrored session into committed transactions.
+ *
+ * The worker serving a mirrored session feeds this module the bytes it
+ * relays, both ways.  The client's bytes are kept from the start of the
+ * current transaction on; the server's are only looked at.  Each Query,
+ * FunctionCall and Sync the client sends is a unit the server will end
+ * with a ReadyForQuery; the units are kept in order with where each ends
+ * in the client's stream (a Query's unit also takes the COPY data that
+ * follows it).  Each CommandComplete adds a statement result: its tag,
+ * the DataRows before it, and the sum of their hashes (a sum, so the
+ * order of rows does not matter).  At a ReadyForQuery with status idle
+ * the transaction is over: the bytes up to the end of that unit, with
+ * the statement results, go to the done callback, marked committed
+ * unless the last unit had an error or the transaction's last tag was
+ * ROLLBACK (which is also what COMMIT answers in a failed
+ * transaction).  Bytes the client pipelined beyond that unit stay for
+ * the next transaction.
+ *
+ * The module does no I/O and allocates only to grow its buffers, so a
+ * busy session reaches a steady size and then allocates nothing.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgmirror.h"
+
+/* Set up a capture; transactions over max_bytes are reported as such. */
+void
+capture_init(struct pgm_capture *c, size_t max_bytes,
+    uint64_t (*next_seq)(void *),
+    void (*done)(void *, const struct pgm_capture_txn *), void *arg)
+{
+	memset(c, 0, sizeof(*c));
+	buf_init(&c->bytes);
+	c->max_bytes = max_bytes;
+	c->next_seq = next_seq;
+	c->done = done;
+	c->arg = arg;
+	capture_reset(c);
+}
+
+/* Forget everything of the session followed so far; keep the buffers. */
+void
+capture_reset(struct pgm_capture *c)
+{
+	buf_reset(&c->bytes);
+	c->base = c->fed = 0;
+	c->overflow = 0;
+	scan_init(&c->cscan, PGM_MESSAGE_MAX);
+	scan_init(&c->sscan, PGM_MESSAGE_MAX);
+	c->nunits = 0;
+	c->nstmts = 0;
+	c->rows = 0;
+	c->hash = 0;
+	c->status = 'I';
+	c->nready = 0;
+	c->error = 0;
+	c->rolled_back = 0;
+	c->last_request = 0;
+	c->syncs_after_execute = 0;
+	c->copy_in_ext = 0;
+	c->failed = 0;
+}
+
+void
+capture_free(struct pgm_capture *c)
+{
+	buf_free(&c->bytes);
+	free(c->units);
+	free(c->stmts);
+	c->units = NULL;
+	c->stmts = NULL;
+	c->capunits = c->capstmts = 0;
+}
+
+/* Grow an array of n elements of size sz to hold one more. */
+static int
+capture_grow(void **p, int *cap, int n, size_t sz)
+{
+	void		*np;
+	int		 ncap;
+
+	if (n < *cap)
+		return 0;
+	ncap = *cap ? *cap * 2 : 16;
+	if ((np = realloc(*p, (size_t)ncap * sz)) == NULL)
+		return -1;
+	*p = np;
+	*cap = ncap;
+	return 0;
+}
+
+/* Note a unit the client sent; end 0 leaves it open. */
+static void
+capture_unit(struct pgm_capture *c, uint64_t end, int64_t now)
+{
+	struct pgm_capture_unit *u;
+
+	if (capture_grow((void **)&c->units, &c->capunits, c->nunits,
+	    sizeof(*u)) == -1) {
+		c->failed = 1;
+		return;
+	}
+	u = &c->units[c->nunits++];
+	u->end = end;
+	u->open = end == 0;
+	u->sent_ns = now;
+	/*
+	 * A unit sent inside a transaction, with nothing before it still
+	 * unanswered, may be the COMMIT: take its place in the commit order
+	 * now, as it goes to the server.  Others take theirs when answered.
+	 */
+	u->seq = c->nunits == 1 && c->status != 'I' && c->next_seq ?
+	    c->next_seq(c->arg) : 0;
+}
+
+/* Feed bytes the client sent, as they are relayed. */
+void
+capture_client(struct pgm_capture *c, const uint8_t *p, size_t n,
+    int64_t now)
+{
+	size_t		 off = 0, used;
+	uint64_t	 start;
+	enum pgm_scan_event ev;
+	struct pgm_capture_unit *last;
+	uint8_t		 t;
+
+	if (c->failed)
+		return;
+	if (!c->overflow) {
+		if (c->bytes.len + n > c->max_bytes)
+			c->overflow = 1;
+		else
+			buf_put(&c->bytes, p, n);
+		if (c->bytes.failed) {
+			c->failed = 1;
+			return;
+		}
+	}
+	while (off < n) {
+		ev = scan_feed(&c->cscan, p + off, n - off, &used);
+		off += used;
+		if (ev == SCAN_BAD_LENGTH) {
+			/* The relay ends such a session; stop following it. */
+			c->failed = 1;
+			return;
+		}
+		if (ev != SCAN_HEADER)
+			continue;
+		t = c->cscan.type;
+		start = c->fed + off - 5;
+		last = c->nunits > 0 ? &c->units[c->nunits - 1] : NULL;
+		/* A Query's unit ends where a message other than COPY's starts. */
+		if (last != NULL && last->open && t != 'd' && t != 'c' &&
+		    t != 'f') {
+			last->open = 0;
+			last->end = start;
+		}
+		switch (t) {
+		case 'Q':
+			c->last_request = t;
+			capture_unit(c, 0, now);
+			break;
+		case 'F':
+			c->last_request = t;
+			capture_unit(c, start + 1 + c->cscan.len, now);
+			break;
+		case 'S':
+			/* The server ignores a Sync in extended COPY IN. */
+			if (!c->copy_in_ext) {
+				capture_unit(c, start + 1 + c->cscan.len, now);
+				c->syncs_after_execute++;
+			}
+			break;
+		case 'E':
+			c->last_request = t;
+			c->syncs_after_execute = 0;
+			break;
+		case 'c':
+		case 'f':
+			c->copy_in_ext = 0;
+			break;
+		}
+	}
+	c->fed += n;
+}
+
+/* Record the result of one statement from a CommandComplete body. */
+static void
+capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
+    int64_t now)
+{
+	struct pgm_mstmt *s;
+
+	if (capture_grow((void **)&c->stmts, &c->capstmts, c->nstmts,
+	    sizeof(*s)) == -1) {
+		c->failed = 1;
+		return;
+	}
+	s = &c->stmts[c->nstmts++];
+	memset(s->tag, 0, sizeof(s->tag));
+	if (len > 0 && tag[len - 1] == '\0')
+		len--;
+	memcpy(s->tag, tag, len < sizeof(s->tag) - 1 ? len :
+	    sizeof(s->tag) - 1);
+	s->sent_ns = c->nunits > 0 ? c->units[0].sent_ns : now;
+	s->answered_ns = now;
+	s->rows = c->rows;
+	s->hash = c->hash;
+	c->rows = 0;
+	c->hash = 0;
+	c->rolled_back = strcmp(s->tag, "ROLLBACK") == 0;
+}
+
+/* A ReadyForQuery: one unit is answered; maybe a transaction is over. */
+static void
+capture_ready(struct pgm_capture *c, uint8_t status)
+{
+	struct pgm_capture_txn txn;
+	struct pgm_capture_unit u;
+	uint64_t	 end;
+	size_t		 keep;
+
+	if (c->nunits == 0) {
+		/* An answer to nothing we saw: resynchronise. */
+		c->status = status;
+		return;
+	}
+	u = c->units[0];
+	memmove(c->units, c->units + 1, (c->nunits - 1) * sizeof(u));
+	c->nunits--;
+	end = u.open ? c->fed - (c->cscan.hdrlen % 5) : u.end;
+	c->status = status;
+	c->nready++;
+	if (status != 'I') {
+		c->error = 0;
+		return;
+	}
+	memset(&txn, 0, sizeof(txn));
+	txn.committed = !c->error && !c->rolled_back && !c->overflow;
+	txn.overflow = c->overflow;
+	if (end > c->fed)
+		end = c->fed;
+	if (!c->overflow) {
+		txn.bytes = c->bytes.data;
+		txn.len = end - c->base;
+	}
+	txn.stmts = c->stmts;
+	txn.nstmts = c->nstmts;
+	txn.nready = c->nready;
+	txn.seq = u.seq ? u.seq : c->next_seq ? c->next_seq(c->arg) : 0;
+	if (c->done != NULL)
+		c->done(c->arg, &txn);
+	c->nstmts = 0;
+	c->nready = 0;
+	c->error = 0;
+	c->rolled_back = 0;
+	c->rows = c->hash = 0;
+	if (c->overflow) {
+		/* Start afresh only where nothing pipelined was lost. */
+		if (end == c->fed && c->cscan.hdrlen == 0) {
+			c->overflow = 0;
+			buf_reset(&c->bytes);
+			c->base = c->fed;
+		}
+		return;
+	}
+	keep = c->bytes.len - (size_t)(end - c->base);
+	if (keep > 0)
+		memmove(c->bytes.data, c->bytes.data + (end - c->base), keep);
+	c->bytes.len = keep;
+	c->base = end;
+}
+
+/* Feed bytes the server sent, as they are relayed. */
+void
+capture_server(struct pgm_capture *c, const uint8_t *p, size_t n,
+    int64_t now)
+{
+	struct pgm_scan	*sc = &c->sscan;
+	size_t		 off = 0, used;
+	enum pgm_scan_event ev;
+	int		 k;
+
+	while (off < n && !c->failed) {
+		ev = scan_feed(sc, p + off, n - off, &used);
+		off += used;
+		if (ev == SCAN_BAD_LENGTH) {
+			c->failed = 1;
+			return;
+		}
+		if (ev == SCAN_HEADER) {
+			switch (sc->type) {
+			case 'C':
+			case 'Z':
+				if (sc->remain > 0)
+					sc->capture = 1;
+				else if (sc->type == 'C')
+					capture_stmt(c, NULL, 0, now);
+				break;
+			case 'D':
+				c->rows++;
+				if (sc->remain > 0)
+					sc->hashing = 1;
+				break;
+			case 'E':
+				c->error = 1;
+				c->rows = c->hash = 0;
+				break;
+			case 'G':
+			case 'W':
+				/* Syncs after a COPY's Execute get no answer. */
+				if (c->last_request == 'E') {
+					k = c->syncs_after_execute;
+					if (k > c->nunits)
+						k = c->nunits;
+					c->nunits -= k;
+					c->syncs_after_execute = 0;
+					c->copy_in_ext = 1;
+				}
+				break;
+			}
+			continue;
+		}
+		if (ev != SCAN_BODY)
+			continue;
+		if (sc->type == 'D')
+			c->hash += sc->hash;
+		else if (sc->type == 'C')
+			capture_stmt(c, sc->cap, sc->caplen, now);
+		else if (sc->type == 'Z' && sc->caplen > 0)
+			capture_ready(c, sc->cap[0]);
+	}
+}

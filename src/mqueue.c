@@ -1,0 +1,289 @@
+/*
+ * mqueue.c: the mirror queues, rings of transaction records in shared
+ * memory.
+ *
+ * Each mirror has one ring per mirror worker; a session's records all go
+ * to the ring of the worker that replays that session, so the records
+ * of a session stay in order and each ring has a single consumer.
+ * Client workers are the producers.
+ *
+ * Layout of a ring: `size` bytes of data and two byte positions that
+ * only grow, head (where the next record goes) and tail (the oldest
+ * record); the bytes in use are [tail, head) modulo size.  A record
+ * (struct pgm_mrec, 8-byte aligned) is never split: when it does not
+ * fit before the end of the data, a filler record (mirror MREC_WRAP)
+ * takes the rest and the record starts at offset 0.
+ *
+ * Concurrency: head, tail and count change only under the ring's
+ * mutex, which is process-shared and robust.  A producer copies its
+ * record into the free space and only then moves head, in one store,
+ * still under the mutex; the consumer copies the oldest record out to
+ * its own memory and then moves tail.  So a process killed while holding
+ * the mutex has changed nothing that the positions make visible: the
+ * next locker gets EOWNERDEAD, marks the mutex consistent and goes on,
+ * and no lock stays held by a dead process.  The only loss is a counter
+ * increment the dead process had not made yet.
+ *
+ * The budget of a ring counts what the consumer holds as well (taken
+ * from the ring, not yet replayed: held_txns and held_bytes, written by
+ * the consumer alone), so the memory a mirror uses is bounded even when
+ * its consumer empties the ring at once.  A producer never waits: a
+ * record over the budget is dropped and counted.  When the consumer has
+ * said it is going to sleep, the producer that adds a record wakes it
+ * through its eventfd; under load the consumer does not sleep and no
+ * wake-up is written.
+ */
+#include <sys/eventfd.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pgmirror.h"
+
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits the lock field");
+_Static_assert(sizeof(struct pgm_mrec) % 8 == 0, "records stay aligned");
+_Static_assert(sizeof(struct pgm_mstmt) % 8 == 0, "records stay aligned");
+
+#define MQ_LOCK(q)	((pthread_mutex_t *)(void *)(q)->lock)
+
+/* Monotonic clock in nanoseconds: enqueue times and lag. */
+int64_t
+mqueue_now_ns(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Set up a ring over size bytes of data (a multiple of 8), with a budget
+ * of max_txns records and max_bytes bytes, waking its consumer through
+ * efd (-1: never).  Returns 0 or -1.
+ */
+int
+mqueue_init(struct pgm_mqueue *q, void *data, uint64_t size,
+    uint32_t max_txns, uint64_t max_bytes, int efd)
+{
+	pthread_mutexattr_t ma;
+	int		 rc;
+
+	memset(q, 0, sizeof(*q));
+	q->data = data;
+	q->size = size & ~(uint64_t)7;
+	q->max_txns = max_txns;
+	q->max_bytes = max_bytes;
+	q->efd = efd;
+	if (pthread_mutexattr_init(&ma) != 0)
+		return -1;
+	rc = pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED) != 0 ||
+	    pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST) != 0 ||
+	    pthread_mutex_init(MQ_LOCK(q), &ma) != 0 ? -1 : 0;
+	pthread_mutexattr_destroy(&ma);
+	return rc;
+}
+
+/* Take the ring's mutex, recovering it from a process that died. */
+static void
+mqueue_lock(struct pgm_mqueue *q)
+{
+	if (pthread_mutex_lock(MQ_LOCK(q)) == EOWNERDEAD) {
+		/* Positions change last, so the ring is as it was. */
+		pthread_mutex_consistent(MQ_LOCK(q));
+		log_warnx("a process died holding a mirror queue: recovered");
+	}
+}
+
+static void
+mqueue_unlock(struct pgm_mqueue *q)
+{
+	pthread_mutex_unlock(MQ_LOCK(q));
+}
+
+/* Wake the consumer if it said it is going to sleep. */
+void
+mqueue_wake(struct pgm_mqueue *q)
+{
+	uint64_t	 one = 1;
+
+	if (q->efd >= 0 && __atomic_exchange_n(&q->sleeping, 0,
+	    __ATOMIC_SEQ_CST) != 0)
+		(void)write(q->efd, &one, sizeof(one));
+}
+
+/*
+ * Put a record: the header r (its len is set here) and the parts its
+ * counts describe.  Returns 0 when queued, -1 when dropped for the
+ * budget or a full ring, -2 when it can never fit.
+ */
+int
+mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
+    const struct pgm_mstmt *stmts, const char *params, const uint8_t *bytes)
+{
+	uint64_t	 len, used, off, pad;
+	uint8_t		*p;
+
+	len = sizeof(*r) + (uint64_t)r->nstmts * sizeof(*stmts) +
+	    r->paramslen + r->byteslen;
+	len = (len + 7) & ~(uint64_t)7;
+	if (len > q->size || len > q->max_bytes || len > UINT32_MAX) {
+		mqueue_drop(q);
+		return -2;
+	}
+	r->len = (uint32_t)len;
+	mqueue_lock(q);
+	used = q->head - q->tail;
+	off = q->head % q->size;
+	pad = off + len > q->size ? q->size - off : 0;
+	if (q->count + __atomic_load_n(&q->held_txns, __ATOMIC_RELAXED) >=
+	    q->max_txns || used + __atomic_load_n(&q->held_bytes,
+	    __ATOMIC_RELAXED) + len > q->max_bytes ||
+	    used + pad + len > q->size) {
+		q->dropped_full++;
+		mqueue_unlock(q);
+		return -1;
+	}
+	if (pad > 0) {
+		struct pgm_mrec *w = (struct pgm_mrec *)(q->data + off);
+
+		/* pad is a multiple of 8, and 8 bytes hold len and mirror */
+		w->len = (uint32_t)pad;
+		w->mirror = MREC_WRAP;
+		off = 0;
+	}
+	p = q->data + off;
+	memcpy(p, r, sizeof(*r));
+	p += sizeof(*r);
+	if (r->nstmts > 0) {
+		memcpy(p, stmts, r->nstmts * sizeof(*stmts));
+		p += r->nstmts * sizeof(*stmts);
+	}
+	if (r->paramslen > 0) {
+		memcpy(p, params, r->paramslen);
+		p += r->paramslen;
+	}
+	if (r->byteslen > 0)
+		memcpy(p, bytes, r->byteslen);
+	q->count++;
+	q->enqueued++;
+	__atomic_store_n(&q->head, q->head + pad + len, __ATOMIC_RELEASE);
+	mqueue_unlock(q);
+	mqueue_wake(q);
+	return 0;
+}
+
+/* Count a record that was dropped before it could be put. */
+void
+mqueue_drop(struct pgm_mqueue *q)
+{
+	mqueue_lock(q);
+	q->dropped_full++;
+	mqueue_unlock(q);
+}
+
+/*
+ * Take the oldest record into memory of our own (free() it), or NULL
+ * when the ring is empty (or memory is short).  Consumer only.
+ */
+struct pgm_mrec *
+mqueue_get(struct pgm_mqueue *q)
+{
+	struct pgm_mrec	*r, *copy = NULL;
+	uint64_t	 off;
+
+	if (__atomic_load_n(&q->count, __ATOMIC_ACQUIRE) == 0)
+		return NULL;
+	mqueue_lock(q);
+	while (q->count > 0) {
+		off = q->tail % q->size;
+		r = (struct pgm_mrec *)(q->data + off);
+		if (r->mirror == MREC_WRAP) {
+			q->tail += r->len;
+			continue;
+		}
+		if ((copy = malloc(r->len)) == NULL)
+			break;
+		memcpy(copy, r, r->len);
+		__atomic_store_n(&q->held_txns, q->held_txns + 1,
+		    __ATOMIC_RELAXED);
+		__atomic_store_n(&q->held_bytes, q->held_bytes + r->len,
+		    __ATOMIC_RELAXED);
+		q->tail += r->len;
+		q->count--;
+		break;
+	}
+	if (q->count == 0)
+		q->head = q->tail;	/* empty: nothing left to wrap past */
+	mqueue_unlock(q);
+	return copy;
+}
+
+/* The consumer is done with a record it took.  Consumer only. */
+void
+mqueue_done(struct pgm_mqueue *q, const struct pgm_mrec *r)
+{
+	__atomic_store_n(&q->held_txns, q->held_txns - 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&q->held_bytes, q->held_bytes - r->len,
+	    __ATOMIC_RELAXED);
+}
+
+/*
+ * A new consumer takes over the ring: what the previous one held died
+ * with it, so it is counted as dropped, and the epoch tells producers
+ * that their sessions must be introduced again.
+ */
+void
+mqueue_consumer_start(struct pgm_mqueue *q)
+{
+	q->dropped += q->held_txns;
+	__atomic_store_n(&q->held_txns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&q->held_bytes, 0, __ATOMIC_RELAXED);
+	q->held_oldest_ns = 0;
+	__atomic_add_fetch(&q->epoch, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Records waiting in the ring? */
+int
+mqueue_pending(struct pgm_mqueue *q)
+{
+	return __atomic_load_n(&q->count, __ATOMIC_ACQUIRE) > 0;
+}
+
+/* Add a ring's counters to a mirror's totals; lag is the largest. */
+void
+mqueue_stats(struct pgm_mqueue *q, struct pgm_mstats *st, int64_t now)
+{
+	struct pgm_mrec	*r;
+	int64_t		 oldest, held;
+	uint64_t	 off;
+
+	mqueue_lock(q);
+	st->enqueued += q->enqueued;
+	st->dropped += q->dropped_full;
+	st->queue_length += q->count;
+	st->queue_bytes += q->head - q->tail;
+	oldest = 0;
+	if (q->count > 0) {
+		off = q->tail % q->size;
+		r = (struct pgm_mrec *)(q->data + off);
+		if (r->mirror == MREC_WRAP)
+			r = (struct pgm_mrec *)q->data;
+		oldest = r->enqueued_ns;
+	}
+	mqueue_unlock(q);
+	st->replayed += q->replayed;
+	st->errors += q->errors;
+	st->divergent += q->divergent;
+	st->dropped += q->dropped;
+	st->queue_length += q->held_txns;
+	st->queue_bytes += q->held_bytes;
+	held = q->held_oldest_ns;
+	if (held != 0 && (oldest == 0 || held < oldest))
+		oldest = held;
+	if (oldest != 0 && (now - oldest) / 1000000 > st->lag_ms)
+		st->lag_ms = (now - oldest) / 1000000;
+}
