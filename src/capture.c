@@ -15,7 +15,8 @@
  * unless the last unit had an error or the transaction's last tag was
  * ROLLBACK (which is also what COMMIT answers in a failed
  * transaction).  Bytes the client pipelined beyond that unit stay for
- * the next transaction.
+ * the next transaction, and so do the named statements a transaction
+ * that is not replayed prepared (capture_keep_statements).
  *
  * The module does no I/O and allocates only to grow its buffers, so a
  * busy session reaches a steady size and then allocates nothing.
@@ -55,6 +56,7 @@ capture_reset(struct pgm_capture *c)
 	c->hash = 0;
 	c->status = 'I';
 	c->nready = 0;
+	c->parsed = c->closed = 0;
 	c->error = 0;
 	c->rolled_back = 0;
 	c->last_request = 0;
@@ -213,6 +215,37 @@ capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
 	c->rolled_back = strcmp(s->tag, "ROLLBACK") == 0;
 }
 
+/*
+ * A transaction that is not replayed may still have prepared named
+ * statements, which outlive any rollback: keep, in front of what comes
+ * next, its Parse messages that the server completed and that name a
+ * statement, and its Close messages that it completed, so the
+ * destination session knows the same statements.  Returns the number
+ * of bytes kept at the start of the buffer.
+ */
+static size_t
+capture_keep_statements(struct pgm_capture *c, size_t len)
+{
+	uint8_t		*p = c->bytes.data;
+	size_t		 off = 0, w = 0, mlen;
+	int		 parses = 0, closes = 0;
+
+	while (len - off >= 5) {
+		mlen = 1 + (size_t)proto_get_u32(p + off + 1);
+		if (mlen < 5 || mlen > len - off)
+			break;
+		if (mlen > 5 && ((p[off] == 'P' && parses++ < c->parsed &&
+		    p[off + 5] != '\0') ||
+		    (p[off] == 'C' && closes++ < c->closed &&
+		    p[off + 5] == 'S'))) {
+			memmove(p + w, p + off, mlen);
+			w += mlen;
+		}
+		off += mlen;
+	}
+	return w;
+}
+
 /* A ReadyForQuery: one unit is answered; maybe a transaction is over. */
 static void
 capture_ready(struct pgm_capture *c, uint8_t status)
@@ -220,7 +253,7 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	struct pgm_capture_txn txn;
 	struct pgm_capture_unit u;
 	uint64_t	 end;
-	size_t		 keep;
+	size_t		 keep, kept;
 
 	if (c->nunits == 0) {
 		/* An answer to nothing we saw: resynchronise. */
@@ -258,6 +291,7 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	c->rolled_back = 0;
 	c->rows = c->hash = 0;
 	if (c->overflow) {
+		c->parsed = c->closed = 0;
 		/* Start afresh only where nothing pipelined was lost. */
 		if (end == c->fed && c->cscan.hdrlen == 0) {
 			c->overflow = 0;
@@ -266,11 +300,15 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 		}
 		return;
 	}
+	kept = txn.committed ? 0 : capture_keep_statements(c,
+	    (size_t)(end - c->base));
+	c->parsed = c->closed = 0;
 	keep = c->bytes.len - (size_t)(end - c->base);
 	if (keep > 0)
-		memmove(c->bytes.data, c->bytes.data + (end - c->base), keep);
-	c->bytes.len = keep;
-	c->base = end;
+		memmove(c->bytes.data + kept, c->bytes.data +
+		    (end - c->base), keep);
+	c->bytes.len = kept + keep;
+	c->base = end - kept;
 }
 
 /* Feed bytes the server sent, as they are relayed. */
@@ -307,6 +345,12 @@ capture_server(struct pgm_capture *c, const uint8_t *p, size_t n,
 			case 'E':
 				c->error = 1;
 				c->rows = c->hash = 0;
+				break;
+			case '1':
+				c->parsed++;
+				break;
+			case '3':
+				c->closed++;
 				break;
 			case 'G':
 			case 'W':

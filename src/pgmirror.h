@@ -421,6 +421,8 @@ struct pgm_capture {
 	int		 nready;	/* ReadyForQuery in this transaction */
 	int		 error;		/* ErrorResponse since it */
 	int		 rolled_back;	/* last tag of the transaction */
+	int		 parsed;	/* ParseComplete in this transaction */
+	int		 closed;	/* CloseComplete in this transaction */
 	uint8_t		 last_request;
 	int		 syncs_after_execute;
 	int		 copy_in_ext;
