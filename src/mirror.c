@@ -318,38 +318,50 @@ mw_ring(const struct msess *s)
 	return mirror_ring(s->mirror, mw_index);
 }
 
-/* The text of the first statement of a record, for logs. */
+/*
+ * The start of the text of statement k of a record, for logs: the k-th
+ * Query or Execute (a Query with several statements counts once), the
+ * text of an Execute being that of the last Parse before it.
+ */
 static void
-mw_text(const struct pgm_mrec *r, char *out, size_t outlen)
+mw_text(const struct pgm_mrec *r, uint32_t k, char *out, size_t outlen)
 {
 	const uint8_t	*p = MREC_BYTES(r), *end = p + r->byteslen;
-	const uint8_t	*q;
-	uint32_t	 len;
-	size_t		 n;
+	const uint8_t	*q, *mend, *text = NULL, *tend = NULL;
+	uint32_t	 len, n = 0;
+	size_t		 tl;
 
-	snprintf(out, outlen, "(no statement text)");
+	snprintf(out, outlen, "(statement text not in this transaction)");
 	while (end - p >= 5) {
 		len = proto_get_u32(p + 1);
 		if (len < 4 || (size_t)(end - p - 1) < len)
 			return;
 		q = p + 5;
+		mend = p + 1 + len;
 		if (p[0] == 'P') {
 			/* statement name, then the query */
-			while (q < p + 1 + len && *q != '\0')
+			while (q < mend && *q != '\0')
 				q++;
-			q++;
+			if (++q < mend) {
+				text = q;
+				tend = mend;
+			}
+		} else if (p[0] == 'Q') {
+			text = q;
+			tend = mend;
 		}
-		if (p[0] == 'Q' || p[0] == 'P') {
-			if (q >= p + 1 + len)
+		if ((p[0] == 'Q' || p[0] == 'E') && n++ >= k) {
+			if (p[0] == 'E' && text == NULL)
 				return;
-			n = strnlen((const char *)q, p + 1 + len - q);
-			if (n > MIRROR_TEXT_MAX)
-				n = MIRROR_TEXT_MAX;
-			snprintf(out, outlen, "%.*s%s", (int)n,
-			    (const char *)q, n == MIRROR_TEXT_MAX ? "..." : "");
+			tl = strnlen((const char *)text, tend - text);
+			if (tl > MIRROR_TEXT_MAX)
+				tl = MIRROR_TEXT_MAX;
+			snprintf(out, outlen, "%.*s%s", (int)tl,
+			    (const char *)text, tl == MIRROR_TEXT_MAX ? "..." :
+			    "");
 			return;
 		}
-		p += 1 + len;
+		p = mend;
 	}
 }
 
@@ -369,7 +381,7 @@ mw_log(const struct msess *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	mw_text(s->head->rec, text, sizeof(text));
+	mw_text(s->head->rec, s->stmt, text, sizeof(text));
 	log_warnx("mirror %s -> %s: session %llu transaction %u: %s, in: %s"
 	    "%s", m->source, m->destination, (unsigned long long)s->id,
 	    s->head->rec->txn, msg, text, mw_unlogged ?
