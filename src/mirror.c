@@ -287,6 +287,7 @@ struct msess {
 	struct pgm_scan	 scan;
 	uint32_t	 last_txn;
 	int		 gap;
+	int		 refused;	/* the destination refused its login */
 	int		 live;		/* the source session was live */
 	struct msess	*next;
 };
@@ -517,12 +518,12 @@ mw_connect(struct msess *s)
 	const struct pgm_mirror *m = &pgm_conf->mirrors[s->mirror];
 	struct pgm_client *cl = &mw_client;
 	struct pgm_buf	 out;
-	const char	*p, *end;
+	const char	*p, *end, *sev, *code, *msg;
 	int64_t		 now = net_now_ms();
 	int		 fl;
 
 	if (now < mw_down_until[s->mirror] || s->user < 0 ||
-	    s->params == NULL)
+	    s->params == NULL || s->refused)
 		return -1;
 	memset(&cl->startup, 0, sizeof(cl->startup));
 	cl->fd = -1;
@@ -541,6 +542,22 @@ mw_connect(struct msess *s)
 	}
 	buf_init(&out);
 	s->conn = server_open(cl, "", &out);
+	if (s->conn == NULL && out.len > 5 && out.data[0] == 'E' &&
+	    proto_error_fields(out.data + 5, out.len - 5, &sev, &code,
+	    &msg) == 0 && (strncmp(code, "28", 2) == 0 ||
+	    strncmp(code, "3D", 2) == 0)) {
+		/*
+		 * The server is up but will not have this session (a
+		 * password, a missing role or database): drop the session's
+		 * transactions, and leave the destination to the others.
+		 */
+		log_warnx("mirror %s -> %s: the destination refused session "
+		    "%llu: %s (%s); its transactions are dropped", m->source,
+		    m->destination, (unsigned long long)s->id, msg, code);
+		s->refused = 1;
+		buf_free(&out);
+		return -1;
+	}
 	buf_free(&out);
 	if (s->conn == NULL) {
 		mw_backoff[s->mirror] = mw_backoff[s->mirror] ?
