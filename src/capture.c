@@ -26,7 +26,16 @@
 
 #include "pgmirror.h"
 
-/* Set up a capture; transactions over max_bytes are reported as such. */
+/*
+ * Room for what a client sends ahead of the answers, beyond the largest
+ * transaction: a pipeline of small transactions is not an overflow.
+ */
+#define CAPTURE_SLACK	(8 * 1024 * 1024)
+
+/*
+ * Set up a capture; transactions over max_bytes are reported as such,
+ * without their bytes.
+ */
 void
 capture_init(struct pgm_capture *c, size_t max_bytes,
     uint64_t (*next_seq)(void *),
@@ -46,7 +55,7 @@ void
 capture_reset(struct pgm_capture *c)
 {
 	buf_reset(&c->bytes);
-	c->base = c->fed = 0;
+	c->base = c->fed = c->skip_to = 0;
 	c->overflow = 0;
 	scan_init(&c->cscan, PGM_MESSAGE_MAX);
 	scan_init(&c->sscan, PGM_MESSAGE_MAX);
@@ -122,7 +131,7 @@ void
 capture_client(struct pgm_capture *c, const uint8_t *p, size_t n,
     int64_t now)
 {
-	size_t		 off = 0, used;
+	size_t		 off = 0, used, skip = 0;
 	uint64_t	 start;
 	enum pgm_scan_event ev;
 	struct pgm_capture_unit *last;
@@ -130,11 +139,15 @@ capture_client(struct pgm_capture *c, const uint8_t *p, size_t n,
 
 	if (c->failed)
 		return;
-	if (!c->overflow) {
-		if (c->bytes.len + n > c->max_bytes)
+	/* Bytes before skip_to belong to a transaction already cut. */
+	if (c->fed < c->skip_to)
+		skip = c->skip_to - c->fed < n ? (size_t)(c->skip_to - c->fed) :
+		    n;
+	if (!c->overflow && n > skip) {
+		if (c->bytes.len + (n - skip) > c->max_bytes + CAPTURE_SLACK)
 			c->overflow = 1;
 		else
-			buf_put(&c->bytes, p, n);
+			buf_put(&c->bytes, p + skip, n - skip);
 		if (c->bytes.failed) {
 			c->failed = 1;
 			return;
@@ -252,7 +265,7 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 {
 	struct pgm_capture_txn txn;
 	struct pgm_capture_unit u;
-	uint64_t	 end;
+	uint64_t	 end, have;
 	size_t		 keep, kept;
 
 	if (c->nunits == 0) {
@@ -263,21 +276,26 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	u = c->units[0];
 	memmove(c->units, c->units + 1, (c->nunits - 1) * sizeof(u));
 	c->nunits--;
-	end = u.open ? c->fed - (c->cscan.hdrlen % 5) : u.end;
+	if (!u.open)
+		end = u.end;
+	else if (c->cscan.hdrlen == 5)
+		/* COPY data cut short by an error: the rest is ours too. */
+		end = c->fed + c->cscan.remain;
+	else
+		end = c->fed - c->cscan.hdrlen;	/* a partial header is not */
 	c->status = status;
 	c->nready++;
 	if (status != 'I') {
 		c->error = 0;
 		return;
 	}
+	have = end < c->fed ? end : c->fed;
 	memset(&txn, 0, sizeof(txn));
-	txn.committed = !c->error && !c->rolled_back && !c->overflow;
-	txn.overflow = c->overflow;
-	if (end > c->fed)
-		end = c->fed;
-	if (!c->overflow) {
+	txn.overflow = c->overflow || have - c->base > c->max_bytes;
+	txn.committed = !c->error && !c->rolled_back && !txn.overflow;
+	if (!txn.overflow) {
 		txn.bytes = c->bytes.data;
-		txn.len = end - c->base;
+		txn.len = have - c->base;
 	}
 	txn.stmts = c->stmts;
 	txn.nstmts = c->nstmts;
@@ -290,23 +308,25 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	c->error = 0;
 	c->rolled_back = 0;
 	c->rows = c->hash = 0;
+	if (end > c->fed)
+		c->skip_to = end;
 	if (c->overflow) {
 		c->parsed = c->closed = 0;
 		/* Start afresh only where nothing pipelined was lost. */
-		if (end == c->fed && c->cscan.hdrlen == 0) {
+		if (end >= c->fed && c->cscan.hdrlen % 5 == 0) {
 			c->overflow = 0;
 			buf_reset(&c->bytes);
-			c->base = c->fed;
+			c->base = end;
 		}
 		return;
 	}
 	kept = txn.committed ? 0 : capture_keep_statements(c,
-	    (size_t)(end - c->base));
+	    (size_t)(have - c->base));
 	c->parsed = c->closed = 0;
-	keep = c->bytes.len - (size_t)(end - c->base);
+	keep = c->bytes.len - (size_t)(have - c->base);
 	if (keep > 0)
 		memmove(c->bytes.data + kept, c->bytes.data +
-		    (end - c->base), keep);
+		    (have - c->base), keep);
 	c->bytes.len = kept + keep;
 	c->base = end - kept;
 }

@@ -12,7 +12,8 @@
  * record); the bytes in use are [tail, head) modulo size.  A record
  * (struct pgm_mrec, 8-byte aligned) is never split: when it does not
  * fit before the end of the data, a filler record (mirror MREC_WRAP)
- * takes the rest and the record starts at offset 0.
+ * takes the rest and the record starts at offset 0.  An empty ring
+ * starts again at offset 0, so any record up to its size fits.
  *
  * Concurrency: head, tail and count change only under the ring's
  * mutex, which is process-shared and robust.  A producer copies its
@@ -136,6 +137,11 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	}
 	r->len = (uint32_t)len;
 	mqueue_lock(q);
+	if (q->count == 0 && q->head % q->size != 0) {
+		/* Empty: start again at the front, where everything fits. */
+		q->head += q->size - q->head % q->size;
+		q->tail = q->head;
+	}
 	used = q->head - q->tail;
 	off = q->head % q->size;
 	pad = off + len > q->size ? q->size - off : 0;
@@ -216,8 +222,6 @@ mqueue_get(struct pgm_mqueue *q)
 		q->count--;
 		break;
 	}
-	if (q->count == 0)
-		q->head = q->tail;	/* empty: nothing left to wrap past */
 	mqueue_unlock(q);
 	return copy;
 }

@@ -409,6 +409,7 @@ struct pgm_capture {
 	struct pgm_buf	 bytes;		/* client bytes from base on */
 	uint64_t	 base;		/* stream position of bytes.data[0] */
 	uint64_t	 fed;		/* stream position after the last byte */
+	uint64_t	 skip_to;	/* bytes before it are not kept */
 	size_t		 max_bytes;	/* longer transactions overflow */
 	int		 overflow;
 	struct pgm_scan	 cscan, sscan;
