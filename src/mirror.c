@@ -297,7 +297,6 @@ static int	 mw_index;
 static volatile sig_atomic_t mw_sig_term, mw_sig_int, mw_sig_retire;
 static int64_t	*mw_down_until;	/* per mirror: destination away until */
 static int64_t	*mw_backoff;
-static int64_t	 mw_last_log;
 static uint64_t	 mw_unlogged;
 static uint8_t	 mw_rbuf[64 * 1024];
 static struct pgm_client mw_client;
@@ -366,16 +365,19 @@ mw_text(const struct pgm_mrec *r, uint32_t k, char *out, size_t outlen)
 	}
 }
 
-/* Log a divergence or an error, at most once a second. */
+/* Log a divergence or an error, at most once a second in all. */
 static void __attribute__((format(printf, 2, 3)))
 mw_log(const struct msess *s, const char *fmt, ...)
 {
 	const struct pgm_mirror *m = &pgm_conf->mirrors[s->mirror];
 	char		 msg[512], text[MIRROR_TEXT_MAX + 8];
 	va_list		 ap;
-	int64_t		 now = net_now_ms();
+	int64_t		 now = net_now_ms(), last;
 
-	if (now - mw_last_log < MIRROR_LOG_EVERY) {
+	last = __atomic_load_n(&pgm_shm->mirror_logged, __ATOMIC_RELAXED);
+	if (now - last < MIRROR_LOG_EVERY ||
+	    !__atomic_compare_exchange_n(&pgm_shm->mirror_logged, &last, now,
+	    0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
 		mw_unlogged++;
 		return;
 	}
@@ -387,7 +389,6 @@ mw_log(const struct msess *s, const char *fmt, ...)
 	    "%s", m->source, m->destination, (unsigned long long)s->id,
 	    s->head->rec->txn, msg, text, mw_unlogged ?
 	    " (and more not logged)" : "");
-	mw_last_log = now;
 	mw_unlogged = 0;
 }
 

@@ -278,6 +278,7 @@ struct pgm_shm {
 	volatile uint64_t clients_total;
 	volatile uint64_t next_session;	/* mirrored session ids */
 	volatile uint64_t next_seq;	/* commit order of mirrored work */
+	volatile int64_t mirror_logged;	/* ms: last divergence or error log */
 	int		 nmirrors;
 	int		 nmworkers;
 	struct pgm_slot	*slots;
@@ -370,8 +371,7 @@ struct pgm_mirror_shared {
 struct pgm_mworker {
 	volatile pid_t	 pid;
 	int		 efd;		/* its wake-up eventfd */
-	int		 generation;	/* config generation it runs */
-	volatile int	 exiting;
+	int64_t		 respawn_at;	/* supervisor: fork again after, ms */
 };
 
 /* Totals of a mirror over its rings (mqueue_stats). */

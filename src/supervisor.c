@@ -279,8 +279,6 @@ sup_spawn_mirror(int w)
 	pid_t		 pid;
 	int		 w2;
 
-	mw->generation = pgm_shm->generation;
-	mw->exiting = 0;
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork");
@@ -543,12 +541,13 @@ sup_reap(void)
 		for (i = 0; i < pgm_shm->nmworkers; i++)
 			if (pgm_shm->mworkers[i].pid == pid) {
 				if (WIFSIGNALED(status) ||
-				    WEXITSTATUS(status) != 0) {
+				    WEXITSTATUS(status) != 0)
 					log_warnx("mirror worker %d (pid %ld) "
 					    "died; what it held is counted as "
 					    "dropped", i, (long)pid);
-					early++;
-				}
+				/* A second's pause: no fork loop. */
+				pgm_shm->mworkers[i].respawn_at =
+				    net_now_ms() + 1000;
 				pgm_shm->mworkers[i].pid = 0;
 			}
 		for (i = 0; i < pgm_shm->nslots; i++)
@@ -734,10 +733,10 @@ supervisor_main(struct pgm_config *c, int debug)
 			continue;
 		}
 
-		/* A mirror worker that left is replaced (throttled). */
+		/* A mirror worker that left is replaced a second later. */
 		for (i = 0; i < pgm_shm->nmworkers; i++)
 			if (pgm_shm->mworkers[i].pid == 0 &&
-			    now >= throttle_until)
+			    now >= pgm_shm->mworkers[i].respawn_at)
 				sup_spawn_mirror(i);
 
 		/*
