@@ -501,13 +501,7 @@ EOC
 		write_file("$data/pg_hba.conf", "$o{hba}\n$hba");
 	}
 	push @PGS, $self;
-	($rc, $out, $err) = run_cmd([@as, "$bindir/pg_ctl", '-w', '-t', '60', '-D', $data,
-		'-l', $self->{logfile}, 'start'], cwd => $dir, timeout => 90);
-	if ($rc != 0) {
-		diag("pg_ctl start failed: $out $err\n" . slurp($self->{logfile}));
-		die "pg_ctl start failed";
-	}
-	$self->{running} = 1;
+	$self->start;
 	return $self;
 }
 
@@ -785,6 +779,22 @@ sub reload {
 	my ($self) = @_;
 	$self->psql('SELECT pg_reload_conf()');
 	sleep 0.3;
+}
+
+# Starts the cluster (again, after stop): same data directory, port and
+# log file; waits until it accepts connections, dies if pg_ctl fails.
+sub start {
+	my ($self) = @_;
+	return $self if $self->{running};
+	my ($rc, $out, $err) = PgMirrorTest::run_cmd([ @{ $self->{as} },
+		"$self->{bindir}/pg_ctl", '-w', '-t', '60', '-D', $self->{data},
+		'-l', $self->{logfile}, 'start' ], cwd => $self->{dir}, timeout => 90);
+	if ($rc != 0) {
+		Test::More::diag("pg_ctl start failed: $out $err\n" . PgMirrorTest::slurp($self->{logfile}));
+		die "pg_ctl start failed";
+	}
+	$self->{running} = 1;
+	return $self;
 }
 
 # Stops the cluster (mode fast by default).

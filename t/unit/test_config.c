@@ -4,8 +4,10 @@
  * Owns: loading a full config and a minimal one (every field and every
  * default), syntax and semantic errors with their line numbers, the
  * password forms (plain, md5 verifier, SCRAM verifier), the look-ups
- * (database, user, pool index and size) and a missing file.  Config
- * files are written to a fresh mkdtemp directory, removed at the end.
+ * (database, user, pool index and size), the mirrors list and the
+ * mirror group (values, defaults, and each error with its line) and a
+ * missing file.  Config files are written to a fresh mkdtemp
+ * directory, removed at the end.
  */
 #include <sys/stat.h>
 
@@ -574,6 +576,185 @@ test_lookups(void)
 	    "config_auth_name");
 }
 
+/*
+ * A config with databases src and dst, the given users list (one line)
+ * and the given mirrors entries from line 8 on.
+ */
+static struct pgm_config *
+load_mirrors(const char *users, const char *entries,
+    struct pgm_config_errors *errs)
+{
+	char		 text[2048];
+
+	snprintf(text, sizeof(text),
+	    "listen = [ \"127.0.0.1:6432\" ];\n"			/* 1 */
+	    "databases = (\n"						/* 2 */
+	    "  { name = \"src\"; host = \"h\"; },\n"			/* 3 */
+	    "  { name = \"dst\"; host = \"h\"; }\n"			/* 4 */
+	    ");\n"							/* 5 */
+	    "users = ( %s );\n"						/* 6 */
+	    "mirrors = (\n"						/* 7 */
+	    "%s\n"							/* 8 */
+	    ");\n", users ? users : "{ name = \"u\"; password = \"p\"; }",
+	    entries);
+	return load(text, errs);
+}
+
+/* A mirrors config refused with exactly one error: at line, with text. */
+static void
+mirror_refused(const char *users, const char *entries, int line,
+    const char *text, const char *what)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+
+	c = load_mirrors(users, entries, &errs);
+	if (!tap_ok(c == NULL && errs.n == 1 && has_error(&errs, line, text),
+	    "%s: one error at line %d", what, line)) {
+		tap_diag("want: %d: %s", line, text);
+		show_errors(&errs);
+	}
+	config_free(c);
+}
+
+/* A mirrors config that loads. */
+static void
+mirror_loads(const char *users, const char *entries, const char *what)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+
+	c = load_mirrors(users, entries, &errs);
+	if (!tap_ok(c != NULL && errs.n == 0 && c->nmirrors == 1, "%s", what))
+		show_errors(&errs);
+	config_free(c);
+}
+
+/* The mirrors list and the mirror group. */
+static void
+test_mirrors(void)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	const struct pgm_mirror *m;
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"			/* 1 */
+	    "mirror_queue = 777;\n"					/* 2 */
+	    "mirror = { workers = 3; retry_max = 10; };\n"		/* 3 */
+	    "databases = (\n"						/* 4 */
+	    "  { name = \"src\"; host = \"h\"; },\n"			/* 5 */
+	    "  { name = \"dst\"; host = \"h\"; },\n"			/* 6 */
+	    "  { name = \"third\"; host = \"h\"; }\n"			/* 7 */
+	    ");\n"							/* 8 */
+	    "users = (\n"						/* 9 */
+	    "  { name = \"u\"; password = \"p\"; },\n"			/* 10 */
+	    "  { name = \"v\"; password = \"p\"; database = \"src\"; },\n"
+	    "  { name = \"v\"; password = \"q\"; database = \"dst\"; }\n"
+	    ");\n"							/* 13 */
+	    "mirrors = (\n"						/* 14 */
+	    "  { source = \"src\"; destination = \"dst\"; queue = 500;\n"
+	    "    queue_bytes = 1048576; exposure = 0.5; },\n"		/* 16 */
+	    "  { source = \"third\"; destination = \"src\"; }\n"	/* 17 */
+	    ");\n", &errs);
+	if (!tap_ok(c != NULL && errs.n == 0, "mirrors config loads"))
+		show_errors(&errs);
+	if (c == NULL) {
+		tap_ok(0, "mirrors (not loaded)");
+		tap_ok(0, "mirrors (not loaded)");
+		tap_ok(0, "mirrors (not loaded)");
+		tap_ok(0, "mirrors (not loaded)");
+	} else {
+		tap_is_int(c->nmirrors, 2, "2 mirrors");
+		m = &c->mirrors[0];
+		tap_ok(c->nmirrors == 2 && strcmp(m->source, "src") == 0 &&
+		    strcmp(m->destination, "dst") == 0 && m->src == 0 &&
+		    m->dst == 1 && m->queue == 500 &&
+		    m->queue_bytes == 1048576 && m->exposure == 0.5 &&
+		    m->line == 15, "mirror src -> dst: indexes 0 -> 1, queue, "
+		    "queue_bytes, exposure 0.5, line 15");
+		m = &c->mirrors[1];
+		tap_ok(c->nmirrors == 2 && strcmp(m->source, "third") == 0 &&
+		    m->src == 2 && m->dst == 0 && m->queue == 777 &&
+		    m->queue_bytes == 64 * 1024 * 1024 && m->exposure == 1.0 &&
+		    m->line == 17, "mirror third -> src: queue from "
+		    "mirror_queue, queue_bytes 64 MiB, exposure 1.0");
+		tap_ok(c->mirror_workers == 3 && c->mirror_retry_max == 10,
+		    "mirror = { workers = 3; retry_max = 10; }");
+	}
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	tap_ok(c != NULL && c->nmirrors == 0 && c->mirror_workers == 2 &&
+	    c->mirror_retry_max == 30, "no mirrors: nmirrors 0, mirror "
+	    "workers 2, retry_max 30 by default");
+	config_free(c);
+
+	c = load_mirrors(NULL, "  { source = \"src\"; destination = \"dst\";"
+	    " exposure = 0; }", &errs);
+	tap_ok(c != NULL && c->nmirrors == 1 && c->mirrors[0].exposure == 0.0,
+	    "exposure = 0 (an integer) loads as 0.0");
+	config_free(c);
+
+	mirror_loads(NULL, "  { source = \"src\"; destination = \"dst\"; }",
+	    "a user entry with no database serves the destination: loads");
+	mirror_loads("{ name = \"a\"; password = \"p\"; database = \"src\"; },"
+	    " { name = \"a\"; password = \"q\"; database = \"dst\"; }",
+	    "  { source = \"src\"; destination = \"dst\"; }",
+	    "a user with an entry for each database: loads");
+
+	mirror_refused(NULL, "  { source = \"nope\"; destination = \"dst\"; }",
+	    8, "mirror source \"nope\" is not in databases",
+	    "unknown source database");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"nope\"; }",
+	    8, "mirror destination \"nope\" is not in databases",
+	    "unknown destination database");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"src\"; }",
+	    8, "mirror source and destination are both \"src\"",
+	    "source == destination");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"dst\";\n"
+	    "    exposure = 1.5; }", 9,
+	    "mirrors.exposure must be a number from 0.0 to 1.0",
+	    "exposure 1.5");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"dst\";\n"
+	    "    exposure = \"x\"; }", 9,
+	    "mirrors.exposure must be a number from 0.0 to 1.0",
+	    "exposure \"x\"");
+	mirror_refused("{ name = \"a\"; password = \"p\";"
+	    " database = \"src\"; }",
+	    "  { source = \"src\"; destination = \"dst\"; }", 8,
+	    "mirror src -> dst: user \"a\" has no users entry for database "
+	    "\"dst\"", "a user of the source with no entry for the "
+	    "destination");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"dst\"; },\n"
+	    "  { source = \"src\"; destination = \"dst\"; }", 9,
+	    "mirror src -> dst is already defined at line 8",
+	    "duplicate mirror");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"dst\";\n"
+	    "    bogus = 1; }", 9, "unknown setting \"mirrors.bogus\"",
+	    "unknown key in a mirrors entry");
+	mirror_refused(NULL, "  { source = \"src\"; }", 8,
+	    "a mirror needs a source and a destination",
+	    "mirror without a destination");
+	mirror_refused(NULL, "  { source = \"src\"; destination = \"dst\";\n"
+	    "    queue_bytes = 1024; }", 9,
+	    "mirrors.queue_bytes must be between 65536 and",
+	    "queue_bytes below 64 KiB");
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "mirror = { workers = 65;\n"
+	    "    colour = 1; };\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	if (!tap_ok(c == NULL && errs.n == 2 &&
+	    has_error(&errs, 2, "mirror.workers must be between 1 and 64") &&
+	    has_error(&errs, 3, "unknown setting \"mirror.colour\""),
+	    "mirror group: workers 65 and an unknown key: two errors"))
+		show_errors(&errs);
+	config_free(c);
+}
+
 /* A file that cannot be read. */
 static void
 test_missing(void)
@@ -598,7 +779,7 @@ main(void)
 	struct scram_secret sec;
 	char		 verifier[SCRAM_VERIFIER_MAX];
 
-	tap_plan(94);
+	tap_plan(114);
 	if (mkdtemp(tmpdir) == NULL) {
 		perror("mkdtemp");
 		return 1;
@@ -615,6 +796,7 @@ main(void)
 	test_semantic(verifier);
 	test_passwords(verifier, &sec);
 	test_lookups();
+	test_mirrors();
 	test_missing();
 	cleanup();
 	return tap_done();
