@@ -9,7 +9,10 @@
  * in the client's stream (a Query's unit also takes the COPY data that
  * follows it).  Each CommandComplete adds a statement result: its tag,
  * the DataRows before it, and the sum of their hashes (a sum, so the
- * order of rows does not matter).  At a ReadyForQuery with status idle
+ * order of rows does not matter); an ErrorResponse adds one too, its
+ * tag being "ERROR" and the SQLSTATE, as an error a transaction
+ * recovered from with a savepoint is part of what it did.  At a
+ * ReadyForQuery with status idle
  * the transaction is over: the bytes up to the end of that unit, with
  * the statement results, go to the done callback, marked committed
  * unless the last unit had an error or the transaction's last tag was
@@ -31,6 +34,7 @@
  * transaction: a pipeline of small transactions is not an overflow.
  */
 #define CAPTURE_SLACK	(8 * 1024 * 1024)
+#define CAPTURE_KEEP_CAP (1024 * 1024)	/* buffers kept between sessions */
 
 /*
  * Set up a capture; transactions over max_bytes are reported as such,
@@ -43,6 +47,7 @@ capture_init(struct pgm_capture *c, size_t max_bytes,
 {
 	memset(c, 0, sizeof(*c));
 	buf_init(&c->bytes);
+	buf_init(&c->keep);
 	c->max_bytes = max_bytes;
 	c->next_seq = next_seq;
 	c->done = done;
@@ -54,7 +59,19 @@ capture_init(struct pgm_capture *c, size_t max_bytes,
 void
 capture_reset(struct pgm_capture *c)
 {
+	/* A session's burst is not kept for the life of the worker. */
+	if (c->bytes.cap > CAPTURE_KEEP_CAP) {
+		buf_free(&c->bytes);
+		buf_init(&c->bytes);
+	}
+	if ((size_t)c->capstmts * sizeof(*c->stmts) > CAPTURE_KEEP_CAP) {
+		free(c->stmts);
+		c->stmts = NULL;
+		c->capstmts = 0;
+	}
 	buf_reset(&c->bytes);
+	buf_reset(&c->keep);
+	c->too_many = 0;
 	c->base = c->fed = c->skip_to = 0;
 	c->overflow = 0;
 	scan_init(&c->cscan, PGM_MESSAGE_MAX);
@@ -78,6 +95,7 @@ void
 capture_free(struct pgm_capture *c)
 {
 	buf_free(&c->bytes);
+	buf_free(&c->keep);
 	free(c->units);
 	free(c->stmts);
 	c->units = NULL;
@@ -208,6 +226,12 @@ capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
 {
 	struct pgm_mstmt *s;
 
+	/* So many results are a transaction too large to mirror. */
+	if ((size_t)(c->nstmts + 1) * sizeof(*s) > c->max_bytes) {
+		c->too_many = 1;
+		c->rows = c->hash = 0;
+		return;
+	}
 	if (capture_grow((void **)&c->stmts, &c->capstmts, c->nstmts,
 	    sizeof(*s)) == -1) {
 		c->failed = 1;
@@ -230,19 +254,21 @@ capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
 
 /*
  * A transaction that is not replayed may still have prepared named
- * statements, which outlive any rollback: keep, in front of what comes
- * next, its Parse messages that the server completed and that name a
- * statement, and its Close messages that it completed, so the
- * destination session knows the same statements.  Returns the number
- * of bytes kept at the start of the buffer.
+ * statements, which outlive any rollback.  Its Parse messages that the
+ * server completed and that name a statement, and its Close messages
+ * that it completed, are reported as a transaction of their own, ended
+ * by a Sync, so the destination session knows the same statements.
  */
-static size_t
-capture_keep_statements(struct pgm_capture *c, size_t len)
+static void
+capture_keep_statements(struct pgm_capture *c, size_t len, uint64_t seq)
 {
-	uint8_t		*p = c->bytes.data;
-	size_t		 off = 0, w = 0, mlen;
+	static const uint8_t sync[5] = { 'S', 0, 0, 0, 4 };
+	struct pgm_capture_txn txn;
+	const uint8_t	*p = c->bytes.data;
+	size_t		 off = 0, mlen;
 	int		 parses = 0, closes = 0;
 
+	buf_reset(&c->keep);
 	while (len - off >= 5) {
 		mlen = 1 + (size_t)proto_get_u32(p + off + 1);
 		if (mlen < 5 || mlen > len - off)
@@ -250,13 +276,22 @@ capture_keep_statements(struct pgm_capture *c, size_t len)
 		if (mlen > 5 && ((p[off] == 'P' && parses++ < c->parsed &&
 		    p[off + 5] != '\0') ||
 		    (p[off] == 'C' && closes++ < c->closed &&
-		    p[off + 5] == 'S'))) {
-			memmove(p + w, p + off, mlen);
-			w += mlen;
-		}
+		    p[off + 5] == 'S')))
+			buf_put(&c->keep, p + off, mlen);
 		off += mlen;
 	}
-	return w;
+	if (c->keep.len == 0 || c->done == NULL)
+		return;
+	buf_put(&c->keep, sync, sizeof(sync));
+	if (c->keep.failed)
+		return;
+	memset(&txn, 0, sizeof(txn));
+	txn.bytes = c->keep.data;
+	txn.len = c->keep.len;
+	txn.nready = 1;
+	txn.committed = 1;
+	txn.seq = seq;
+	c->done(c->arg, &txn);
 }
 
 /* A ReadyForQuery: one unit is answered; maybe a transaction is over. */
@@ -266,7 +301,7 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	struct pgm_capture_txn txn;
 	struct pgm_capture_unit u;
 	uint64_t	 end, have;
-	size_t		 keep, kept;
+	size_t		 keep;
 
 	if (c->nunits == 0) {
 		/* An answer to nothing we saw: resynchronise. */
@@ -291,7 +326,8 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	}
 	have = end < c->fed ? end : c->fed;
 	memset(&txn, 0, sizeof(txn));
-	txn.overflow = c->overflow || have - c->base > c->max_bytes;
+	txn.overflow = c->overflow || c->too_many ||
+	    have - c->base > c->max_bytes;
 	txn.committed = !c->error && !c->rolled_back && !txn.overflow;
 	if (!txn.overflow) {
 		txn.bytes = c->bytes.data;
@@ -307,6 +343,7 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 	c->nready = 0;
 	c->error = 0;
 	c->rolled_back = 0;
+	c->too_many = 0;
 	c->rows = c->hash = 0;
 	if (end > c->fed)
 		c->skip_to = end;
@@ -320,15 +357,15 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 		}
 		return;
 	}
-	kept = txn.committed ? 0 : capture_keep_statements(c,
-	    (size_t)(have - c->base));
+	if (!txn.committed && (c->parsed > 0 || c->closed > 0))
+		capture_keep_statements(c, (size_t)(have - c->base), txn.seq);
 	c->parsed = c->closed = 0;
 	keep = c->bytes.len - (size_t)(have - c->base);
 	if (keep > 0)
-		memmove(c->bytes.data + kept, c->bytes.data +
-		    (have - c->base), keep);
-	c->bytes.len = kept + keep;
-	c->base = end - kept;
+		memmove(c->bytes.data, c->bytes.data + (have - c->base),
+		    keep);
+	c->bytes.len = keep;
+	c->base = end;
 }
 
 /* Feed bytes the server sent, as they are relayed. */
@@ -339,6 +376,7 @@ capture_server(struct pgm_capture *c, const uint8_t *p, size_t n,
 	struct pgm_scan	*sc = &c->sscan;
 	size_t		 off = 0, used;
 	enum pgm_scan_event ev;
+	char		 tag[PGM_TAG_MAX];
 	int		 k;
 
 	while (off < n && !c->failed) {
@@ -365,6 +403,8 @@ capture_server(struct pgm_capture *c, const uint8_t *p, size_t n,
 			case 'E':
 				c->error = 1;
 				c->rows = c->hash = 0;
+				if (sc->remain > 0)
+					sc->capture = 1;
 				break;
 			case '1':
 				c->parsed++;
@@ -393,7 +433,10 @@ capture_server(struct pgm_capture *c, const uint8_t *p, size_t n,
 			c->hash += sc->hash;
 		else if (sc->type == 'C')
 			capture_stmt(c, sc->cap, sc->caplen, now);
-		else if (sc->type == 'Z' && sc->caplen > 0)
+		else if (sc->type == 'E') {
+			proto_error_tag(sc->cap, sc->caplen, tag, sizeof(tag));
+			capture_stmt(c, (const uint8_t *)tag, strlen(tag), now);
+		} else if (sc->type == 'Z' && sc->caplen > 0)
 			capture_ready(c, sc->cap[0]);
 	}
 }

@@ -301,7 +301,7 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	    "min_size", "wait_timeout", "reset_query", NULL };
 	static const char *const k_metrics[] = { "listen", NULL };
 	static const char *const k_mirror[] = { "workers", "retry_max",
-	    NULL };
+	    "replay_timeout", NULL };
 	static const char *const k_log[] = { "destination", "facility",
 	    "stats_period", NULL };
 	struct pgm_config *c = cx->conf;
@@ -449,6 +449,9 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 		    &c->mirror_workers);
 		config_get_int(cx, g, "retry_max", "mirror.retry_max", 1,
 		    3600, &c->mirror_retry_max);
+		config_get_int(cx, g, "replay_timeout",
+		    "mirror.replay_timeout", 0, 86400,
+		    &c->mirror_replay_timeout);
 	}
 
 	if ((g = config_get_group(cx, root, "tls")) != NULL) {
@@ -910,6 +913,7 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	c->mirror_queue = 20000;
 	c->mirror_workers = 2;
 	c->mirror_retry_max = 30;
+	c->mirror_replay_timeout = 300;
 	c->control_socket = config_strdup(&cx, PGM_CONTROL_SOCKET);
 	c->admin_database = config_strdup(&cx, "pgmirror");
 	c->admin_user = config_strdup(&cx, "admin");

@@ -279,6 +279,7 @@ struct msess {
 	struct mitem	*head, *tail;
 	/* the replay of head, when busy */
 	int		 busy;
+	int64_t		 started;	/* ms */
 	size_t		 sent;
 	uint32_t	 ready;		/* ReadyForQuery received */
 	uint32_t	 stmt;		/* results compared */
@@ -546,11 +547,13 @@ mw_connect(struct msess *s)
 	if (s->conn == NULL && out.len > 5 && out.data[0] == 'E' &&
 	    proto_error_fields(out.data + 5, out.len - 5, &sev, &code,
 	    &msg) == 0 && (strncmp(code, "28", 2) == 0 ||
-	    strncmp(code, "3D", 2) == 0)) {
+	    strncmp(code, "3D", 2) == 0 ||
+	    strstr(msg, "login to server failed") != NULL)) {
 		/*
 		 * The server is up but will not have this session (a
-		 * password, a missing role or database): drop the session's
-		 * transactions, and leave the destination to the others.
+		 * password, a missing role or database, an authentication
+		 * we cannot answer): drop the session's transactions, and
+		 * leave the destination to the others.
 		 */
 		log_warnx("mirror %s -> %s: the destination refused session "
 		    "%llu: %s (%s); its transactions are dropped", m->source,
@@ -599,6 +602,7 @@ mw_start(struct msess *s)
 			    1, __ATOMIC_RELAXED);
 		}
 		s->busy = 1;
+		s->started = net_now_ms();
 		s->sent = 0;
 		s->ready = s->stmt = 0;
 		s->rows = s->hash = 0;
@@ -660,12 +664,19 @@ mw_result(struct msess *s, const uint8_t *tag, size_t len)
 	s->rows = s->hash = 0;
 }
 
-/* Read and check what the destination answered.  -1: connection lost. */
+/*
+ * Read and check what the destination answered.  -1: connection lost;
+ * -2: the answers are out of step with what was sent (the destination
+ * answered with more ReadyForQuery than the source did), so nothing
+ * more can be matched on this connection.
+ */
 static int
 mw_read(struct msess *s)
 {
 	struct pgm_scan	*sc = &s->scan;
+	const struct pgm_mrec *r;
 	const char	*sev, *code, *msg;
+	char		 tag[PGM_TAG_MAX];
 	enum pgm_scan_event ev;
 	size_t		 off, used;
 	ssize_t		 n;
@@ -679,12 +690,18 @@ mw_read(struct msess *s)
 			return 0;
 		if (n <= 0)
 			return -1;
-		for (off = 0; off < (size_t)n && s->busy; ) {
+		for (off = 0; off < (size_t)n; ) {
 			ev = scan_feed(sc, mw_rbuf + off, n - off, &used);
 			off += used;
 			if (ev == SCAN_BAD_LENGTH)
 				return -1;
 			if (ev == SCAN_HEADER) {
+				/* Notices, parameters, notifications: any time. */
+				if (sc->type == 'N' || sc->type == 'S' ||
+				    sc->type == 'A')
+					continue;
+				if (!s->busy || s->sent == 0)
+					return -2;
 				if (sc->type == 'C' || sc->type == 'Z' ||
 				    sc->type == 'E')
 					sc->capture = 1;
@@ -696,8 +713,9 @@ mw_read(struct msess *s)
 					mw_result(s, NULL, 0);
 				continue;
 			}
-			if (ev != SCAN_BODY)
+			if (ev != SCAN_BODY || !s->busy)
 				continue;
+			r = s->head->rec;
 			switch (sc->type) {
 			case 'D':
 				s->hash += sc->hash;
@@ -706,6 +724,16 @@ mw_read(struct msess *s)
 				mw_result(s, sc->cap, sc->caplen);
 				break;
 			case 'E':
+				/* An error the source had too is a result. */
+				proto_error_tag(sc->cap, sc->caplen, tag,
+				    sizeof(tag));
+				if (s->stmt < r->nstmts && !s->error &&
+				    !s->diverged &&
+				    strcmp(MREC_STMTS(r)[s->stmt].tag, tag) == 0) {
+					s->stmt++;
+					s->rows = s->hash = 0;
+					break;
+				}
 				if (!s->error) {
 					proto_error_fields(sc->cap, sc->caplen,
 					    &sev, &code, &msg);
@@ -718,12 +746,12 @@ mw_read(struct msess *s)
 			case 'Z':
 				s->conn->txstatus = sc->caplen ? sc->cap[0] :
 				    'I';
-				if (++s->ready >= s->head->rec->nready) {
-					mw_finish(s);
-					mw_start(s);
-					if (!s->busy)
-						return 0;
-				}
+				if (++s->ready < r->nready)
+					break;
+				if (s->sent < r->byteslen)
+					return -2;
+				mw_finish(s);
+				mw_start(s);
 				break;
 			}
 		}
@@ -755,15 +783,18 @@ mw_write(struct msess *s)
 	return 0;
 }
 
-/* A session's connection failed: what it was replaying is lost. */
+/*
+ * A session's connection failed, got out of step or took too long:
+ * what it was replaying is lost, and the next record opens a new one.
+ */
 static void
-mw_lost(struct msess *s)
+mw_lost(struct msess *s, const char *why)
 {
 	const struct pgm_mirror *m = &pgm_conf->mirrors[s->mirror];
 
-	log_warnx("mirror %s -> %s: lost the destination connection of "
-	    "session %llu", m->source, m->destination,
-	    (unsigned long long)s->id);
+	log_warnx("mirror %s -> %s: session %llu: %s; closing its "
+	    "destination connection", m->source, m->destination,
+	    (unsigned long long)s->id, why);
 	mw_disconnect(s);
 	mw_pop(s, 1);
 }
@@ -903,8 +934,15 @@ mirror_main(int index, int death_fd)
 			}
 			if (s->busy && s->conn != NULL &&
 			    s->sent < s->head->rec->byteslen &&
-			    mw_write(s) == -1) {
-				mw_lost(s);
+			    mw_write(s) == -1)
+				mw_lost(s, "connection lost");
+			if (s->busy && s->conn != NULL &&
+			    pgm_conf->mirror_replay_timeout > 0 &&
+			    now - s->started >
+			    (int64_t)pgm_conf->mirror_replay_timeout * 1000) {
+				server_cancel(s->conn);
+				mw_lost(s, "replay took longer than "
+				    "mirror.replay_timeout");
 			}
 			if (s->busy)
 				n++;
@@ -941,6 +979,7 @@ mirror_main(int index, int death_fd)
 
 				__atomic_store_n(&q->sleeping, 1,
 				    __ATOMIC_SEQ_CST);
+				__atomic_thread_fence(__ATOMIC_SEQ_CST);
 				if (mqueue_pending(q))
 					timeout = 0;
 			}
@@ -962,13 +1001,21 @@ mirror_main(int index, int death_fd)
 			if (!pfd[n].revents && !mw_ssl_pending(s->conn))
 				continue;
 			if (pfd[n].revents & POLLOUT && mw_write(s) == -1) {
-				mw_lost(s);
+				mw_lost(s, "connection lost");
 				continue;
 			}
-			if (pfd[n].revents & (POLLIN | POLLHUP | POLLERR) ||
-			    mw_ssl_pending(s->conn))
-				if (mw_read(s) == -1)
-					mw_lost(s);
+			if (!(pfd[n].revents & (POLLIN | POLLHUP | POLLERR)) &&
+			    !mw_ssl_pending(s->conn))
+				continue;
+			switch (mw_read(s)) {
+			case -1:
+				mw_lost(s, "connection lost");
+				break;
+			case -2:
+				mw_lost(s, "the destination's answers are out "
+				    "of step with the source's");
+				break;
+			}
 		}
 	}
 	for (s = mw_sessions; s != NULL; s = next) {

@@ -16,14 +16,16 @@
  * starts again at offset 0, so any record up to its size fits.
  *
  * Concurrency: head, tail and count change only under the ring's
- * mutex, which is process-shared and robust.  A producer copies its
- * record into the free space and only then moves head, in one store,
- * still under the mutex; the consumer copies the oldest record out to
- * its own memory and then moves tail.  So a process killed while holding
- * the mutex has changed nothing that the positions make visible: the
- * next locker gets EOWNERDEAD, marks the mutex consistent and goes on,
- * and no lock stays held by a dead process.  The only loss is a counter
- * increment the dead process had not made yet.
+ * mutex, which is process-shared and robust.  head and tail alone say
+ * what the ring holds; count is for the budget and the statistics.  A
+ * producer copies its record into the free space and only then moves
+ * head, in one store, still under the mutex; the consumer copies the
+ * oldest record out to its own memory and then moves tail.  So a
+ * process killed while holding the mutex has changed nothing that the
+ * positions make visible: the next locker gets EOWNERDEAD, marks the
+ * mutex consistent and goes on, and no lock stays held by a dead
+ * process.  The only loss is a counter update the dead process had not
+ * made yet (count then errs by one until the ring is next empty).
  *
  * The budget of a ring counts what the consumer holds as well (taken
  * from the ring, not yet replayed: held_txns and held_bytes, written by
@@ -137,10 +139,13 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	}
 	r->len = (uint32_t)len;
 	mqueue_lock(q);
-	if (q->count == 0 && q->head % q->size != 0) {
+	if (q->head == q->tail) {
 		/* Empty: start again at the front, where everything fits. */
-		q->head += q->size - q->head % q->size;
-		q->tail = q->head;
+		if (q->head % q->size != 0) {
+			q->head += q->size - q->head % q->size;
+			q->tail = q->head;
+		}
+		q->count = 0;
 	}
 	used = q->head - q->tail;
 	off = q->head % q->size;
@@ -174,9 +179,9 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	}
 	if (r->byteslen > 0)
 		memcpy(p, bytes, r->byteslen);
+	__atomic_store_n(&q->head, q->head + pad + len, __ATOMIC_RELEASE);
 	q->count++;
 	q->enqueued++;
-	__atomic_store_n(&q->head, q->head + pad + len, __ATOMIC_RELEASE);
 	mqueue_unlock(q);
 	mqueue_wake(q);
 	return 0;
@@ -199,14 +204,26 @@ struct pgm_mrec *
 mqueue_get(struct pgm_mqueue *q)
 {
 	struct pgm_mrec	*r, *copy = NULL;
-	uint64_t	 off;
+	uint64_t	 off, room;
 
-	if (__atomic_load_n(&q->count, __ATOMIC_ACQUIRE) == 0)
+	if (!mqueue_pending(q))
 		return NULL;
 	mqueue_lock(q);
-	while (q->count > 0) {
+	while (q->tail != q->head) {
 		off = q->tail % q->size;
 		r = (struct pgm_mrec *)(q->data + off);
+		room = q->size - off < q->head - q->tail ? q->size - off :
+		    q->head - q->tail;
+		if (r->len < 8 || r->len % 8 != 0 || r->len > room ||
+		    (r->mirror != MREC_WRAP && r->len < sizeof(*r))) {
+			/* Only a bug can get here: start the ring afresh. */
+			log_warnx("mirror queue damaged: %llu bytes dropped",
+			    (unsigned long long)(q->head - q->tail));
+			q->dropped_full += q->count;
+			q->tail = q->head;
+			q->count = 0;
+			break;
+		}
 		if (r->mirror == MREC_WRAP) {
 			q->tail += r->len;
 			continue;
@@ -218,8 +235,9 @@ mqueue_get(struct pgm_mqueue *q)
 		    __ATOMIC_RELAXED);
 		__atomic_store_n(&q->held_bytes, q->held_bytes + r->len,
 		    __ATOMIC_RELAXED);
-		q->tail += r->len;
-		q->count--;
+		__atomic_store_n(&q->tail, q->tail + r->len, __ATOMIC_RELEASE);
+		if (q->count > 0)
+			q->count--;
 		break;
 	}
 	mqueue_unlock(q);
@@ -254,7 +272,8 @@ mqueue_consumer_start(struct pgm_mqueue *q)
 int
 mqueue_pending(struct pgm_mqueue *q)
 {
-	return __atomic_load_n(&q->count, __ATOMIC_ACQUIRE) > 0;
+	return __atomic_load_n(&q->head, __ATOMIC_ACQUIRE) !=
+	    __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
 }
 
 /* Add a ring's counters to a mirror's totals; lag is the largest. */
@@ -271,7 +290,7 @@ mqueue_stats(struct pgm_mqueue *q, struct pgm_mstats *st, int64_t now)
 	st->queue_length += q->count;
 	st->queue_bytes += q->head - q->tail;
 	oldest = 0;
-	if (q->count > 0) {
+	if (q->head != q->tail) {
 		off = q->tail % q->size;
 		r = (struct pgm_mrec *)(q->data + off);
 		if (r->mirror == MREC_WRAP)

@@ -141,6 +141,7 @@ struct pgm_config {
 	int		 mirror_queue;	/* default mirrors[].queue */
 	int		 mirror_workers;
 	int		 mirror_retry_max;	/* seconds between reconnects */
+	int		 mirror_replay_timeout;	/* seconds, 0: none */
 	char		*metrics_listen;
 	int		 log_stderr;
 	int		 log_facility;
@@ -422,6 +423,8 @@ struct pgm_capture {
 	int		 nready;	/* ReadyForQuery in this transaction */
 	int		 error;		/* ErrorResponse since it */
 	int		 rolled_back;	/* last tag of the transaction */
+	int		 too_many;	/* statement results over max_bytes */
+	struct pgm_buf	 keep;		/* statements kept from a rollback */
 	int		 parsed;	/* ParseComplete in this transaction */
 	int		 closed;	/* CloseComplete in this transaction */
 	uint8_t		 last_request;
@@ -573,6 +576,7 @@ void	 proto_negotiate_version(struct pgm_buf *, uint32_t,
 void	 proto_query(struct pgm_buf *, const char *);
 int	 proto_error_fields(const uint8_t *, size_t, const char **,
 	    const char **, const char **);
+void	 proto_error_tag(const uint8_t *, size_t, char *, size_t);
 void	 scan_init(struct pgm_scan *, uint32_t);
 enum pgm_scan_event scan_feed(struct pgm_scan *, const uint8_t *, size_t,
 	    size_t *);

@@ -391,6 +391,26 @@ proto_error_fields(const uint8_t *body, size_t len, const char **severity,
 	}
 }
 
+/*
+ * The tag mirroring gives an ErrorResponse in place of a command tag:
+ * "ERROR " and its SQLSTATE.  body may be cut short.
+ */
+void
+proto_error_tag(const uint8_t *body, size_t len, char *out, size_t outlen)
+{
+	struct pgm_reader r;
+	const char	*f, *code = "";
+	uint8_t		 t;
+
+	reader_init(&r, body, len);
+	while (reader_u8(&r, &t) == 0 && t != 0 && reader_str(&r, &f) == 0)
+		if (t == 'C') {
+			code = f;
+			break;
+		}
+	snprintf(out, outlen, "ERROR %s", code);
+}
+
 /* Is this a message type a frontend may send after startup? */
 int
 proto_valid_frontend_type(uint8_t t)

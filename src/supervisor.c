@@ -395,6 +395,64 @@ sup_same_server(const struct pgm_database *a, const struct pgm_database *b)
 	    strcmp(a->dbname, b->dbname) == 0 && a->tls_mode == b->tls_mode;
 }
 
+/* Do two strings, either maybe NULL, say the same? */
+static int
+sup_same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/*
+ * Would mirror workers connect to the destinations the same way under
+ * both configs (same servers, credentials, TLS and timeouts)?  The
+ * shapes are known to be the same.
+ */
+static int
+sup_same_mirroring(const struct pgm_config *a, const struct pgm_config *b)
+{
+	int		 i;
+
+	for (i = 0; i < a->nmirrors; i++)
+		if (!sup_same_server(&a->databases[a->mirrors[i].dst],
+		    &b->databases[b->mirrors[i].dst]))
+			return 0;
+	for (i = 0; i < a->nusers; i++) {
+		const struct pgm_user *x = &a->users[i], *y = &b->users[i];
+
+		if (!sup_same_str(x->plain, y->plain) ||
+		    x->has_md5 != y->has_md5 ||
+		    memcmp(x->md5, y->md5, sizeof(x->md5)) != 0 ||
+		    x->has_scram != y->has_scram ||
+		    memcmp(&x->scram, &y->scram, sizeof(x->scram)) != 0)
+			return 0;
+	}
+	return a->tls_server_mode == b->tls_server_mode &&
+	    sup_same_str(a->tls_ca_file, b->tls_ca_file) &&
+	    sup_same_str(a->tls_server_cert_file, b->tls_server_cert_file) &&
+	    sup_same_str(a->tls_server_key_file, b->tls_server_key_file) &&
+	    a->server_connect_timeout == b->server_connect_timeout &&
+	    a->mirror_retry_max == b->mirror_retry_max &&
+	    a->mirror_replay_timeout == b->mirror_replay_timeout;
+}
+
+/*
+ * Make producers send their sessions' startup parameters again with
+ * their next record to the rings of mirror worker w (-1: all), whose
+ * next consumer will not know the sessions.
+ */
+static void
+sup_bump_epochs(int w)
+{
+	int		 m, k;
+
+	for (m = 0; m < pgm_shm->nmirrors; m++)
+		for (k = 0; k < pgm_shm->nmworkers; k++)
+			if (w == -1 || k == w)
+				__atomic_add_fetch(&pgm_shm->mqueues[m *
+				    pgm_shm->nmworkers + k].epoch, 1,
+				    __ATOMIC_SEQ_CST);
+}
+
 /* Do two configs listen on the same addresses? */
 static int
 sup_same_listen(const struct pgm_config *a, const struct pgm_config *b)
@@ -477,21 +535,19 @@ sup_reload(void)
 		nc->log_facility = old->log_facility;
 	}
 	/*
-	 * Mirror workers keep their destination sessions unless where they
-	 * connect changed: then each replays what it took and leaves, and
-	 * its successor, forked with the new config, takes the ring over.
+	 * Mirror workers keep their destination sessions unless what they
+	 * connect with changed: then each replays what it took and leaves,
+	 * and its successor, forked with the new config, takes the ring
+	 * over.
 	 */
-	retire = 0;
-	for (i = 0; i < nc->nmirrors; i++)
-		if (!sup_same_server(&old->databases[old->mirrors[i].dst],
-		    &nc->databases[nc->mirrors[i].dst]))
-			retire = 1;
+	retire = nc->nmirrors > 0 && !sup_same_mirroring(old, nc);
 	pgm_conf = nc;
 	config_free(old);
 	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_SEQ_CST);
 	if (retire) {
-		log_info("reload: a mirror destination moved; mirror workers "
-		    "finish what they hold and restart");
+		log_info("reload: what mirror workers connect with changed; "
+		    "they finish what they hold and restart");
+		sup_bump_epochs(-1);
 		sup_signal_mirrors(SIGUSR2);
 	}
 	for (i = 0; i < pgm_shm->nslots; i++) {
@@ -545,6 +601,7 @@ sup_reap(void)
 					log_warnx("mirror worker %d (pid %ld) "
 					    "died; what it held is counted as "
 					    "dropped", i, (long)pid);
+				sup_bump_epochs(i);
 				/* A second's pause: no fork loop. */
 				pgm_shm->mworkers[i].respawn_at =
 				    net_now_ms() + 1000;

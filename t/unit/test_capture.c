@@ -162,6 +162,32 @@ c_parse(struct bytes *b, const char *sql)
 	m_end(b, m);
 }
 
+/* Client: Parse of a named statement, no parameter types. */
+static void
+c_parse_named(struct bytes *b, const char *name, const char *sql)
+{
+	size_t		 m = m_begin(b, 'P');
+
+	b_str(b, name);
+	b_str(b, sql);
+	b_u16(b, 0);
+	m_end(b, m);
+}
+
+/* Client: Bind of the unnamed portal to a named statement. */
+static void
+c_bind_named(struct bytes *b, const char *name)
+{
+	size_t		 m = m_begin(b, 'B');
+
+	b_str(b, "");
+	b_str(b, name);
+	b_u16(b, 0);
+	b_u16(b, 0);
+	b_u16(b, 0);
+	m_end(b, m);
+}
+
 /* Client: Bind of the unnamed portal, no parameters. */
 static void
 c_bind(struct bytes *b)
@@ -794,12 +820,14 @@ test_failures(void)
 	    bytes_are(t, &want), "explicit ROLLBACK: not committed, its "
 	    "three statements and bytes");
 	t = txn(&r, 1);
-	tap_ok(!t->committed && !t->overflow && t->nstmts == 0 &&
+	tap_ok(!t->committed && !t->overflow &&
+	    strcmp(tags(t), "ERROR 22012") == 0 &&
 	    t->nready == 1 && bytes_are(t, step_bytes(&sc, 6)),
-	    "autocommit statement with an error: not committed");
+	    "autocommit statement with an error: not committed, the error "
+	    "its one result");
 	t = txn(&r, 2);
 	tap_ok(!t->committed && t->nready == 3 &&
-	    strcmp(tags(t), "BEGIN|ROLLBACK") == 0,
+	    strcmp(tags(t), "BEGIN|ERROR 22012|ROLLBACK") == 0,
 	    "failed transaction whose COMMIT answers ROLLBACK: not "
 	    "committed");
 	t = txn(&r, 3);
@@ -844,13 +872,87 @@ test_savepoint(void)
 	tap_is_int(r.n, 1, "savepoint: one transaction");
 	tap_ok(t->committed && !t->overflow, "savepoint: recovered "
 	    "transaction is committed");
-	tap_is_str(tags(t), "BEGIN|SAVEPOINT|ROLLBACK|INSERT 0 1|COMMIT",
-	    "savepoint: the five statements that completed");
+	tap_is_str(tags(t),
+	    "BEGIN|SAVEPOINT|ERROR 22012|ROLLBACK|INSERT 0 1|COMMIT",
+	    "savepoint: the five statements that completed and the error, "
+	    "whose tag is its SQLSTATE");
 	tap_ok(t->nready == 6 && bytes_are(t, &want),
 	    "savepoint: nready 6, all six Query messages");
-	tap_ok(stmt(t, 2)->rows == 0 && stmt(t, 2)->hash == 0,
-	    "savepoint: the DataRow before the error is not counted for the "
-	    "ROLLBACK TO SAVEPOINT");
+	tap_ok(stmt(t, 2)->rows == 0 && stmt(t, 2)->hash == 0 &&
+	    stmt(t, 3)->rows == 0 && stmt(t, 3)->hash == 0,
+	    "savepoint: the DataRow before the error is counted neither for "
+	    "the error nor for the ROLLBACK TO SAVEPOINT");
+	rec_free(&r);
+	script_free(&sc);
+	b_free(&want);
+}
+
+/*
+ * Named statements prepared in transactions that fail are reported on
+ * their own, each set ended by a Sync, so a later Bind finds them.
+ */
+static void
+test_kept_statements(void)
+{
+	struct script	 sc = { .n = 0 };
+	struct recorder	 r;
+	struct bytes	 want = { NULL, 0, 0 }, *b;
+	const struct rtxn *t;
+
+	/* 0-1: Parse s1 works, its Execute fails */
+	b = cli(&sc);
+	c_parse_named(b, "s1", "INSERT INTO t VALUES (1/0)");
+	c_bind_named(b, "s1");
+	c_execute(b);
+	c_sync(b);
+	b = srv(&sc);
+	s_parsebind(b);
+	s_error(b, "division by zero");
+	s_ready(b, 'I');
+	/* 2-3: a simple query fails */
+	c_query(cli(&sc), "INSERT INTO t VALUES (1/0)");
+	b = srv(&sc);
+	s_error(b, "division by zero");
+	s_ready(b, 'I');
+	/* 4-5: Parse s2 works, then an unnamed Parse fails */
+	b = cli(&sc);
+	c_parse_named(b, "s2", "SELECT 2");
+	c_parse(b, "SELEC 3");
+	c_sync(b);
+	b = srv(&sc);
+	m_empty(b, '1');
+	s_error(b, "syntax error");
+	s_ready(b, 'I');
+	/* 6-7: s1 is used */
+	b = cli(&sc);
+	c_bind_named(b, "s1");
+	c_execute(b);
+	c_sync(b);
+	b = srv(&sc);
+	m_empty(b, '2');
+	s_done(b, "INSERT 0 1", 'I');
+	run(&sc, BIG, NULL, &r);
+
+	tap_is_int(r.n, 6, "kept statements: six transactions reported");
+	b_free(&want);
+	c_parse_named(&want, "s1", "INSERT INTO t VALUES (1/0)");
+	c_sync(&want);
+	t = txn(&r, 1);
+	tap_ok(!txn(&r, 0)->committed && t->committed && t->nready == 1 &&
+	    t->nstmts == 0 && bytes_are(t, &want), "kept statements: the "
+	    "Parse of s1 follows its failed transaction, with a Sync");
+	t = txn(&r, 4);
+	want.len = 0;
+	c_parse_named(&want, "s2", "SELECT 2");
+	c_sync(&want);
+	tap_ok(!txn(&r, 2)->committed && !txn(&r, 3)->committed &&
+	    t->committed && t->nready == 1 && bytes_are(t, &want),
+	    "kept statements: a failed simple query keeps nothing; the next "
+	    "failure keeps only its completed named Parse");
+	t = txn(&r, 5);
+	tap_ok(t->committed && t->nready == 1 &&
+	    bytes_are(t, step_bytes(&sc, 6)), "kept statements: the "
+	    "transaction using s1 has only its own bytes");
 	rec_free(&r);
 	script_free(&sc);
 	b_free(&want);
@@ -1533,11 +1635,12 @@ test_reset(void)
 int
 main(void)
 {
-	tap_plan(68);
+	tap_plan(72);
 	test_autocommit();
 	test_explicit();
 	test_failures();
 	test_savepoint();
+	test_kept_statements();
 	test_pipelined();
 	test_copy();
 	test_datarows();
