@@ -435,3 +435,16 @@ net_refuse(int fd, const char *sqlstate, const char *msg)
 	buf_free(&b);
 	close(fd);
 }
+
+/* Does a live server answer on this Unix socket path? */
+int
+net_unix_in_use(const struct sockaddr_un *sun)
+{
+	int		 fd, rc;
+
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	rc = connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0;
+	close(fd);
+	return rc;
+}

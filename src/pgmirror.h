@@ -262,6 +262,31 @@ struct pgm_slot {
 	volatile int	 cancel_gen;	/* odd while being written */
 	int		 generation;	/* config generation it was forked with */
 	volatile uint64_t session;	/* mirrored session served, 0: none */
+	/* the session, for SHOW CLIENTS and maintenance (worker writes) */
+	volatile int	 user;		/* users[] index, -1: none */
+	volatile int	 database;	/* databases[] index, -1: none */
+	char		 addr[64];
+	volatile int	 txstate;	/* SLOT_TX_* */
+	volatile int64_t state_since;	/* ms, monotonic */
+	volatile uint64_t queries;	/* answered in this session */
+	volatile uint64_t bytes_in;	/* from the client, this session */
+	volatile uint64_t bytes_out;
+};
+
+/* What a session is doing (pgm_slot.txstate). */
+#define SLOT_TX_NONE	0	/* logging in */
+#define SLOT_TX_IDLE	'I'
+#define SLOT_TX_BLOCK	'T'	/* in a transaction block */
+#define SLOT_TX_FAILED	'E'	/* in a failed one */
+#define SLOT_TX_ACTIVE	'A'	/* a request is being answered */
+#define SLOT_TX_WAITING	'W'	/* held by maintenance */
+
+/* Counters of a database, added to by each session at its end. */
+struct pgm_db_stats {
+	volatile uint64_t clients;
+	volatile uint64_t queries;
+	volatile uint64_t bytes_in;
+	volatile uint64_t bytes_out;
 };
 
 struct pgm_pool_shared {
@@ -280,6 +305,9 @@ struct pgm_shm {
 	volatile uint64_t next_session;	/* mirrored session ids */
 	volatile uint64_t next_seq;	/* commit order of mirrored work */
 	volatile int64_t mirror_logged;	/* ms: last divergence or error log */
+	volatile int	 maintenance;	/* for every database */
+	volatile uint8_t *maint_db;	/* per databases[] entry */
+	struct pgm_db_stats *dbstats;	/* per databases[] entry */
 	int		 nmirrors;
 	int		 nmworkers;
 	struct pgm_slot	*slots;
@@ -553,6 +581,7 @@ void	 buf_put(struct pgm_buf *, const void *, size_t);
 void	 buf_put_u8(struct pgm_buf *, uint8_t);
 void	 buf_put_u32(struct pgm_buf *, uint32_t);
 void	 buf_put_str(struct pgm_buf *, const char *);
+void	 buf_put_strn(struct pgm_buf *, const char *);
 void	 buf_msg_begin(struct pgm_buf *, uint8_t);
 void	 buf_msg_end(struct pgm_buf *);
 void	 reader_init(struct pgm_reader *, const void *, size_t);
@@ -604,6 +633,8 @@ int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t,
 	    int);
 void	 net_addr_str(const struct sockaddr_storage *, char *, size_t);
 void	 net_refuse(int, const char *, const char *);
+struct sockaddr_un;
+int	 net_unix_in_use(const struct sockaddr_un *);
 
 /* shm.c */
 extern struct pgm_shm *pgm_shm;
@@ -616,6 +647,22 @@ void	 shm_slot_reclaim(struct pgm_slot *);
 
 /* supervisor.c */
 int	 supervisor_main(struct pgm_config *, int);
+int	 supervisor_reload(char *, size_t);
+int	 supervisor_check(char *, size_t);
+void	 supervisor_notify_status(const char *, ...)
+	    __attribute__((format(printf, 1, 2)));
+
+/* control.c */
+void	 control_open(const struct pgm_config *);
+void	 control_close(void);
+void	 control_child(void);
+int	 control_pollfds(struct pollfd *);
+int	 control_nfds(void);
+int	 control_busy(void);
+void	 control_tick(const struct pollfd *, int);
+void	 control_status(void);
+int	 control_sync_database(const struct pgm_config *, int,
+	    const struct pgm_config *);
 
 /* worker.c */
 extern volatile sig_atomic_t worker_sig_term;

@@ -112,6 +112,13 @@ buf_put_u32(struct pgm_buf *b, uint32_t v)
 }
 
 /* Append a NUL-terminated string with its NUL. */
+/* Append a string without its NUL. */
+void
+buf_put_strn(struct pgm_buf *b, const char *s)
+{
+	buf_put(b, s, strlen(s));
+}
+
 void
 buf_put_str(struct pgm_buf *b, const char *s)
 {

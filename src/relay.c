@@ -44,6 +44,7 @@ struct relay_dir {
 /* The session state the scanners keep. */
 struct relay_state {
 	struct pgm_server *server;
+	struct pgm_slot	*slot;		/* ours, in shared memory */
 	int		 pending;	/* ReadyForQuery the server owes */
 	int		 unsynced;	/* extended messages since last Sync */
 	int		 terminated;	/* client sent Terminate */
@@ -57,6 +58,68 @@ struct relay_state {
 };
 
 static struct relay_dir relay_c2s, relay_s2c;
+
+/* Publish what the session is doing, for SHOW CLIENTS and maintenance. */
+static void
+relay_set_state(struct pgm_slot *slot, int state)
+{
+	if (slot->txstate == state)
+		return;
+	slot->state_since = net_now_ms();
+	__atomic_store_n(&slot->txstate, state, __ATOMIC_SEQ_CST);
+}
+
+/* Does maintenance hold new requests of this database? */
+static int
+relay_maintenance(int db)
+{
+	return __atomic_load_n(&pgm_shm->maintenance, __ATOMIC_SEQ_CST) ||
+	    __atomic_load_n(&pgm_shm->maint_db[db], __ATOMIC_SEQ_CST);
+}
+
+/*
+ * Maintenance: hold the client's new request, unsent, until maintenance
+ * is off.  A client that goes away meanwhile has it thrown away.
+ * Returns 0 to go on, or -1 with how the session ends in *end.
+ */
+static int
+relay_maint_wait(struct pgm_client *cl, struct relay_state *st,
+    enum pgm_relay_end *end)
+{
+	struct pollfd	 pfd[2];
+
+	relay_set_state(st->slot, SLOT_TX_WAITING);
+	while (relay_maintenance(cl->database)) {
+		if (worker_sig_int) {
+			*end = RELAY_SHUTDOWN;
+			return -1;
+		}
+		pfd[0].fd = cl->fd;
+		pfd[0].events = POLLRDHUP;
+		pfd[1].fd = pgm_death_fd;
+		pfd[1].events = POLLIN;
+		if (net_poll(pfd, 2, 100) > 0) {
+			if (pfd[1].revents) {
+				worker_sig_int = 1;
+				*end = RELAY_SHUTDOWN;
+				return -1;
+			}
+			if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+				log_info("client left while held by "
+				    "maintenance; its request was not run");
+				/* The server saw nothing: it stays reusable. */
+				relay_c2s.start = relay_c2s.end = 0;
+				relay_c2s.hold = 0;
+				relay_c2s.scan.hdrlen = 0;
+				st->pending = st->unsynced = 0;
+				*end = RELAY_CLIENT_GONE;
+				return -1;
+			}
+		}
+	}
+	relay_set_state(st->slot, SLOT_TX_ACTIVE);
+	return 0;
+}
 
 /* Follow the client's messages in newly read bytes [from, end). */
 static int
@@ -175,6 +238,9 @@ relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
 			st->server->txstatus = sc->cap[0];
 			if (st->pending > 0)
 				st->pending--;
+			st->slot->queries++;
+			if (st->pending == 0 && !st->unsynced)
+				relay_set_state(st->slot, sc->cap[0]);
 		} else if (sc->type == 'C') {
 			if (sc->caplen == 7 && memcmp(sc->cap, "LISTEN", 7) == 0)
 				st->listening = 1;
@@ -328,7 +394,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 	enum pgm_relay_end end;
 	ssize_t		 n;
 	size_t		 old;
-	int		 fillflags, clientflags, slow = 0, timeout, timed;
+	int		 fillflags, clientflags, slow = 0, timeout, timed, idle;
 	int64_t		 last, left;
 	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
@@ -336,6 +402,7 @@ relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
+	st.slot = shm_slot(worker_slot);
 	if (srv->ssl == NULL)
 		relay_blocking(srv->fd, 1);
 	if (cl->ssl == NULL)
@@ -461,6 +528,7 @@ s:
 				break;
 			}
 			s2c->end += n;
+			st.slot->bytes_out += n;
 			slow = 0;
 			if (cap != NULL)
 				capture_server(cap, s2c->buf + old, n,
@@ -497,7 +565,11 @@ c:
 				c2s->eof = 1;
 				continue;
 			}
+			idle = st.pending == 0 && !st.unsynced && !st.copy &&
+			    c2s->start == c2s->end - c2s->hold &&
+			    srv->txstatus == 'I';
 			c2s->end += n;
+			st.slot->bytes_in += n;
 			if (timed)
 				last = net_now_ms();
 			if (cap != NULL)
@@ -507,6 +579,18 @@ c:
 				end = st.too_large ? RELAY_TOO_LARGE :
 				    RELAY_PROTOCOL;
 				break;
+			}
+			/*
+			 * A new request of an idle session: say so first, then
+			 * look at maintenance (the supervisor does the
+			 * opposite), so that one of us sees the other.
+			 */
+			if (idle && (st.pending > 0 || st.unsynced) &&
+			    !st.terminated) {
+				relay_set_state(st.slot, SLOT_TX_ACTIVE);
+				if (relay_maintenance(cl->database) &&
+				    relay_maint_wait(cl, &st, &end) == -1)
+					break;
 			}
 			if (relay_flush(c2s) == -1) {
 				end = RELAY_SERVER_GONE;

@@ -7,7 +7,8 @@
  * scoreboard slot per possible worker, then one counter block per pool
  * ((user, database) pair), then for mirroring: the counters of each
  * mirror, one ring header per (mirror, mirror worker), one entry per
- * mirror worker, and the rings' data (mqueue.c says how rings work).
+ * mirror worker, the counters and maintenance flag of each database,
+ * and the rings' data (mqueue.c says how rings work).
  * The mapping starts zeroed and untouched pages cost no memory, so the
  * rings take real memory only as far as they have been filled.
  *
@@ -55,7 +56,8 @@ shm_ring_bytes(const struct pgm_config *c, int i)
 int
 shm_create(const struct pgm_config *c)
 {
-	size_t		 hdr, slots, pools, mirrors, rings, mworkers, data, total;
+	size_t		 hdr, slots, pools, mirrors, rings, mworkers, dbs, data;
+	size_t		 total;
 	size_t		 off;
 	int		 npools = c->nusers * c->ndatabases;
 	int		 nmw = c->nmirrors > 0 ? c->mirror_workers : 0;
@@ -78,9 +80,11 @@ shm_create(const struct pgm_config *c)
 	rings = shm_align((size_t)c->nmirrors * nmw *
 	    sizeof(struct pgm_mqueue));
 	mworkers = shm_align((size_t)nmw * sizeof(struct pgm_mworker));
+	dbs = shm_align((size_t)c->ndatabases * (sizeof(struct pgm_db_stats) +
+	    1));
 	for (data = 0, i = 0; i < c->nmirrors; i++)
 		data += (size_t)nmw * shm_align(shm_ring_bytes(c, i));
-	total = hdr + slots + pools + mirrors + rings + mworkers + data;
+	total = hdr + slots + pools + mirrors + rings + mworkers + dbs + data;
 	/* Zero-filled by the kernel, page by page as first touched. */
 	base = mmap(NULL, total, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -103,6 +107,10 @@ shm_create(const struct pgm_config *c)
 	off += rings;
 	pgm_shm->mworkers = (struct pgm_mworker *)(base + off);
 	off += mworkers;
+	pgm_shm->dbstats = (struct pgm_db_stats *)(base + off);
+	pgm_shm->maint_db = (volatile uint8_t *)(base + off +
+	    (size_t)c->ndatabases * sizeof(struct pgm_db_stats));
+	off += dbs;
 	for (w = 0; w < nmw; w++)
 		if ((pgm_shm->mworkers[w].efd = eventfd(0,
 		    EFD_NONBLOCK | EFD_CLOEXEC)) == -1)

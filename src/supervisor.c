@@ -36,6 +36,7 @@
 #define sd_notify(u, s)		0
 #define sd_notifyf(u, f, ...)	0
 #define sd_listen_fds(u)	0
+#define sd_watchdog_enabled(u, p) 0
 #define SD_LISTEN_FDS_START	3
 #endif
 
@@ -109,13 +110,8 @@ sup_signals(void)
 static void
 sup_unix_check(const struct sockaddr_un *sun)
 {
-	int		 fd;
-
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		fatal("socket");
-	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) == 0)
+	if (net_unix_in_use(sun))
 		fatalx("%s is in use by a running server", sun->sun_path);
-	close(fd);
 	(void)unlink(sun->sun_path);
 }
 
@@ -263,6 +259,7 @@ sup_spawn(int refuser)
 		close(sup_selfpipe[0]);
 		close(sup_selfpipe[1]);
 		close(sup_death[1]);
+		control_child();
 		slot->pid = getpid();
 		worker_main(i, sup_lfd, sup_nlfd, sup_death[0], refuser);
 	}
@@ -287,6 +284,7 @@ sup_spawn_mirror(int w)
 		close(sup_selfpipe[0]);
 		close(sup_selfpipe[1]);
 		close(sup_death[1]);
+		control_child();
 		for (w2 = 0; w2 < sup_nlfd; w2++)
 			close(sup_lfd[w2]);	/* mirror workers take no clients */
 		mirror_main(w, sup_death[0]);
@@ -474,43 +472,77 @@ sup_same_listen(const struct pgm_config *a, const struct pgm_config *b)
 }
 
 /*
- * SIGHUP: read and check the config file again, load its certificates,
- * and if all is well make it the running config: new workers are forked
- * with it, idle workers of the old one leave at once and busy ones when
- * their client does.  Shared memory, and so every counter, stays.  What
- * it sizes (workers.max, the databases and users entries) cannot change
- * without a restart, nor can the listening addresses.  Returns 0 when
- * the new config runs, -1 when the old one stays (and the log says why).
+ * Load the config file again and check that it can replace the running
+ * one without a restart.  Returns it, or NULL with the reason in why
+ * (and every error logged).
  */
-static int
-sup_reload(void)
+static struct pgm_config *
+sup_load_checked(char *why, size_t len)
 {
 	static struct pgm_config_errors errs;
+	struct pgm_config *nc;
+	int		 i;
+
+	if ((nc = config_load(pgm_conf->path, &errs)) == NULL) {
+		for (i = 0; i < errs.n; i++)
+			log_warnx("reload: %s:%d: %s", errs.file,
+			    errs.err[i].line, errs.err[i].msg);
+		snprintf(why, len, "%s:%d: %s%s", errs.file,
+		    errs.n ? errs.err[0].line : 0,
+		    errs.n ? errs.err[0].msg : "cannot load",
+		    errs.n > 1 ? " (and more errors, see the log)" : "");
+		return NULL;
+	}
+	if (!sup_same_shape(pgm_conf, nc)) {
+		snprintf(why, len, "workers.max, the names and order of the "
+		    "databases and users entries, the mirrors (their source, "
+		    "destination, queue and queue_bytes) or mirror.workers "
+		    "changed; they size shared memory: restart pgmirror to "
+		    "apply this file");
+		config_free(nc);
+		return NULL;
+	}
+	return nc;
+}
+
+/* Would a reload take the file on disk?  0, or -1 with the reason. */
+int
+supervisor_check(char *why, size_t len)
+{
+	struct pgm_config *nc;
+
+	if ((nc = sup_load_checked(why, len)) == NULL)
+		return -1;
+	config_free(nc);
+	return 0;
+}
+
+/*
+ * Reload (SIGHUP, pgmirrorctl reload, the admin console's RELOAD, a
+ * switchover): read and check the config file again, load its
+ * certificates, and if all is well make it the running config: new
+ * workers are forked with it, idle workers of the old one leave at once
+ * and busy ones when their client does.  Shared memory, and so every
+ * counter, stays.  What it sizes cannot change without a restart, nor
+ * can the listening addresses.  Returns 0 when the new config runs, -1
+ * when the old one stays, with the reason in why (and in the log).
+ */
+int
+supervisor_reload(char *why, size_t len)
+{
 	struct pgm_config *nc, *old = pgm_conf;
 	char		 tlserr[512];
 	int		 i, retire;
 
-	sd_notify(0, "RELOADING=1");
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)(mqueue_now_ns() / 1000));
 	log_info("reloading %s", old->path);
-	if ((nc = config_load(old->path, &errs)) == NULL) {
-		for (i = 0; i < errs.n; i++)
-			log_warnx("reload: %s:%d: %s", errs.file,
-			    errs.err[i].line, errs.err[i].msg);
-		log_warnx("reload failed: keeping the running configuration");
+	if ((nc = sup_load_checked(why, len)) == NULL)
 		goto keep;
-	}
-	if (!sup_same_shape(old, nc)) {
-		log_warnx("reload refused: workers.max, the names and "
-		    "order of the databases and users entries, the mirrors "
-		    "(their source, destination, queue and queue_bytes) or "
-		    "mirror.workers changed; they size shared memory: restart "
-		    "pgmirror to apply this file");
-		goto free;
-	}
 	if (tls_init(nc, tlserr, sizeof(tlserr)) == -1) {
-		log_warnx("reload failed: %s; keeping the running "
-		    "configuration and certificates", tlserr);
-		goto free;
+		snprintf(why, len, "%s", tlserr);
+		config_free(nc);
+		goto keep;
 	}
 	/*
 	 * What needs a restart keeps its running value, so the running
@@ -533,6 +565,12 @@ sup_reload(void)
 		    "restart");
 		nc->log_stderr = old->log_stderr;
 		nc->log_facility = old->log_facility;
+	}
+	if (!sup_same_str(old->control_socket, nc->control_socket)) {
+		log_warnx("reload: control_socket needs a restart");
+		free(nc->control_socket);
+		nc->control_socket = old->control_socket;
+		old->control_socket = NULL;
 	}
 	/*
 	 * Mirror workers keep their destination sessions unless what they
@@ -559,12 +597,26 @@ sup_reload(void)
 	log_info("configuration reloaded (generation %d)",
 	    pgm_shm->generation);
 	sd_notify(0, "READY=1");
+	control_status();
 	return 0;
-free:
-	config_free(nc);
 keep:
+	log_warnx("reload failed: %s; keeping the running configuration",
+	    why);
 	sd_notify(0, "READY=1");
 	return -1;
+}
+
+/* Tell systemd a one-line summary (STATUS=). */
+void
+supervisor_notify_status(const char *fmt, ...)
+{
+	char		 msg[256];
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sd_notifyf(0, "STATUS=%s", msg);
 }
 
 /* Number of live refusers (0 or 1). */
@@ -671,7 +723,11 @@ sup_stats(void)
 int
 supervisor_main(struct pgm_config *c, int debug)
 {
-	struct pollfd	 pfd;
+	struct pollfd	 pfd[1 + 17];
+	uint64_t	 watchdog_usec = 0;
+	int64_t		 last_watchdog = 0;
+	char		 why[512];
+	int		 npfd;
 	int64_t		 now, throttle_until = 0, throttle = 0, spawn_tick = 0;
 	int64_t		 stop_deadline = 0, last_stats, full_since = 0;
 	int		 spawned_this_tick = 0, rate = 1, early, idle, i;
@@ -682,6 +738,7 @@ supervisor_main(struct pgm_config *c, int debug)
 	(void)debug;
 	sup_signals();
 	sup_listen(c);
+	control_open(c);
 	if (shm_create(c) == -1)
 		fatal("cannot create shared memory");
 	if (pipe2(sup_death, O_CLOEXEC) == -1)
@@ -695,15 +752,26 @@ supervisor_main(struct pgm_config *c, int debug)
 	for (i = 0; i < pgm_shm->nmworkers; i++)
 		sup_spawn_mirror(i);
 	sd_notify(0, "READY=1");
+	control_status();
+	if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
+		watchdog_usec = 0;
 	last_stats = net_now_ms();
 
 	for (;;) {
-		pfd.fd = sup_selfpipe[0];
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, 200) > 0)
+		pfd[0].fd = sup_selfpipe[0];
+		pfd[0].events = POLLIN;
+		npfd = 1 + control_pollfds(pfd + 1);
+		if (poll(pfd, npfd, control_busy() ? 20 : 200) > 0 &&
+		    pfd[0].revents)
 			while (read(sup_selfpipe[0], drain, sizeof(drain)) > 0)
 				;
+		control_tick(pfd + 1, npfd - 1);
 		now = net_now_ms();
+		if (watchdog_usec > 0 &&
+		    (now - last_watchdog) * 2000 >= (int64_t)watchdog_usec) {
+			last_watchdog = now;
+			sd_notify(0, "WATCHDOG=1");
+		}
 
 		if (sup_sig_chld) {
 			sup_sig_chld = 0;
@@ -723,12 +791,14 @@ supervisor_main(struct pgm_config *c, int debug)
 			sup_signal_workers(SIGQUIT);
 			sup_signal_mirrors(SIGQUIT);
 			sup_listen_close();
+			control_close();
 			_exit(1);
 		}
 		if (sup_sig_int && stopping < 2) {
 			sup_sig_int = 0;
 			log_info("fast shutdown: ending every session");
 			sup_listen_close();
+			control_close();
 			pgm_shm->shutdown = 1;
 			sup_signal_workers(SIGINT);
 			sup_signal_mirrors(SIGINT);
@@ -741,6 +811,7 @@ supervisor_main(struct pgm_config *c, int debug)
 			log_info("smart shutdown: waiting up to %d s for "
 			    "clients to leave", c->shutdown_timeout);
 			sup_listen_close();
+			control_close();
 			pgm_shm->shutdown = 1;
 			sup_signal_workers(SIGTERM);
 			stopping = 1;
@@ -750,7 +821,8 @@ supervisor_main(struct pgm_config *c, int debug)
 		}
 		if (sup_sig_hup) {
 			sup_sig_hup = 0;
-			if (!stopping && sup_reload() == 0)
+			if (!stopping && supervisor_reload(why,
+			    sizeof(why)) == 0)
 				c = pgm_conf;
 		}
 		if (stopping) {
@@ -851,6 +923,7 @@ supervisor_main(struct pgm_config *c, int debug)
 		    now - last_stats >= (int64_t)c->stats_period * 1000) {
 			last_stats = now;
 			sup_stats();
+			control_status();
 		}
 	}
 }

@@ -346,6 +346,44 @@ worker_welcome(struct pgm_client *cl, const struct pgm_server *s)
 	return rc;
 }
 
+/* Show the session in our scoreboard slot (SHOW CLIENTS). */
+static void
+worker_publish(const struct pgm_client *cl)
+{
+	struct pgm_slot	*slot = shm_slot(worker_slot);
+
+	slot->queries = slot->bytes_in = slot->bytes_out = 0;
+	snprintf(slot->addr, sizeof(slot->addr), "%s", cl->addr);
+	slot->user = cl->user;
+	slot->database = cl->database;
+	slot->state_since = net_now_ms();
+	slot->txstate = SLOT_TX_NONE;
+}
+
+/* The session is over: add it to its database's counters. */
+static void
+worker_unpublish(const struct pgm_client *cl)
+{
+	struct pgm_slot	*slot = shm_slot(worker_slot);
+	struct pgm_db_stats *ds;
+
+	if (slot->database >= 0 && cl->database >= 0 &&
+	    cl->database < pgm_conf->ndatabases) {
+		ds = &pgm_shm->dbstats[cl->database];
+		__atomic_add_fetch(&ds->clients, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&ds->queries, slot->queries,
+		    __ATOMIC_RELAXED);
+		__atomic_add_fetch(&ds->bytes_in, slot->bytes_in,
+		    __ATOMIC_RELAXED);
+		__atomic_add_fetch(&ds->bytes_out, slot->bytes_out,
+		    __ATOMIC_RELAXED);
+	}
+	slot->txstate = SLOT_TX_NONE;
+	slot->user = slot->database = -1;
+	slot->queries = slot->bytes_in = slot->bytes_out = 0;
+	slot->addr[0] = '\0';
+}
+
 /*
  * Serve one accepted client from startup to goodbye.  The refuser, and
  * a worker over client.max_connections, only read the startup packet
@@ -363,6 +401,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 	int		 reusable = 0, boundary = 0;
 
 	memset(cl, 0, offsetof(struct pgm_client, startup_buf));
+	shm_slot(worker_slot)->user = shm_slot(worker_slot)->database = -1;
 	explicit_bzero(&cl->scram, sizeof(cl->scram));
 	cl->have_client_key = 0;
 	cl->fd = fd;
@@ -380,7 +419,10 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 		client_fail(cl, "53300", "sorry, too many clients already");
 		goto done;
 	}
-	if (worker_route(cl) == -1 || auth_client(cl, deadline) == -1)
+	if (worker_route(cl) == -1)
+		goto done;
+	worker_publish(cl);
+	if (auth_client(cl, deadline) == -1)
 		goto done;
 	if ((srv = pool_get(cl, &b)) == NULL) {
 		if (b.len > 0)
@@ -393,6 +435,9 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 		goto done;
 	}
 	log_debug("session started");
+	shm_slot(worker_slot)->state_since = net_now_ms();
+	__atomic_store_n(&shm_slot(worker_slot)->txstate, SLOT_TX_IDLE,
+	    __ATOMIC_SEQ_CST);
 	worker_cancel_publish(cl, srv);
 	mirror_session_start(cl);
 	end = relay_session(cl, srv, &reusable, &boundary);
@@ -442,6 +487,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 	pool_put(srv, reusable);
 	srv = NULL;
 done:
+	worker_unpublish(cl);
 	explicit_bzero(&cl->scram, sizeof(cl->scram));
 	buf_free(&b);
 	tls_close(cl->ssl);

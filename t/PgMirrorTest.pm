@@ -535,6 +535,7 @@ sub _cfggroup {
 #                 (default [ { name => 'app', password => 'secret' } ])
 #   auth_type, shutdown_timeout, workers => {..}, pool => {..},
 #   log => {..} (merged over destination = "stderr"),
+#   control_socket => PATH (default DIR/pgmirror.sock),
 #   listen_v6  => 1 (also listen on [::1]),
 #   extra      => raw config text appended,
 #   config     => full config text (overrides everything but listen),
@@ -547,6 +548,7 @@ sub pgm_start {
 	my $self = bless {
 		dir => $dir, port => $port, host => '127.0.0.1', sockdir => $dir,
 		logfile => "$dir/pgmirror.log", conffile => "$dir/pgmirror.conf",
+		ctlsock => $o{control_socket} // "$dir/pgmirror.sock",
 		pg => $pg, bin => $bin,
 	}, 'PgMirrorTest::Pgm';
 
@@ -559,6 +561,8 @@ sub pgm_start {
 	my $conf;
 	if (defined $o{config}) {
 		$conf = $listen . $o{config};
+		$conf .= "\ncontrol_socket = " . _cfgval($self->{ctlsock}) . ";\n"
+			unless $o{config} =~ /^\s*control_socket\s*=/m;
 	} else {
 		my $dbs = $o{databases} // [ { name => 'appdb', database => 'appdb' } ];
 		my $users = $o{users} // [ { name => 'app', password => 'secret' } ];
@@ -568,6 +572,7 @@ sub pgm_start {
 		$conf = "# written by PgMirrorTest\n" . $listen;
 		$conf .= 'auth_type = ' . _cfgval($o{auth_type}) . ";\n" if $o{auth_type};
 		$conf .= "shutdown_timeout = " . ($o{shutdown_timeout} // 5) . ";\n";
+		$conf .= 'control_socket = ' . _cfgval($o{control_socket} // "$dir/pgmirror.sock") . ";\n";
 		$conf .= 'workers = ' . _cfggroup(\%workers) . ";\n";
 		$conf .= 'pool = ' . _cfggroup(\%pool) . ";\n";
 		my %log = (destination => 'stderr', %{ $o{log} || {} });
