@@ -672,6 +672,7 @@ extern int worker_slot;
 __attribute__((noreturn))
 void	 worker_main(int, int *, int, int, int);
 int	 worker_interrupted(void);
+void	 worker_session_server(struct pgm_client *, const struct pgm_server *);
 void	 worker_cancel_request(const struct pgm_startup *);
 
 /* auth.c */
@@ -712,10 +713,15 @@ enum pgm_relay_end {
 	RELAY_TOO_LARGE,	/* client sent a message over the limit */
 	RELAY_IDLE_TIMEOUT,	/* client idle past client.idle_timeout */
 	RELAY_IDLE_IN_TRANSACTION,	/* ... in a transaction */
-	RELAY_SHUTDOWN		/* fast shutdown asked */
+	RELAY_SHUTDOWN,		/* fast shutdown asked */
+	RELAY_MOVE_FAILED	/* could not follow its database (move.c) */
 };
-enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server *,
+enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server **,
 	    int *, int *);
+
+/* move.c */
+void	 move_init(int);
+int	 move_check(struct pgm_client *, struct pgm_server **);
 
 /* Globals set up by main and the supervisor, read everywhere. */
 extern struct pgm_config *pgm_conf;

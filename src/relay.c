@@ -336,6 +336,20 @@ relay_blocking(int fd, int on)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
+/* The session moved to another server connection (move.c). */
+static void
+relay_switch_server(struct relay_state *st, struct pgm_server *srv)
+{
+	st->server = srv;
+	relay_c2s.to = srv->fd;
+	relay_c2s.to_ssl = srv->ssl;
+	relay_s2c.from = srv->fd;
+	relay_s2c.from_ssl = srv->ssl;
+	scan_init(&relay_s2c.scan, PGM_MESSAGE_MAX);
+	if (srv->ssl == NULL)
+		relay_blocking(srv->fd, 1);
+}
+
 /* Reset a direction for a new session. */
 static void
 relay_dir_init(struct relay_dir *d, int from, struct ssl_st *from_ssl,
@@ -385,9 +399,10 @@ relay_idle_left(const struct relay_state *st, int64_t last,
  * it an ErrorResponse.
  */
 enum pgm_relay_end
-relay_session(struct pgm_client *cl, struct pgm_server *srv, int *reusable,
+relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
     int *boundary)
 {
+	struct pgm_server *srv = *srvp;
 	struct relay_dir *c2s = &relay_c2s, *s2c = &relay_s2c;
 	struct relay_state st;
 	struct pollfd	 pfd[3];
@@ -591,6 +606,15 @@ c:
 				if (relay_maintenance(cl->database) &&
 				    relay_maint_wait(cl, &st, &end) == -1)
 					break;
+				/* A reload may have moved our database. */
+				if (move_check(cl, srvp) == -1) {
+					end = RELAY_MOVE_FAILED;
+					break;
+				}
+				if (*srvp != srv) {
+					srv = *srvp;
+					relay_switch_server(&st, srv);
+				}
 			}
 			if (relay_flush(c2s) == -1) {
 				end = RELAY_SERVER_GONE;

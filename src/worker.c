@@ -139,6 +139,13 @@ worker_cancel_publish(struct pgm_client *cl, const struct pgm_server *s)
 	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
 }
 
+/* The session runs on another server connection now (move.c). */
+void
+worker_session_server(struct pgm_client *cl, const struct pgm_server *s)
+{
+	worker_cancel_publish(cl, s);
+}
+
 /* Withdraw our client's cancel key. */
 static void
 worker_cancel_withdraw(void)
@@ -440,7 +447,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 	    __ATOMIC_SEQ_CST);
 	worker_cancel_publish(cl, srv);
 	mirror_session_start(cl);
-	end = relay_session(cl, srv, &reusable, &boundary);
+	end = relay_session(cl, &srv, &reusable, &boundary);
 	mirror_session_end();
 	worker_cancel_withdraw();
 	switch (end) {
@@ -473,6 +480,10 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 		if (boundary)
 			client_fail(cl, "25P03", "terminating connection due "
 			    "to idle-in-transaction timeout");
+		break;
+	case RELAY_MOVE_FAILED:
+		/* The client was told; the old server saw nothing pending. */
+		reusable = 0;
 		break;
 	case RELAY_SHUTDOWN:
 		if (boundary)
@@ -537,6 +548,7 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 
 	worker_slot = slotno;
 	pgm_death_fd = death_fd;
+	move_init(shm_slot(slotno)->generation);
 	{
 		struct sched_param sp = { 0 };
 

@@ -1,0 +1,479 @@
+/*
+ * move.c: moving a live session to another server after a reload.
+ *
+ * A reload may point a database entry at another server (a
+ * switchover).  Sessions opened before it run on the old one; the
+ * relay calls move_check when such a session is between transactions
+ * and has just sent a new request, not yet forwarded.  If the worker's
+ * config is older than the running one, the worker loads the file too,
+ * and if the session's database entry now leads elsewhere, the session
+ * moves:
+ *
+ *   1. On the old server: does the session hold anything that cannot
+ *      move (temporary tables, advisory locks, LISTEN, cursors WITH
+ *      HOLD)?  Then it ends with a FATAL naming what.
+ *   2. Also there: the settings it changed (pg_settings, source
+ *      "session") and its prepared statements (pg_prepared_statements).
+ *   3. A new server connection on the new server, with the client's
+ *      startup parameters; the settings applied again with set_config
+ *      and the statements prepared again (a statement prepared through
+ *      the protocol becomes a PREPARE with the same name and parameter
+ *      types, which Bind and Execute use the same way).
+ *   4. The client is told, with ParameterStatus, the values that differ
+ *      on the new server; the old connection is closed and the held
+ *      request goes to the new one.
+ *
+ * Nothing of this reaches the client but those ParameterStatus
+ * messages.  When the new server cannot be reached, or refuses what the
+ * session had, the session ends with a FATAL saying why.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgmirror.h"
+
+#define MOVE_TIMEOUT	30000		/* ms for each exchange */
+
+/* The generation of the config this worker's sessions run with. */
+static int	 move_gen = -1;
+
+/* One row of a result: up to 4 text columns. */
+struct move_row {
+	char		*col[4];
+};
+
+struct move_result {
+	struct move_row	*rows;
+	int		 nrows;
+	char		 error[256];	/* an ErrorResponse's message, or "" */
+};
+
+static void
+move_result_free(struct move_result *r)
+{
+	int		 i, k;
+
+	for (i = 0; i < r->nrows; i++)
+		for (k = 0; k < 4; k++)
+			free(r->rows[i].col[k]);
+	free(r->rows);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Keep the DataRow in body as a row of r.  0, or -1. */
+static int
+move_datarow(struct move_result *r, const uint8_t *body, size_t len)
+{
+	struct pgm_reader rd;
+	struct move_row	*nr, *row;
+	uint32_t	 clen;
+	uint8_t		 h, l;
+	const uint8_t	*p;
+	int		 i, n;
+
+	reader_init(&rd, body, len);
+	if (reader_u8(&rd, &h) == -1 || reader_u8(&rd, &l) == -1)
+		return -1;
+	n = h << 8 | l;
+	if ((nr = realloc(r->rows, (r->nrows + 1) * sizeof(*nr))) == NULL)
+		return -1;
+	r->rows = nr;
+	row = &r->rows[r->nrows++];
+	memset(row, 0, sizeof(*row));
+	for (i = 0; i < n; i++) {
+		if (reader_u32(&rd, &clen) == -1)
+			return -1;
+		if (clen == 0xffffffff)
+			continue;		/* NULL */
+		if (reader_bytes(&rd, clen, &p) == -1)
+			return -1;
+		if (i < 4 && (row->col[i] = strndup((const char *)p,
+		    clen)) == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Run simple queries on a server connection and read every answer up
+ * to the last ReadyForQuery: the rows of the last result set, the first
+ * error.  ParameterStatus values are recorded on the connection.
+ * Returns 0, or -1 if the connection failed.
+ */
+static int
+move_query(struct pgm_server *s, const char *sql, struct move_result *r)
+{
+	struct pgm_buf	 b;
+	struct pgm_reader rd;
+	const char	*sev, *code, *msg, *name, *value;
+	int64_t		 deadline = net_now_ms() + MOVE_TIMEOUT;
+	uint8_t		 type;
+	int		 rc = -1;
+
+	memset(r, 0, sizeof(*r));
+	buf_init(&b);
+	proto_query(&b, sql);
+	if (b.failed || net_write_full(s->fd, s->ssl, b.data, b.len,
+	    deadline) == -1)
+		goto out;
+	for (;;) {
+		if (net_read_message(s->fd, s->ssl, &b, &type, 64 * 1024 * 1024,
+		    deadline) == -1)
+			goto out;
+		switch (type) {
+		case 'T':
+			/* a new result set: keep only the last one's rows */
+			while (r->nrows > 0) {
+				struct move_row *row = &r->rows[--r->nrows];
+
+				free(row->col[0]);
+				free(row->col[1]);
+				free(row->col[2]);
+				free(row->col[3]);
+			}
+			break;
+		case 'D':
+			if (move_datarow(r, b.data + 5, b.len - 5) == -1)
+				goto out;
+			break;
+		case 'E':
+			if (r->error[0] == '\0') {
+				proto_error_fields(b.data + 5, b.len - 5, &sev,
+				    &code, &msg);
+				snprintf(r->error, sizeof(r->error), "%s (%s)",
+				    msg, code);
+			}
+			break;
+		case 'S':
+			reader_init(&rd, b.data + 5, b.len - 5);
+			if (reader_str(&rd, &name) == 0 &&
+			    reader_str(&rd, &value) == 0)
+				server_set_status(s, name, value);
+			break;
+		case 'Z':
+			s->txstatus = b.len > 5 ? b.data[5] : 'I';
+			rc = 0;
+			goto out;
+		}
+	}
+out:
+	buf_free(&b);
+	return rc;
+}
+
+/* Append s to b as an SQL string literal. */
+static void
+move_literal(struct pgm_buf *b, const char *s)
+{
+	buf_put_u8(b, 'E');
+	buf_put_u8(b, '\'');
+	for (; *s != '\0'; s++) {
+		if (*s == '\'' || *s == '\\')
+			buf_put_u8(b, (uint8_t)*s);
+		buf_put_u8(b, (uint8_t)*s);
+	}
+	buf_put_u8(b, '\'');
+}
+
+/* Append s to b as a quoted SQL identifier. */
+static void
+move_ident(struct pgm_buf *b, const char *s)
+{
+	buf_put_u8(b, '"');
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			buf_put_u8(b, '"');
+		buf_put_u8(b, (uint8_t)*s);
+	}
+	buf_put_u8(b, '"');
+}
+
+/*
+ * What the old server's session holds that cannot move, as text in why
+ * (empty: nothing).  -1 if the server failed.
+ */
+static int
+move_blockers(struct pgm_server *s, char *why, size_t len)
+{
+	static const char *q = "SELECT "
+	    "(SELECT count(*) FROM pg_class WHERE relnamespace = "
+	    "pg_my_temp_schema()), "
+	    "(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+	    "pid = pg_backend_pid()), "
+	    "(SELECT count(*) FROM pg_listening_channels()), "
+	    "(SELECT count(*) FROM pg_cursors WHERE is_holdable)";
+	static const char *what[4] = { "temporary tables", "advisory locks",
+	    "LISTEN", "cursors WITH HOLD" };
+	struct move_result r;
+	size_t		 n = 0;
+	int		 i;
+
+	why[0] = '\0';
+	if (move_query(s, q, &r) == -1)
+		return -1;
+	if (r.error[0] != '\0' || r.nrows != 1) {
+		snprintf(why, len, "cannot inspect the session: %s",
+		    r.error[0] ? r.error : "no answer");
+		move_result_free(&r);
+		return 0;
+	}
+	for (i = 0; i < 4; i++)
+		if (r.rows[0].col[i] != NULL && strcmp(r.rows[0].col[i],
+		    "0") != 0 && n + 2 < len)
+			n += snprintf(why + n, len - n, "%s%s", n ? ", " : "",
+			    what[i]);
+	move_result_free(&r);
+	return 0;
+}
+
+/*
+ * Build the statements that give a new session what the old one had:
+ * its session settings and its prepared statements.  -1 if the old
+ * server failed or refused.
+ */
+static int
+move_state(struct pgm_server *s, struct pgm_buf *out, char *why, size_t len)
+{
+	struct move_result r;
+	int		 i;
+
+	/* Settings from the startup packet come back with the login. */
+	if (move_query(s, "SELECT name, setting FROM pg_settings WHERE "
+	    "source = 'session' AND name NOT IN ('is_superuser', "
+	    "'server_encoding', 'server_version', 'integer_datetimes', "
+	    "'session_authorization', 'transaction_isolation', "
+	    "'transaction_read_only', 'transaction_deferrable')", &r) == -1)
+		return -1;
+	if (r.error[0] != '\0') {
+		snprintf(why, len, "reading its settings: %s", r.error);
+		move_result_free(&r);
+		return -1;
+	}
+	for (i = 0; i < r.nrows; i++) {
+		if (r.rows[i].col[0] == NULL || r.rows[i].col[1] == NULL)
+			continue;
+		buf_put_strn(out, "SELECT pg_catalog.set_config(");
+		move_literal(out, r.rows[i].col[0]);
+		buf_put_strn(out, ", ");
+		move_literal(out, r.rows[i].col[1]);
+		buf_put_strn(out, ", false);\n");
+	}
+	move_result_free(&r);
+	if (move_query(s, "SELECT name, statement, from_sql::text, "
+	    "array_to_string(parameter_types::text[], ',') FROM "
+	    "pg_prepared_statements", &r) == -1)
+		return -1;
+	if (r.error[0] != '\0') {
+		snprintf(why, len, "reading its prepared statements: %s",
+		    r.error);
+		move_result_free(&r);
+		return -1;
+	}
+	for (i = 0; i < r.nrows; i++) {
+		struct move_row *row = &r.rows[i];
+
+		if (row->col[0] == NULL || row->col[1] == NULL)
+			continue;
+		if (row->col[2] != NULL && strcmp(row->col[2], "true") == 0) {
+			/* the PREPARE command as the client wrote it */
+			buf_put_strn(out, row->col[1]);
+			buf_put_strn(out, ";\n");
+			continue;
+		}
+		buf_put_strn(out, "PREPARE ");
+		move_ident(out, row->col[0]);
+		if (row->col[3] != NULL && row->col[3][0] != '\0') {
+			buf_put_strn(out, " (");
+			buf_put_strn(out, row->col[3]);
+			buf_put_strn(out, ")");
+		}
+		buf_put_strn(out, " AS ");
+		buf_put_strn(out, row->col[1]);
+		buf_put_strn(out, ";\n");
+	}
+	move_result_free(&r);
+	buf_put_u8(out, 0);
+	return out->failed ? -1 : 0;
+}
+
+/* Tell the client the ParameterStatus values the new server changed. */
+static int
+move_tell_client(struct pgm_client *cl, const struct pgm_server *old,
+    const struct pgm_server *nw)
+{
+	struct pgm_buf	 b;
+	int		 i, k, same, rc;
+
+	buf_init(&b);
+	for (i = 0; i < nw->nstatus; i++) {
+		for (same = 0, k = 0; k < old->nstatus; k++)
+			if (strcmp(old->status_name[k], nw->status_name[i]) ==
+			    0) {
+				same = strcmp(old->status_value[k],
+				    nw->status_value[i]) == 0;
+				break;
+			}
+		if (!same)
+			proto_parameter_status(&b, nw->status_name[i],
+			    nw->status_value[i]);
+	}
+	rc = b.len > 0 ? client_send(cl, &b) : 0;
+	buf_free(&b);
+	return rc;
+}
+
+/* Does a database entry lead to the same server under both configs? */
+static int
+move_same_server(const struct pgm_database *a, const struct pgm_database *b)
+{
+	return strcmp(a->host, b->host) == 0 && a->port == b->port &&
+	    strcmp(a->dbname, b->dbname) == 0 && a->tls_mode == b->tls_mode;
+}
+
+/*
+ * Load the running config in this worker, if it is newer than ours.
+ * Returns it (and keeps ours in *old), or NULL when there is nothing
+ * newer or it cannot be used.
+ */
+static struct pgm_config *
+move_load(void)
+{
+	static struct pgm_config_errors errs;
+	struct pgm_config *nc;
+	char		 tlserr[256];
+
+	if ((nc = config_load(pgm_conf->path, &errs)) == NULL) {
+		log_warnx("reload in worker: %s:%d: %s", errs.file,
+		    errs.n ? errs.err[0].line : 0,
+		    errs.n ? errs.err[0].msg : "?");
+		return NULL;
+	}
+	if (nc->ndatabases != pgm_conf->ndatabases ||
+	    nc->nusers != pgm_conf->nusers) {
+		config_free(nc);
+		return NULL;
+	}
+	if (tls_init(nc, tlserr, sizeof(tlserr)) == -1) {
+		log_warnx("reload in worker: %s", tlserr);
+		config_free(nc);
+		return NULL;
+	}
+	return nc;
+}
+
+/* Note the generation this worker's config belongs to. */
+void
+move_init(int generation)
+{
+	move_gen = generation;
+}
+
+/*
+ * Called by the relay when the session is between transactions and a
+ * new request waits, unsent.  Moves the session if a reload pointed its
+ * database elsewhere.  Returns 0 to go on (on *srvp, which may be a new
+ * connection), or -1 when the session must end: the client has been
+ * told why when that was possible.
+ */
+int
+move_check(struct pgm_client *cl, struct pgm_server **srvp)
+{
+	struct pgm_server *old = *srvp, *nw;
+	struct pgm_config *nc, *oc;
+	struct pgm_buf	 sql, out;
+	struct move_result r;
+	char		 why[512];
+	int		 gen;
+
+	gen = __atomic_load_n(&pgm_shm->generation, __ATOMIC_ACQUIRE);
+	if (gen == move_gen)
+		return 0;
+	move_gen = gen;
+	if ((nc = move_load()) == NULL)
+		return 0;
+	oc = pgm_conf;
+	if (move_same_server(&oc->databases[cl->database],
+	    &nc->databases[cl->database])) {
+		/* Nothing moves; this worker leaves after its session. */
+		config_free(nc);
+		return 0;
+	}
+	log_info("database \"%s\" now on %s:%d: moving the session",
+	    nc->databases[cl->database].name, nc->databases[cl->database].host,
+	    nc->databases[cl->database].port);
+	if (move_blockers(old, why, sizeof(why)) == -1) {
+		config_free(nc);
+		return -1;
+	}
+	if (why[0] != '\0') {
+		log_info("session cannot move: it holds %s", why);
+		client_fail(cl, "57P01", "terminating connection: database "
+		    "\"%s\" moved to another server and this session holds %s, "
+		    "which cannot move with it",
+		    oc->databases[cl->database].name, why);
+		config_free(nc);
+		return -1;
+	}
+	buf_init(&sql);
+	if (move_state(old, &sql, why, sizeof(why)) == -1) {
+		buf_free(&sql);
+		config_free(nc);
+		if (why[0] != '\0')
+			client_fail(cl, "57P01", "terminating connection: "
+			    "database moved to another server and this session "
+			    "cannot follow: %s", why);
+		return -1;
+	}
+	/* From here on the worker runs with the new config. */
+	pool_close_all();
+	pgm_conf = nc;
+	config_free(oc);
+	buf_init(&out);
+	nw = pool_get(cl, &out);
+	if (nw == NULL) {
+		log_warnx("session could not move to the new server");
+		if (out.len > 0)
+			(void)client_send(cl, &out);
+		else
+			client_fail(cl, "08006", "terminating connection: "
+			    "database moved and the new server cannot be "
+			    "reached");
+		buf_free(&out);
+		buf_free(&sql);
+		return -1;
+	}
+	buf_free(&out);
+	if (sql.len > 1 && move_query(nw, (const char *)sql.data, &r) ==
+	    -1) {
+		buf_free(&sql);
+		pool_put(nw, 0);
+		client_fail(cl, "08006", "terminating connection: the new "
+		    "server failed while the session moved");
+		return -1;
+	}
+	buf_free(&sql);
+	if (r.error[0] != '\0') {
+		log_warnx("session could not take its state to the new "
+		    "server: %s", r.error);
+		client_fail(cl, "57P01", "terminating connection: database "
+		    "moved to another server and this session's settings or "
+		    "prepared statements failed there: %s", r.error);
+		move_result_free(&r);
+		pool_put(nw, 0);
+		return -1;
+	}
+	move_result_free(&r);
+	if (move_tell_client(cl, old, nw) == -1) {
+		pool_put(nw, 1);
+		return -1;
+	}
+	pool_put(old, 0);
+	*srvp = nw;
+	worker_session_server(cl, nw);
+	log_info("session moved to %s:%d (backend pid %u)",
+	    pgm_conf->databases[cl->database].host,
+	    pgm_conf->databases[cl->database].port, nw->be_pid);
+	return 0;
+}
