@@ -155,11 +155,22 @@ int
 auth_client(struct pgm_client *cl, int64_t deadline)
 {
 	const struct pgm_user *u = &pgm_conf->users[cl->user];
-	struct pgm_buf	 b;
-	int		 type, rc;
 
-	type = u->auth_type == AUTH_DEFAULT ? pgm_conf->auth_type :
-	    u->auth_type;
+	return auth_client_as(cl, u, u->auth_type == AUTH_DEFAULT ?
+	    pgm_conf->auth_type : u->auth_type, deadline);
+}
+
+/*
+ * Authenticate the client as the user u with authentication type.
+ * Returns 0 when it proved its identity, -1 when it did not or left.
+ */
+int
+auth_client_as(struct pgm_client *cl, const struct pgm_user *u, int type,
+    int64_t deadline)
+{
+	struct pgm_buf	 b;
+	int		 rc;
+
 	buf_init(&b);
 	switch (type) {
 	case AUTH_TRUST:

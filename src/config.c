@@ -284,7 +284,7 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	    "admin", "auth_type", "workers", "pool", "shutdown_timeout",
 	    "client", "server",
 	    "mirror_queue", "mirror", "metrics", "log", "tls", "databases",
-	    "users", "mirrors", NULL };
+	    "users", "mirrors", "user", "group", NULL };
 	static const char *const k_admin[] = { "database", "user",
 	    "password", NULL };
 	static const char *const k_workers[] = { "min_spare", "max_spare",
@@ -346,6 +346,8 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 
 	config_get_str(cx, root, "control_socket", "control_socket",
 	    &c->control_socket);
+	config_get_str(cx, root, "user", "user", &c->user);
+	config_get_str(cx, root, "group", "group", &c->group);
 
 	if ((g = config_get_group(cx, root, "admin")) != NULL) {
 		config_check_keys(cx, g, "admin", k_admin);
@@ -848,6 +850,31 @@ config_load_mirrors(struct config_ctx *cx, const config_setting_t *root)
 	}
 }
 
+/* The admin console's credentials, once databases are known. */
+static void
+config_load_admin(struct config_ctx *cx)
+{
+	struct pgm_config *c = cx->conf;
+
+	if (c->admin_password == NULL)
+		return;
+	if (config_find_database(c, c->admin_database) != -1)
+		config_err(cx, 0, "admin.database \"%s\" is also the name of "
+		    "a databases entry; the console would hide it",
+		    c->admin_database);
+	c->admin.name = config_strdup(cx, c->admin_user);
+	c->admin.auth_type = AUTH_SCRAM;
+	c->admin.pool_size = -1;
+	if (c->admin.name == NULL)
+		return;
+	config_user_password(cx, &c->admin, c->admin_password);
+	if (!c->admin.has_scram)
+		config_err(cx, 0, "admin.password must be a plain password or "
+		    "a SCRAM-SHA-256 verifier: the console uses SCRAM");
+	else
+		c->has_admin = 1;
+}
+
 /* Check what needs the whole config at once. */
 static void
 config_check(struct config_ctx *cx)
@@ -936,6 +963,7 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	config_load_databases(&cx, config_root_setting(&cf));
 	config_load_users(&cx, config_root_setting(&cf));
 	config_load_mirrors(&cx, config_root_setting(&cf));
+	config_load_admin(&cx);
 	config_check(&cx);
 	config_destroy(&cf);
 	if (errs->n > 0) {
@@ -980,6 +1008,13 @@ config_free(struct pgm_config *c)
 		free(c->mirrors[i].destination);
 	}
 	free(c->mirrors);
+	free(c->admin.name);
+	if (c->admin.plain != NULL)
+		explicit_bzero(c->admin.plain, strlen(c->admin.plain));
+	free(c->admin.plain);
+	explicit_bzero(&c->admin, sizeof(c->admin));
+	free(c->user);
+	free(c->group);
 	if (c->admin_password != NULL)
 		explicit_bzero(c->admin_password, strlen(c->admin_password));
 	free(c->admin_password);

@@ -33,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -76,6 +77,7 @@ struct ctl_conn {
 };
 
 static int	 ctl_fd = -1;
+static int	 ctl_made_dir;
 static char	*ctl_path;
 static struct ctl_conn ctl_conns[CTL_MAXCONN];
 static int64_t	 ctl_started;
@@ -233,7 +235,7 @@ ctl_show_clients(struct ctl_conn *c, int only_busy, int db)
 	for (i = 0; i < pgm_shm->nslots; i++) {
 		const struct pgm_slot *s = shm_slot(i);
 
-		if (s->state != SLOT_BUSY || s->pid <= 0)
+		if (s->state != SLOT_BUSY || s->pid <= 0 || s->database < 0)
 			continue;
 		if (only_busy && !ctl_slot_busy(s, db))
 			continue;
@@ -990,7 +992,9 @@ control_open(const struct pgm_config *cf)
 	snprintf(dir, sizeof(dir), "%s", sun.sun_path);
 	if ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
 		*slash = '\0';
-		if (mkdir(dir, 0750) == -1 && errno != EEXIST)
+		if (mkdir(dir, 0750) == 0)
+			ctl_made_dir = 1;
+		else if (errno != EEXIST)
 			log_warn("mkdir %s", dir);
 	}
 	if (net_unix_in_use(&sun))
@@ -1009,6 +1013,25 @@ control_open(const struct pgm_config *cf)
 	if ((ctl_path = strdup(sun.sun_path)) == NULL)
 		fatal("strdup");
 	log_info("control socket %s", ctl_path);
+}
+
+/* Give the control socket, and its directory if we made it, to uid. */
+void
+control_chown(uid_t uid, gid_t gid)
+{
+	char		 dir[PATH_MAX], *slash;
+
+	if (ctl_path == NULL)
+		return;
+	if (chown(ctl_path, uid, gid) == -1)
+		log_warn("chown %s", ctl_path);
+	snprintf(dir, sizeof(dir), "%s", ctl_path);
+	if (ctl_made_dir && (slash = strrchr(dir, '/')) != NULL &&
+	    slash != dir) {
+		*slash = '\0';
+		if (chown(dir, uid, gid) == -1)
+			log_warn("chown %s", dir);
+	}
 }
 
 /* Close the control socket and remove its file (shutdown). */

@@ -152,6 +152,10 @@ struct pgm_config {
 	int		 nusers;
 	struct pgm_mirror *mirrors;
 	int		 nmirrors;
+	int		 has_admin;	/* admin.password set: console on */
+	struct pgm_user	 admin;		/* its credentials */
+	char		*user;		/* run as, when started as root */
+	char		*group;
 };
 
 /* One error found while loading a config, with its place. */
@@ -655,6 +659,7 @@ void	 supervisor_notify_status(const char *, ...)
 /* control.c */
 void	 control_open(const struct pgm_config *);
 void	 control_close(void);
+void	 control_chown(uid_t, gid_t);
 void	 control_child(void);
 int	 control_pollfds(struct pollfd *);
 int	 control_nfds(void);
@@ -677,6 +682,12 @@ void	 worker_cancel_request(const struct pgm_startup *);
 
 /* auth.c */
 int	 auth_client(struct pgm_client *, int64_t);
+int	 auth_client_as(struct pgm_client *, const struct pgm_user *, int,
+	    int64_t);
+
+/* admin.c */
+int	 admin_wanted(const struct pgm_client *);
+void	 admin_serve(struct pgm_client *, int64_t);
 int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
 	    uint32_t,
 	    const uint8_t *, size_t, struct scram_client *, int64_t,

@@ -22,7 +22,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -230,6 +232,44 @@ sup_listen_close(void)
 		}
 	}
 	sup_nlfd = 0;
+}
+
+/*
+ * Started as root with user (and maybe group) in the config: give the
+ * sockets we made to that user, then become it for good.  Listening
+ * sockets stay open; nothing needs root afterwards.
+ */
+static void
+sup_drop_privileges(const struct pgm_config *c)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+	uid_t		 uid;
+	gid_t		 gid;
+	int		 i;
+
+	if (geteuid() != 0 || c->user == NULL)
+		return;
+	if ((pw = getpwnam(c->user)) == NULL)
+		fatalx("user \"%s\" does not exist", c->user);
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	if (c->group != NULL) {
+		if ((gr = getgrnam(c->group)) == NULL)
+			fatalx("group \"%s\" does not exist", c->group);
+		gid = gr->gr_gid;
+	}
+	for (i = 0; i < sup_nlfd; i++)
+		if (sup_unix_path[i] != NULL &&
+		    chown(sup_unix_path[i], uid, gid) == -1)
+			log_warn("chown %s", sup_unix_path[i]);
+	control_chown(uid, gid);
+	if (setgroups(0, NULL) == -1 || initgroups(pw->pw_name, gid) == -1 ||
+	    setresgid(gid, gid, gid) == -1 || setresuid(uid, uid, uid) == -1)
+		fatal("cannot run as user %s", c->user);
+	if (setuid(0) != -1)
+		fatalx("could drop root but get it back: refusing to run");
+	log_info("running as user %s, group %ld", c->user, (long)gid);
 }
 
 /* Fork a worker (or the refuser) into a free slot.  Returns 0, or -1. */
@@ -741,6 +781,7 @@ supervisor_main(struct pgm_config *c, int debug)
 	control_open(c);
 	if (shm_create(c) == -1)
 		fatal("cannot create shared memory");
+	sup_drop_privileges(c);
 	if (pipe2(sup_death, O_CLOEXEC) == -1)
 		fatal("pipe");
 	log_info("pgmirror %s started: %d databases, %d users, workers "

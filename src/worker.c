@@ -426,6 +426,10 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 		client_fail(cl, "53300", "sorry, too many clients already");
 		goto done;
 	}
+	if (admin_wanted(cl)) {
+		admin_serve(cl, deadline);
+		goto done;
+	}
 	if (worker_route(cl) == -1)
 		goto done;
 	worker_publish(cl);
