@@ -74,6 +74,7 @@ struct ctl_conn {
 	int		 sync_sequences;
 	pid_t		 helper;	/* the sequence copy, or 0 */
 	int		 old_maint;	/* maintenance before a switchover */
+	int		 sync_only;	/* sync-sequences: no reload after */
 };
 
 static int	 ctl_fd = -1;
@@ -740,7 +741,12 @@ ctl_advance(struct ctl_conn *c, int64_t now)
 		if (c->helper > 0 && waitpid(c->helper, &status, WNOHANG) ==
 		    c->helper) {
 			c->helper = 0;
-			if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+			    c->sync_only) {
+				ctl_ok(c);
+				ctl_done(c);
+			} else if (WIFEXITED(status) &&
+			    WEXITSTATUS(status) == 0)
 				ctl_sw_apply(c);
 			else {
 				ctl_sw_fail(c, "copying sequences failed (see "
@@ -956,6 +962,7 @@ ctl_request(struct ctl_conn *c)
 		ctl_cmd_switchover(c, w, n);
 	} else if (strcmp(w[0], "sync-sequences") == 0 && n == 1) {
 		c->old_maint = 1;	/* a failure must not lift maintenance */
+		c->sync_only = 1;
 		ctl_cmd_sync(c);
 	} else
 		ctl_error(c, "unknown command \"%s\"", w[0]);
@@ -1107,6 +1114,7 @@ ctl_accept(void)
 		c->answered = 0;
 		c->wait = CTL_NONE;
 		c->helper = 0;
+		c->sync_only = 0;
 		buf_reset(&c->out);
 		c->deadline = net_now_ms() + CTL_READ_TIMEOUT;
 		if (!ctl_peer_ok(fd)) {
@@ -1129,11 +1137,7 @@ ctl_read(struct ctl_conn *c)
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		/* Gone before asking: a waiting command is abandoned. */
-		if (c->wait >= CTL_SW_IDLE) {
-			ctl_sw_fail(c, "the control client went away");
-		}
-		c->wait = CTL_NONE;
+		/* Gone before asking. */
 		c->answered = 1;
 		c->out.len = 0;
 		return;
@@ -1194,8 +1198,13 @@ control_pollfds(struct pollfd *pfd)
 		if (c->fd == -1)
 			continue;
 		pfd[n].fd = c->fd;
-		/* While a command waits, POLLIN shows the client leaving. */
-		pfd[n++].events = c->answered ? POLLOUT : POLLIN;
+		/*
+		 * A command that waits goes on to its end even if its client
+		 * leaves (or only shut its side, as socat does); its answer
+		 * then finds nobody.
+		 */
+		pfd[n++].events = c->answered ? POLLOUT : c->wait != CTL_NONE ?
+		    0 : POLLIN;
 	}
 	return n;
 }
@@ -1237,8 +1246,8 @@ control_tick(const struct pollfd *pfd, int n)
 
 			if (c->fd != pfd[k].fd || pfd[k].revents == 0)
 				continue;
-			if (!c->answered && pfd[k].revents &
-			    (POLLIN | POLLHUP | POLLERR))
+			if (!c->answered && c->wait == CTL_NONE &&
+			    pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
 				ctl_read(c);
 		}
 	}
