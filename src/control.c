@@ -75,6 +75,7 @@ struct ctl_conn {
 	pid_t		 helper;	/* the sequence copy, or 0 */
 	int		 old_maint;	/* maintenance before a switchover */
 	int		 sync_only;	/* sync-sequences: no reload after */
+	int		 gone;		/* hung up while its command waits */
 };
 
 static int	 ctl_fd = -1;
@@ -1115,6 +1116,7 @@ ctl_accept(void)
 		c->wait = CTL_NONE;
 		c->helper = 0;
 		c->sync_only = 0;
+		c->gone = 0;
 		buf_reset(&c->out);
 		c->deadline = net_now_ms() + CTL_READ_TIMEOUT;
 		if (!ctl_peer_ok(fd)) {
@@ -1195,7 +1197,7 @@ control_pollfds(struct pollfd *pfd)
 	for (i = 0; i < CTL_MAXCONN; i++) {
 		struct ctl_conn *c = &ctl_conns[i];
 
-		if (c->fd == -1)
+		if (c->fd == -1 || c->gone)
 			continue;
 		pfd[n].fd = c->fd;
 		/*
@@ -1249,6 +1251,9 @@ control_tick(const struct pollfd *pfd, int n)
 			if (!c->answered && c->wait == CTL_NONE &&
 			    pfd[k].revents & (POLLIN | POLLHUP | POLLERR))
 				ctl_read(c);
+			else if (c->wait != CTL_NONE &&
+			    pfd[k].revents & (POLLHUP | POLLERR))
+				c->gone = 1;	/* poll it no more */
 		}
 	}
 	for (i = 0; i < CTL_MAXCONN; i++) {
