@@ -61,7 +61,7 @@ enum ctl_wait {
 
 struct ctl_conn {
 	int		 fd;		/* -1: free */
-	char		 line[CTL_LINE_MAX];
+	char		 line[CTL_LINE_MAX + 1];
 	size_t		 len;
 	int64_t		 deadline;	/* for reading the request */
 	struct pgm_buf	 out;		/* the answer, being written */
@@ -76,6 +76,7 @@ struct ctl_conn {
 	int		 old_maint;	/* maintenance before a switchover */
 	int		 sync_only;	/* sync-sequences: no reload after */
 	int		 gone;		/* hung up while its command waits */
+	int		 refused;	/* not a peer we answer */
 };
 
 static int	 ctl_fd = -1;
@@ -613,9 +614,10 @@ control_sync_database(const struct pgm_config *oc, int db,
 	for (i = 0; i < PQntuples(r); i++) {
 		params[0] = PQgetvalue(r, i, 0);
 		params[1] = PQgetvalue(r, i, 1);
-		s = PQexecParams(to, "SELECT setval($1::regclass, $2::bigint) "
-		    "FROM pg_sequences WHERE format('%I.%I', schemaname, "
-		    "sequencename) = $1 AND coalesce(last_value, 0) < "
+		s = PQexecParams(to, "SELECT setval(format('%I.%I', "
+		    "schemaname, sequencename)::regclass, $2::bigint) FROM "
+		    "pg_sequences WHERE format('%I.%I', schemaname, "
+		    "sequencename) = $1::text AND coalesce(last_value, 0) < "
 		    "$2::bigint", 2, NULL, params, NULL, NULL, 0);
 		if (PQresultStatus(s) != PGRES_TUPLES_OK) {
 			log_warnx("sync-sequences: %s: %s", params[0],
@@ -921,6 +923,13 @@ ctl_request(struct ctl_conn *c)
 	char		*w[16];
 	int		 n;
 
+	if (c->refused) {
+		log_warnx("control: refused a peer that is neither root nor "
+		    "our user or group");
+		ctl_error(c, "permission denied");
+		ctl_done(c);
+		return;
+	}
 	n = ctl_words(c->line, w, 16);
 	log_debug("control: %s%s%s", n > 0 ? w[0] : "", n > 1 ? " " : "",
 	    n > 1 ? w[1] : "");
@@ -1117,14 +1126,11 @@ ctl_accept(void)
 		c->helper = 0;
 		c->sync_only = 0;
 		c->gone = 0;
+		c->refused = 0;
 		buf_reset(&c->out);
 		c->deadline = net_now_ms() + CTL_READ_TIMEOUT;
-		if (!ctl_peer_ok(fd)) {
-			log_warnx("control: refused a peer that is neither "
-			    "root nor our user or group");
-			ctl_error(c, "permission denied");
-			ctl_done(c);
-		}
+		/* Refused after its request, which it may send meanwhile. */
+		c->refused = !ctl_peer_ok(fd);
 	}
 }
 
@@ -1153,7 +1159,7 @@ ctl_read(struct ctl_conn *c)
 		ctl_request(c);
 	} else if (c->len == sizeof(c->line) - 1) {
 		log_warnx("control: request longer than %d bytes refused",
-		    CTL_LINE_MAX - 1);
+		    CTL_LINE_MAX);
 		ctl_error(c, "request too long");
 		ctl_done(c);
 	}

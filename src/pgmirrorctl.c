@@ -1,0 +1,2117 @@
+/*
+ * pgmirrorctl.c: the control program of pgmirror.
+ *
+ * Owns the command line (tables of words matched by unique prefix),
+ * the output formats (aligned for people, -t tab-separated, -j JSON),
+ * and the ways of driving pgmirror:
+ *
+ *  - the control socket: one request line out ("maintenance on appdb
+ *    --wait 10\n"); "OK" or "ERROR reason", maybe a table of
+ *    tab-separated lines (header first), and EOF back;
+ *  - with -H, the admin consoles of one or more instances, through
+ *    libpq, the same commands as statements ("MAINTENANCE ON appdb WAIT
+ *    10;"), all instances at once; an error's table is in its DETAIL;
+ *  - the fleet switchover: several instances through their consoles,
+ *    step by step, maintenance turned off everywhere on any failure;
+ *  - verify: no daemon at all; two databases of the config file,
+ *    connected to directly, their tables compared.
+ *
+ * Standalone: libc, libpq and libconfig, no code shared with the
+ * daemon (the pgmctl_ prefix keeps its names apart from control.c's).
+ * The config file is read only for a setting that is needed.  Errors
+ * go to stderr, one line each; the exit status is 0 or 1.
+ */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <ctype.h>
+#include <err.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+#include <libpq-fe.h>
+
+#define PGMCTL_CONFIG_FILE		"/etc/pgmirror/pgmirror.conf"
+#define PGMCTL_CONTROL_SOCKET	"/run/pgmirror/pgmirror.sock"
+#define PGMCTL_ADMIN_PORT		"6432"	/* -H HOST without a port */
+#define PGMCTL_LINE_MAX		4096	/* request line, newline included */
+#define PGMCTL_ANSWER_MAX		(64 * 1024 * 1024)
+#define PGMCTL_READ_TIMEOUT	60	/* s, commands without their own */
+#define PGMCTL_GRACE		30	/* s beyond a command's own timeout */
+#define PGMCTL_SECONDS_MAX		86400	/* --wait, --timeout */
+#define PGMCTL_FLEET_TIMEOUT	60	/* s, fleet switchover, as pgmirror's */
+#define PGMCTL_DRAIN_POLL_MS	250	/* fleet switchover: SHOW MIRRORS */
+#define PGMCTL_CONNECT_TIMEOUT	"15"	/* s, libpq, unless PGCONNECT_TIMEOUT */
+
+#define nitems(a)	(sizeof(a) / sizeof((a)[0]))
+
+/* The commands; the order is that of pgmctl_cmds. */
+enum pgmctl_cmd {
+	CMD_MAINTENANCE,
+	CMD_RELOAD,
+	CMD_SHOW,
+	CMD_STATUS,
+	CMD_SWITCHOVER,
+	CMD_VERIFY
+};
+
+static const char *const pgmctl_cmds[] = { "maintenance", "reload", "show",
+    "status", "switchover", "verify" };
+static const char *const pgmctl_shows[] = { "clients", "config", "mirrors",
+    "pools", "servers", "stats", "version" };
+static const char *const pgmctl_onoff[] = { "off", "on" };
+
+/* The options after the command words, and the commands that take them. */
+#define OPT_CHECK	0x01
+#define OPT_CHECKSUM	0x02
+#define OPT_SYNC	0x04
+#define OPT_TIMEOUT	0x08
+#define OPT_WAIT	0x10
+
+static const struct pgmctl_opt {
+	const char	*name;
+	int		 flag;
+	int		 seconds;	/* takes a number of seconds */
+	enum pgmctl_cmd	 cmd;
+} pgmctl_opts[] = {
+	{ "check",		OPT_CHECK,	0, CMD_RELOAD },
+	{ "checksum",		OPT_CHECKSUM,	0, CMD_VERIFY },
+	{ "sync-sequences",	OPT_SYNC,	0, CMD_SWITCHOVER },
+	{ "timeout",		OPT_TIMEOUT,	1, CMD_SWITCHOVER },
+	{ "wait",		OPT_WAIT,	1, CMD_MAINTENANCE },
+};
+
+/* A parsed command line. */
+struct pgmctl_req {
+	enum pgmctl_cmd	 cmd;
+	int		 show;		/* show: index in pgmctl_shows */
+	int		 on;		/* maintenance: on (1) or off (0) */
+	const char	*database;	/* maintenance: one database, or NULL */
+	const char	*source;	/* verify */
+	const char	*destination;	/* verify */
+	long		 wait;		/* --wait, -1 if not given */
+	long		 timeout;	/* --timeout, -1 if not given */
+	int		 opts;		/* OPT_* flags given */
+};
+
+/* A table: the header row, then nrows rows, ncols cells each. */
+struct pgmctl_table {
+	size_t		 ncols;
+	size_t		 nrows;
+	size_t		 cap;		/* rows, header included, with room */
+	char		**cell;
+};
+
+#define PGMCTL_CELL(t, r, c)	((t)->cell[(size_t)(r) * (t)->ncols + (c)])
+
+/* An answer: OK, or ERROR and its reason; either may carry a table. */
+struct pgmctl_answer {
+	int		 ok;
+	char		*reason;
+	struct pgmctl_table *table;
+};
+
+/* One pgmirror instance reached through its admin console (-H). */
+struct pgmctl_inst {
+	char		*name;		/* HOST:PORT as given */
+	char		*host;
+	char		*port;
+	PGconn		*conn;
+	int		 busy;		/* a statement is in flight */
+	struct pgmctl_answer ans;	/* of the last statement */
+};
+
+/* Output formats. */
+enum pgmctl_format {
+	FMT_ALIGNED,
+	FMT_TABS,			/* -t */
+	FMT_JSON			/* -j */
+};
+
+static enum pgmctl_format pgmctl_format = FMT_ALIGNED;
+static const char	*pgmctl_conffile;	/* -c, or NULL */
+static config_t		 pgmctl_conf;
+static int		 pgmctl_conf_loaded;
+
+/* Print the usage summary and exit with status. */
+static void __attribute__((noreturn))
+pgmctl_usage(int status)
+{
+	fprintf(status ? stderr : stdout,
+	    "usage: pgmirrorctl [-hjt] [-c config] [-H host:port,...] "
+	    "[-s socket] command\n"
+	    "commands:\n"
+	    "  status\n"
+	    "  show clients|config|mirrors|pools|servers|stats|version\n"
+	    "  maintenance on|off [database] [--wait seconds]\n"
+	    "  reload [--check]\n"
+	    "  switchover [--timeout seconds] [--sync-sequences]\n"
+	    "  verify source destination [--checksum]\n"
+	    "options:\n"
+	    "  -c config  configuration file (default %s)\n"
+	    "  -H hosts   use the admin consoles of these instances\n"
+	    "  -j         print tables as JSON\n"
+	    "  -s socket  control socket (default %s)\n"
+	    "  -t         print tables as tab-separated lines\n"
+	    "  -h         print this help and exit\n",
+	    PGMCTL_CONFIG_FILE, PGMCTL_CONTROL_SOCKET);
+	exit(status);
+}
+
+/* Report a command line error, then the usage, and exit 1. */
+static void __attribute__((noreturn, format(printf, 1, 2)))
+pgmctl_usage_err(const char *fmt, ...)
+{
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vwarnx(fmt, ap);
+	va_end(ap);
+	pgmctl_usage(1);
+}
+
+/* malloc or die. */
+static void *
+pgmctl_alloc(size_t n)
+{
+	void		*p;
+
+	if ((p = malloc(n ? n : 1)) == NULL)
+		err(1, NULL);
+	return p;
+}
+
+/* realloc of n elements of size each, or die. */
+static void *
+pgmctl_realloc(void *p, size_t n, size_t size)
+{
+	if (size != 0 && n > SIZE_MAX / size)
+		errx(1, "out of memory");
+	if ((p = realloc(p, n * size != 0 ? n * size : 1)) == NULL)
+		err(1, NULL);
+	return p;
+}
+
+/* strdup or die. */
+static char *
+pgmctl_strdup(const char *s)
+{
+	char		*p;
+
+	if ((p = strdup(s)) == NULL)
+		err(1, NULL);
+	return p;
+}
+
+/* A malloc'ed printf, or die. */
+static char * __attribute__((format(printf, 1, 2)))
+pgmctl_printf(const char *fmt, ...)
+{
+	va_list		 ap;
+	char		*s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) == -1)
+		err(1, NULL);
+	va_end(ap);
+	return s;
+}
+
+/* Milliseconds on the monotonic clock. */
+static int64_t
+pgmctl_now_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Turn a multi-line message into one line, in place; drop the end. */
+static char *
+pgmctl_oneline(char *s)
+{
+	char		*r, *w;
+	size_t		 n;
+
+	for (r = w = s; *r != '\0'; r++) {
+		if (*r == '\n' || *r == '\r' || *r == '\t') {
+			if (w > s && w[-1] != ' ')
+				*w++ = ' ';
+		} else
+			*w++ = *r;
+	}
+	*w = '\0';
+	n = strlen(s);
+	while (n > 0 && s[n - 1] == ' ')
+		s[--n] = '\0';
+	return s;
+}
+
+/* --- the command line ------------------------------------------------ */
+
+/*
+ * Index of the name that word is a unique prefix of, an exact match
+ * winning; -1 if none, -2 if several.
+ */
+static int
+pgmctl_match(const char *word, const char *const *names, size_t n)
+{
+	size_t		 i, len = strlen(word);
+	int		 found = -1;
+
+	if (len == 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (strcmp(word, names[i]) == 0)
+			return (int)i;
+		if (strncmp(word, names[i], len) == 0)
+			found = found == -1 ? (int)i : -2;
+	}
+	return found;
+}
+
+/* Match word against names or exit with a usage error naming what. */
+static int
+pgmctl_lookup(const char *word, const char *const *names, size_t n,
+    const char *what)
+{
+	char		 list[256];
+	size_t		 i, len = 0;
+	int		 k;
+
+	if ((k = pgmctl_match(word, names, n)) >= 0)
+		return k;
+	list[0] = '\0';
+	for (i = 0; i < n; i++) {
+		if (k == -2 && strncmp(word, names[i], strlen(word)) != 0)
+			continue;
+		len += snprintf(list + len, sizeof(list) - len, "%s%s",
+		    len ? ", " : "", names[i]);
+		if (len >= sizeof(list))
+			break;
+	}
+	if (k == -2)
+		pgmctl_usage_err("ambiguous %s \"%s\": %s", what, word, list);
+	pgmctl_usage_err("unknown %s \"%s\"; valid ones are: %s", what, word,
+	    list);
+}
+
+/* A number of seconds given to option name, or a usage error. */
+static long
+pgmctl_seconds(const char *name, const char *s)
+{
+	char		*end;
+	long		 v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (!isdigit((unsigned char)*s) || *end != '\0' || errno != 0 ||
+	    v > PGMCTL_SECONDS_MAX)
+		pgmctl_usage_err("--%s wants a number of seconds from 0 to %d, "
+		    "not \"%s\"", name, PGMCTL_SECONDS_MAX, s);
+	return v;
+}
+
+/*
+ * Is s usable as a database name in a request?  Requests are words
+ * separated by spaces, and admin console statements end with ';'.
+ */
+static int
+pgmctl_name_ok(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == ';' ||
+		    *s == '"' || *s == '\'')
+			return 0;
+	return 1;
+}
+
+/* Parse an option "--name[=value]" of command cmd at argv[*i]. */
+static void
+pgmctl_parse_opt(struct pgmctl_req *r, int argc, char **argv, int *i)
+{
+	const char	*names[nitems(pgmctl_opts)];
+	const struct pgmctl_opt *o;
+	const char	*arg = argv[*i] + 2, *value = NULL, *eq;
+	char		 name[64];
+	size_t		 j, n = 0;
+	int		 map[nitems(pgmctl_opts)], k;
+
+	for (j = 0; j < nitems(pgmctl_opts); j++)
+		if (pgmctl_opts[j].cmd == r->cmd) {
+			map[n] = (int)j;
+			names[n++] = pgmctl_opts[j].name;
+		}
+	if ((eq = strchr(arg, '=')) != NULL) {
+		value = eq + 1;
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - arg), arg);
+	} else
+		snprintf(name, sizeof(name), "%s", arg);
+	if (n == 0)
+		pgmctl_usage_err("%s takes no option, not \"%s\"",
+		    pgmctl_cmds[r->cmd], argv[*i]);
+	k = pgmctl_lookup(name, names, n, "option");
+	o = &pgmctl_opts[map[k]];
+	if (!o->seconds) {
+		if (value != NULL)
+			pgmctl_usage_err("--%s takes no value", o->name);
+	} else if (value == NULL) {
+		if (*i + 1 >= argc)
+			pgmctl_usage_err("--%s wants a number of seconds",
+			    o->name);
+		value = argv[++*i];
+	}
+	if (o->flag == OPT_WAIT)
+		r->wait = pgmctl_seconds(o->name, value);
+	else if (o->flag == OPT_TIMEOUT)
+		r->timeout = pgmctl_seconds(o->name, value);
+	r->opts |= o->flag;
+}
+
+/* Parse the command and its arguments into r, or exit with usage. */
+static void
+pgmctl_parse(int argc, char **argv, struct pgmctl_req *r)
+{
+	const char	*pos[3];
+	int		 i, npos = 0, endopts = 0;
+
+	memset(r, 0, sizeof(*r));
+	r->wait = r->timeout = -1;
+	r->cmd = pgmctl_lookup(argv[0], pgmctl_cmds, nitems(pgmctl_cmds),
+	    "command");
+	for (i = 1; i < argc; i++) {
+		if (!endopts && strcmp(argv[i], "--") == 0)
+			endopts = 1;
+		else if (!endopts && strncmp(argv[i], "--", 2) == 0)
+			pgmctl_parse_opt(r, argc, argv, &i);
+		else if (!endopts && argv[i][0] == '-')
+			pgmctl_usage_err("unknown option \"%s\"", argv[i]);
+		else if (npos == nitems(pos))
+			pgmctl_usage_err("too many arguments for %s",
+			    pgmctl_cmds[r->cmd]);
+		else
+			pos[npos++] = argv[i];
+	}
+	switch (r->cmd) {
+	case CMD_SHOW:
+		if (npos != 1)
+			pgmctl_usage_err("show wants one of: clients, config, "
+			    "mirrors, pools, servers, stats, version");
+		r->show = pgmctl_lookup(pos[0], pgmctl_shows,
+		    nitems(pgmctl_shows), "show command");
+		break;
+	case CMD_MAINTENANCE:
+		if (npos < 1 || npos > 2)
+			pgmctl_usage_err("maintenance wants on or off, and "
+			    "optionally a database");
+		r->on = pgmctl_lookup(pos[0], pgmctl_onoff,
+		    nitems(pgmctl_onoff), "maintenance command");
+		if (npos == 2) {
+			if (!pgmctl_name_ok(pos[1]))
+				pgmctl_usage_err("invalid database name \"%s\"",
+				    pos[1]);
+			r->database = pos[1];
+		}
+		if (!r->on && r->wait >= 0)
+			pgmctl_usage_err("--wait goes with maintenance on");
+		break;
+	case CMD_VERIFY:
+		if (npos != 2)
+			pgmctl_usage_err("verify wants a source and a "
+			    "destination database");
+		r->source = pos[0];
+		r->destination = pos[1];
+		break;
+	default:
+		if (npos != 0)
+			pgmctl_usage_err("%s takes no argument",
+			    pgmctl_cmds[r->cmd]);
+		break;
+	}
+}
+
+/* A bounded string being built; overflow is sticky. */
+struct pgmctl_buf {
+	char		*p;
+	size_t		 size;
+	size_t		 len;
+	int		 over;
+};
+
+/* Append a printf to b. */
+static void __attribute__((format(printf, 2, 3)))
+pgmctl_buf_add(struct pgmctl_buf *b, const char *fmt, ...)
+{
+	va_list		 ap;
+	int		 n;
+
+	if (b->over)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p + b->len, b->size - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->size - b->len)
+		b->over = 1;
+	else
+		b->len += n;
+}
+
+/* Append a command word, after a space, upper-cased for a statement. */
+static void
+pgmctl_buf_word(struct pgmctl_buf *b, int sql, const char *word)
+{
+	size_t		 start;
+
+	if (b->len > 0)
+		pgmctl_buf_add(b, " ");
+	start = b->len;
+	pgmctl_buf_add(b, "%s", word);
+	if (sql && !b->over)
+		for (; start < b->len; start++)
+			b->p[start] = (char)toupper((unsigned char)b->p[start]);
+}
+
+/*
+ * Format the request: the control socket line without its newline
+ * ("maintenance on appdb --wait 10"), or with sql the admin console
+ * statement ("MAINTENANCE ON appdb WAIT 10;").  -1 if too long.
+ */
+static int
+pgmctl_req_format(const struct pgmctl_req *r, int sql, char *buf, size_t size)
+{
+	struct pgmctl_buf b = { buf, size, 0, 0 };
+
+	buf[0] = '\0';
+	pgmctl_buf_word(&b, sql, pgmctl_cmds[r->cmd]);
+	switch (r->cmd) {
+	case CMD_SHOW:
+		pgmctl_buf_word(&b, sql, pgmctl_shows[r->show]);
+		break;
+	case CMD_MAINTENANCE:
+		pgmctl_buf_word(&b, sql, pgmctl_onoff[r->on]);
+		if (r->database != NULL)
+			pgmctl_buf_add(&b, " %s", r->database);
+		if (r->wait >= 0)
+			pgmctl_buf_add(&b, sql ? " WAIT %ld" : " --wait %ld",
+			    r->wait);
+		break;
+	case CMD_RELOAD:
+		if (r->opts & OPT_CHECK)
+			pgmctl_buf_add(&b, sql ? " CHECK" : " --check");
+		break;
+	case CMD_SWITCHOVER:
+		if (r->timeout >= 0)
+			pgmctl_buf_add(&b, sql ? " TIMEOUT %ld" :
+			    " --timeout %ld", r->timeout);
+		if (r->opts & OPT_SYNC)
+			pgmctl_buf_add(&b, sql ? " SYNC SEQUENCES" :
+			    " --sync-sequences");
+		break;
+	default:
+		break;
+	}
+	if (sql)
+		pgmctl_buf_add(&b, ";");
+	return b.over ? -1 : 0;
+}
+
+/* --- the config file ------------------------------------------------- */
+
+/* The config file: -c, or the default one. */
+static const char *
+pgmctl_conf_path(void)
+{
+	return pgmctl_conffile ? pgmctl_conffile : PGMCTL_CONFIG_FILE;
+}
+
+/*
+ * Load the config file: -c, or the default one.  A missing default file
+ * is no error when optional is set: its settings keep their defaults.
+ * -1 after printing why.
+ */
+static int
+pgmctl_conf_load(int optional)
+{
+	const char	*path = pgmctl_conf_path();
+
+	if (pgmctl_conf_loaded)
+		return 0;
+	config_init(&pgmctl_conf);
+	if (pgmctl_conffile == NULL && optional && access(path, F_OK) == -1 &&
+	    errno == ENOENT) {
+		pgmctl_conf_loaded = 1;
+		return 0;
+	}
+	if (config_read_file(&pgmctl_conf, path) == CONFIG_FALSE) {
+		if (config_error_type(&pgmctl_conf) == CONFIG_ERR_FILE_IO)
+			warn("cannot read %s", path);
+		else
+			warnx("%s:%d: %s", path,
+			    config_error_line(&pgmctl_conf),
+			    config_error_text(&pgmctl_conf));
+		config_destroy(&pgmctl_conf);
+		return -1;
+	}
+	pgmctl_conf_loaded = 1;
+	return 0;
+}
+
+/* A string setting of the loaded config, or def. */
+static const char *
+pgmctl_conf_str(const char *path, const char *def)
+{
+	const char	*s;
+
+	if (config_lookup_string(&pgmctl_conf, path, &s) == CONFIG_TRUE)
+		return s;
+	return def;
+}
+
+/* The databases entry named name, or NULL. */
+static const config_setting_t *
+pgmctl_conf_database(const char *name)
+{
+	const config_setting_t *list, *e;
+	const char	*s;
+	int		 i;
+
+	if ((list = config_lookup(&pgmctl_conf, "databases")) == NULL)
+		return NULL;
+	for (i = 0; (e = config_setting_get_elem(list, i)) != NULL; i++)
+		if (config_setting_lookup_string(e, "name", &s) ==
+		    CONFIG_TRUE && strcmp(s, name) == 0)
+			return e;
+	return NULL;
+}
+
+/*
+ * The users entry of user name for the databases entry db, as the
+ * daemon picks it: one naming db wins over one for all databases.
+ */
+static const config_setting_t *
+pgmctl_conf_user(const char *name, const char *db)
+{
+	const config_setting_t *list, *e, *any = NULL;
+	const char	*s, *d;
+	int		 i;
+
+	if ((list = config_lookup(&pgmctl_conf, "users")) == NULL)
+		return NULL;
+	for (i = 0; (e = config_setting_get_elem(list, i)) != NULL; i++) {
+		if (config_setting_lookup_string(e, "name", &s) !=
+		    CONFIG_TRUE || strcmp(s, name) != 0)
+			continue;
+		if (config_setting_lookup_string(e, "database", &d) !=
+		    CONFIG_TRUE)
+			any = any ? any : e;
+		else if (strcmp(d, db) == 0)
+			return e;
+	}
+	return any;
+}
+
+/* pw if it is a plain text password, NULL for none or a verifier. */
+static const char *
+pgmctl_conf_plain(const char *pw)
+{
+	size_t		 i;
+
+	if (pw == NULL || strncmp(pw, "SCRAM-SHA-256$", 14) == 0)
+		return NULL;
+	if (strlen(pw) == 35 && strncmp(pw, "md5", 3) == 0) {
+		for (i = 3; i < 35; i++)
+			if (!isxdigit((unsigned char)pw[i]))
+				return pw;
+		return NULL;
+	}
+	return pw;
+}
+
+/* --- tables and answers ---------------------------------------------- */
+
+/* A new table with this header (ncols strings, copied). */
+static struct pgmctl_table *
+pgmctl_table_new(size_t ncols, const char *const *header)
+{
+	struct pgmctl_table *t;
+	size_t		 i;
+
+	t = pgmctl_alloc(sizeof(*t));
+	t->ncols = ncols;
+	t->nrows = 0;
+	t->cap = 8;
+	t->cell = pgmctl_realloc(NULL, t->cap * (ncols ? ncols : 1),
+	    sizeof(char *));
+	for (i = 0; i < ncols; i++)
+		PGMCTL_CELL(t, 0, i) = pgmctl_strdup(header[i]);
+	return t;
+}
+
+/* Append a row of t->ncols strings (copied). */
+static void
+pgmctl_table_add(struct pgmctl_table *t, const char *const *row)
+{
+	size_t		 i;
+
+	if (t->nrows + 1 >= t->cap) {
+		t->cap *= 2;
+		t->cell = pgmctl_realloc(t->cell, t->cap * (t->ncols ?
+		    t->ncols : 1), sizeof(char *));
+	}
+	t->nrows++;
+	for (i = 0; i < t->ncols; i++)
+		PGMCTL_CELL(t, t->nrows, i) = pgmctl_strdup(row[i]);
+}
+
+/* Free a table. */
+static void
+pgmctl_table_free(struct pgmctl_table *t)
+{
+	size_t		 i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < (t->nrows + 1) * t->ncols; i++)
+		free(t->cell[i]);
+	free(t->cell);
+	free(t);
+}
+
+/* Index of the column named name, or -1. */
+static int
+pgmctl_table_col(const struct pgmctl_table *t, const char *name)
+{
+	size_t		 i;
+
+	for (i = 0; i < t->ncols; i++)
+		if (strcmp(PGMCTL_CELL(t, 0, i), name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Parse tab-separated lines, header first, into a table; text is
+ * changed.  A final newline is dropped.  NULL if there are fewer than
+ * min_rows rows or a row has not as many fields as the header, with
+ * *why saying which.
+ */
+static struct pgmctl_table *
+pgmctl_table_parse(char *text, size_t min_rows, const char **why)
+{
+	struct pgmctl_table *t = NULL;
+	const char	**f = NULL;
+	char		*line, *next, *p;
+	size_t		 len = strlen(text), n, cap = 0;
+
+	*why = "no table";
+	if (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	if (len == 0 && min_rows > 0)
+		return NULL;
+	for (line = text; line != NULL; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		for (n = 1, p = line; *p != '\0'; p++)
+			n += *p == '\t';
+		if (t != NULL && n != t->ncols) {
+			*why = "a row has not as many fields as the header";
+			pgmctl_table_free(t);
+			free(f);
+			return NULL;
+		}
+		if (n > cap) {
+			cap = n;
+			f = pgmctl_realloc(f, cap, sizeof(*f));
+		}
+		for (n = 0, f[n++] = p = line; *p != '\0'; p++)
+			if (*p == '\t') {
+				*p = '\0';
+				f[n++] = p + 1;
+			}
+		if (t == NULL)
+			t = pgmctl_table_new(n, f);
+		else
+			pgmctl_table_add(t, f);
+	}
+	free(f);
+	if (t->nrows < min_rows) {
+		*why = "a header without rows";
+		pgmctl_table_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* Forget an answer. */
+static void
+pgmctl_answer_clear(struct pgmctl_answer *a)
+{
+	free(a->reason);
+	pgmctl_table_free(a->table);
+	memset(a, 0, sizeof(*a));
+}
+
+/* Make a an ERROR with this reason, unless it already is one. */
+static void __attribute__((format(printf, 2, 3)))
+pgmctl_answer_fail(struct pgmctl_answer *a, const char *fmt, ...)
+{
+	va_list		 ap;
+
+	if (!a->ok && a->reason != NULL)
+		return;
+	a->ok = 0;
+	va_start(ap, fmt);
+	if (vasprintf(&a->reason, fmt, ap) == -1)
+		err(1, NULL);
+	va_end(ap);
+	pgmctl_oneline(a->reason);
+}
+
+/*
+ * Parse a control socket answer of len bytes (buf[len] is a NUL):
+ * "OK" or "ERROR reason", then an optional table.  -1 with *why if it
+ * is malformed.
+ */
+static int
+pgmctl_answer_parse(char *buf, size_t len, struct pgmctl_answer *a,
+    const char **why)
+{
+	char		*rest;
+
+	memset(a, 0, sizeof(*a));
+	if (memchr(buf, '\0', len) != NULL) {
+		*why = "a NUL byte in the answer";
+		return -1;
+	}
+	if ((rest = strchr(buf, '\n')) != NULL)
+		*rest++ = '\0';
+	else
+		rest = buf + len;
+	if (strcmp(buf, "OK") == 0)
+		a->ok = 1;
+	else if (strcmp(buf, "ERROR") == 0)
+		a->reason = pgmctl_strdup("unknown error");
+	else if (strncmp(buf, "ERROR ", 6) == 0)
+		a->reason = pgmctl_strdup(buf + 6);
+	else {
+		*why = "the answer starts with neither OK nor ERROR";
+		return -1;
+	}
+	if (*rest != '\0' &&
+	    (a->table = pgmctl_table_parse(rest, 0, why)) == NULL) {
+		pgmctl_answer_clear(a);
+		return -1;
+	}
+	return 0;
+}
+
+/* --- output ---------------------------------------------------------- */
+
+/* Columns a string takes on a terminal: UTF-8 characters. */
+static size_t
+pgmctl_width(const char *s)
+{
+	size_t		 w = 0;
+
+	for (; *s != '\0'; s++)
+		w += ((unsigned char)*s & 0xc0) != 0x80;
+	return w;
+}
+
+/* Spaces owed by pgmctl_pad, printed only if something follows them. */
+static size_t	 pgmctl_padding;
+
+/* Print a cell for people or -t: control characters become spaces. */
+static void
+pgmctl_put(const char *s)
+{
+	if (*s == '\0')
+		return;
+	for (; pgmctl_padding > 0; pgmctl_padding--)
+		putchar(' ');
+	for (; *s != '\0'; s++)
+		putchar((unsigned char)*s < ' ' || *s == 0x7f ? ' ' : *s);
+}
+
+/* Owe n spaces, so that lines never end with spaces. */
+static void
+pgmctl_pad(size_t n)
+{
+	pgmctl_padding += n;
+}
+
+/* End a line, dropping the spaces still owed. */
+static void
+pgmctl_endline(void)
+{
+	pgmctl_padding = 0;
+	putchar('\n');
+}
+
+/* Is s a number, to be right-aligned? */
+static int
+pgmctl_numeric(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return 0;
+	while (isdigit((unsigned char)*s))
+		s++;
+	if (*s == '.') {
+		if (!isdigit((unsigned char)*++s))
+			return 0;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return *s == '\0';
+}
+
+/* Print a table for people: columns padded, numbers to the right. */
+static void
+pgmctl_print_aligned(const struct pgmctl_table *t)
+{
+	size_t		*width, r, c, w;
+	int		*num;
+
+	width = pgmctl_realloc(NULL, t->ncols, sizeof(*width));
+	num = pgmctl_realloc(NULL, t->ncols, sizeof(*num));
+	for (c = 0; c < t->ncols; c++) {
+		width[c] = 0;
+		num[c] = t->nrows > 0;
+		for (r = 0; r <= t->nrows; r++) {
+			if ((w = pgmctl_width(PGMCTL_CELL(t, r, c))) > width[c])
+				width[c] = w;
+			if (r > 0 && *PGMCTL_CELL(t, r, c) != '\0' &&
+			    !pgmctl_numeric(PGMCTL_CELL(t, r, c)))
+				num[c] = 0;
+		}
+	}
+	for (r = 0; r <= t->nrows; r++) {
+		for (c = 0; c < t->ncols; c++) {
+			w = width[c] - pgmctl_width(PGMCTL_CELL(t, r, c));
+			if (c > 0)
+				pgmctl_pad(2);
+			if (num[c])
+				pgmctl_pad(w);
+			pgmctl_put(PGMCTL_CELL(t, r, c));
+			if (!num[c])
+				pgmctl_pad(w);
+		}
+		pgmctl_endline();
+	}
+	free(width);
+	free(num);
+}
+
+/* Print a name/value table for people as "name: value" lines. */
+static void
+pgmctl_print_list(const struct pgmctl_table *t)
+{
+	size_t		 r, w, width = 0;
+
+	for (r = 1; r <= t->nrows; r++)
+		if ((w = pgmctl_width(PGMCTL_CELL(t, r, 0))) > width)
+			width = w;
+	for (r = 1; r <= t->nrows; r++) {
+		pgmctl_put(PGMCTL_CELL(t, r, 0));
+		pgmctl_put(":");
+		pgmctl_pad(width - pgmctl_width(PGMCTL_CELL(t, r, 0)) + 1);
+		pgmctl_put(PGMCTL_CELL(t, r, 1));
+		pgmctl_endline();
+	}
+}
+
+/* Print a table as tab-separated lines, header first (-t). */
+static void
+pgmctl_print_tabs(const struct pgmctl_table *t)
+{
+	size_t		 r, c;
+
+	for (r = 0; r <= t->nrows; r++) {
+		for (c = 0; c < t->ncols; c++) {
+			if (c > 0)
+				putchar('\t');
+			pgmctl_put(PGMCTL_CELL(t, r, c));
+		}
+		pgmctl_endline();
+	}
+}
+
+/* Length of the valid UTF-8 sequence at p (not ASCII), or 0. */
+static size_t
+pgmctl_utf8_len(const unsigned char *p)
+{
+	uint32_t	 cp;
+	size_t		 i, n;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		n = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		n = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else
+		return 0;
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* Print s as a JSON string; invalid UTF-8 becomes U+FFFD. */
+static void
+pgmctl_json_str(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t		 n;
+
+	putchar('"');
+	while (*p != '\0') {
+		if (*p == '"' || *p == '\\') {
+			putchar('\\');
+			putchar(*p++);
+		} else if (*p == '\n') {
+			fputs("\\n", stdout);
+			p++;
+		} else if (*p == '\t') {
+			fputs("\\t", stdout);
+			p++;
+		} else if (*p < ' ') {
+			printf("\\u%04x", *p++);
+		} else if (*p < 0x80) {
+			putchar(*p++);
+		} else if ((n = pgmctl_utf8_len(p)) > 0) {
+			fwrite(p, 1, n, stdout);
+			p += n;
+		} else {
+			fputs("\\ufffd", stdout);
+			p++;
+		}
+	}
+	putchar('"');
+}
+
+/* Print a table as a JSON array of objects, every value a string (-j). */
+static void
+pgmctl_print_json(const struct pgmctl_table *t)
+{
+	size_t		 r, c;
+
+	if (t == NULL || t->nrows == 0) {
+		puts("[]");
+		return;
+	}
+	puts("[");
+	for (r = 1; r <= t->nrows; r++) {
+		fputs("  {", stdout);
+		for (c = 0; c < t->ncols; c++) {
+			if (c > 0)
+				fputs(", ", stdout);
+			pgmctl_json_str(PGMCTL_CELL(t, 0, c));
+			fputs(": ", stdout);
+			pgmctl_json_str(PGMCTL_CELL(t, r, c));
+		}
+		fputs(r < t->nrows ? "},\n" : "}\n", stdout);
+	}
+	puts("]");
+}
+
+/*
+ * Print a table, or NULL for none, in the chosen format.  A table of
+ * two columns "name" and "value" (status, show config) is shown to
+ * people as "name: value" lines.  Without a table, -j prints an empty
+ * array and the other formats nothing.
+ */
+static void
+pgmctl_print(const struct pgmctl_table *t)
+{
+	if (pgmctl_format == FMT_JSON)
+		pgmctl_print_json(t);
+	else if (t == NULL)
+		return;
+	else if (pgmctl_format == FMT_TABS)
+		pgmctl_print_tabs(t);
+	else if (t->ncols == 2 &&
+	    strcmp(PGMCTL_CELL(t, 0, 0), "name") == 0 &&
+	    strcmp(PGMCTL_CELL(t, 0, 1), "value") == 0)
+		pgmctl_print_list(t);
+	else
+		pgmctl_print_aligned(t);
+	fflush(stdout);
+}
+
+/*
+ * One table from the tables of several instances: a first column
+ * "instance", then the union of their columns in order of first
+ * appearance; a cell an instance has no column for is empty.  Only the
+ * instances that failed, with failed set.  NULL if no instance has a
+ * table.
+ */
+static struct pgmctl_table *
+pgmctl_table_merge(struct pgmctl_inst *in, size_t n, int failed)
+{
+	struct pgmctl_table *m = NULL, *t;
+	const char	**hdr, **row;
+	size_t		 i, r, c, ncols = 1, cap = 1;
+	int		*map, k, seen = 0;
+
+	hdr = pgmctl_realloc(NULL, cap, sizeof(*hdr));
+	hdr[0] = "instance";
+	for (i = 0; i < n; i++) {
+		if ((t = in[i].ans.table) == NULL || (failed && in[i].ans.ok))
+			continue;
+		for (c = 0; c < t->ncols; c++) {
+			for (k = 0; (size_t)k < ncols; k++)
+				if (strcmp(hdr[k], PGMCTL_CELL(t, 0, c)) == 0)
+					break;
+			if ((size_t)k < ncols)
+				continue;
+			if (ncols == cap) {
+				cap *= 2;
+				hdr = pgmctl_realloc(hdr, cap, sizeof(*hdr));
+			}
+			hdr[ncols++] = PGMCTL_CELL(t, 0, c);
+		}
+		seen = 1;
+	}
+	if (!seen) {
+		free(hdr);
+		return NULL;
+	}
+	m = pgmctl_table_new(ncols, hdr);
+	row = pgmctl_realloc(NULL, ncols, sizeof(*row));
+	map = pgmctl_realloc(NULL, ncols, sizeof(*map));
+	for (i = 0; i < n; i++) {
+		if ((t = in[i].ans.table) == NULL || (failed && in[i].ans.ok))
+			continue;
+		for (c = 1; c < ncols; c++)
+			map[c] = pgmctl_table_col(t, hdr[c]);
+		for (r = 1; r <= t->nrows; r++) {
+			row[0] = in[i].name;
+			for (c = 1; c < ncols; c++)
+				row[c] = map[c] >= 0 ?
+				    PGMCTL_CELL(t, r, map[c]) : "";
+			pgmctl_table_add(m, row);
+		}
+	}
+	free(row);
+	free(map);
+	free(hdr);
+	return m;
+}
+
+/* --- the control socket ---------------------------------------------- */
+
+/*
+ * Send one request line to the control socket at path and read the
+ * answer into a, waiting at most timeout seconds for it (-1: forever).
+ * -1 after printing why there is no answer.
+ */
+static int
+pgmctl_sock_call(const char *path, const char *line, int timeout,
+    struct pgmctl_answer *a)
+{
+	struct sockaddr_un sun;
+	struct pollfd	 pfd;
+	const char	*why;
+	char		*buf = NULL;
+	size_t		 len = 0, cap = 0, off = 0, linelen = strlen(line);
+	ssize_t		 n;
+	int64_t		 deadline = 0, left;
+	int		 fd, werr = 0;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		warnx("cannot connect to %s: the path is too long", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1) {
+		warn("socket");
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		warn("cannot connect to %s", path);
+		close(fd);
+		return -1;
+	}
+
+	/*
+	 * The write side stays open: the daemon may take a closed one for
+	 * a client that went away.  If the daemon refuses us before
+	 * reading, the send fails but its answer may still be there.
+	 */
+	while (off < linelen) {
+		if ((n = send(fd, line + off, linelen - off,
+		    MSG_NOSIGNAL)) == -1) {
+			if (errno == EINTR)
+				continue;
+			werr = errno;
+			break;
+		}
+		off += n;
+	}
+
+	if (timeout >= 0)
+		deadline = pgmctl_now_ms() + (int64_t)timeout * 1000;
+	for (;;) {
+		if (cap - len < 4096) {
+			if (cap >= PGMCTL_ANSWER_MAX) {
+				warnx("the answer from %s is too long", path);
+				goto fail;
+			}
+			cap = cap ? cap * 2 : 8192;
+			buf = pgmctl_realloc(buf, cap, 1);
+		}
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		left = -1;
+		if (timeout >= 0 && (left = deadline - pgmctl_now_ms()) < 0)
+			left = 0;
+		if ((n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX :
+		    (int)left)) == -1) {
+			if (errno == EINTR)
+				continue;
+			warn("poll");
+			goto fail;
+		}
+		if (n == 0) {
+			if (pgmctl_now_ms() < deadline)
+				continue;
+			warnx("no answer from %s within %d seconds", path,
+			    timeout);
+			goto fail;
+		}
+		if ((n = read(fd, buf + len, cap - len - 1)) == -1) {
+			if (errno == EINTR)
+				continue;
+			/*
+			 * Closed without reading our request (a refused
+			 * peer): what it sent before is still the answer.
+			 */
+			if (errno == ECONNRESET || (len == 0 && werr != 0))
+				break;
+			warn("cannot read from %s", path);
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += n;
+	}
+	close(fd);
+	if (len == 0) {
+		if (werr != 0 && werr != EPIPE && werr != ECONNRESET)
+			warnx("cannot send to %s: %s", path, strerror(werr));
+		else
+			warnx("%s closed the connection without answering "
+			    "(is this user allowed to use it?)", path);
+		free(buf);
+		return -1;
+	}
+	buf[len] = '\0';
+	if (pgmctl_answer_parse(buf, len, a, &why) == -1) {
+		warnx("malformed answer from %s: %s", path, why);
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	return 0;
+fail:
+	close(fd);
+	free(buf);
+	return -1;
+}
+
+/* Run a command through the control socket; the exit status. */
+static int
+pgmctl_local(const char *path, const struct pgmctl_req *r)
+{
+	struct pgmctl_answer a;
+	char		 line[PGMCTL_LINE_MAX + 1];
+	int		 timeout = PGMCTL_READ_TIMEOUT, rc;
+
+	if (path == NULL) {
+		path = PGMCTL_CONTROL_SOCKET;
+		if (pgmctl_conffile != NULL) {
+			if (pgmctl_conf_load(0) == -1)
+				return 1;
+			path = pgmctl_conf_str("control_socket", path);
+		}
+	}
+	/* The newline makes it PGMCTL_LINE_MAX at most. */
+	if (pgmctl_req_format(r, 0, line, sizeof(line) - 1) == -1) {
+		warnx("the request is longer than %d bytes", PGMCTL_LINE_MAX);
+		return 1;
+	}
+	strcat(line, "\n");
+	/* --wait and --timeout are at most PGMCTL_SECONDS_MAX. */
+	if (r->cmd == CMD_MAINTENANCE && r->wait >= 0)
+		timeout = (int)r->wait + PGMCTL_GRACE;
+	else if (r->cmd == CMD_SWITCHOVER)
+		timeout = r->timeout >= 0 ? (int)r->timeout + PGMCTL_GRACE : -1;
+	if (pgmctl_sock_call(path, line, timeout, &a) == -1)
+		return 1;
+	if (!a.ok)
+		warnx("%s", a.reason);
+	if (a.ok || a.table != NULL)
+		pgmctl_print(a.table);
+	rc = a.ok ? 0 : 1;
+	pgmctl_answer_clear(&a);
+	return rc;
+}
+
+/* --- admin consoles (-H) --------------------------------------------- */
+
+/* Parse -H "HOST[:PORT],..." into instances; NULL after a usage error. */
+static struct pgmctl_inst *
+pgmctl_inst_parse(const char *list, size_t *np)
+{
+	struct pgmctl_inst	*in = NULL, *p;
+	char		*copy, *tok, *save, *colon, *host;
+	size_t		 n = 0;
+
+	copy = pgmctl_strdup(list);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save)) {
+		in = pgmctl_realloc(in, n + 1, sizeof(*in));
+		p = &in[n++];
+		memset(p, 0, sizeof(*p));
+		p->name = pgmctl_strdup(tok);
+		if (tok[0] == '[') {
+			if ((colon = strchr(tok, ']')) == NULL ||
+			    (colon[1] != '\0' && colon[1] != ':'))
+				pgmctl_usage_err("-H: bad address \"%s\"", tok);
+			*colon++ = '\0';
+			host = tok + 1;
+			colon = *colon == ':' ? colon : NULL;
+		} else {
+			host = tok;
+			colon = strrchr(tok, ':');
+			if (colon != NULL && strchr(tok, ':') != colon)
+				pgmctl_usage_err("-H: write an IPv6 address as "
+				    "[ADDRESS]:PORT, not \"%s\"", tok);
+		}
+		if (colon != NULL)
+			*colon++ = '\0';
+		if (*host == '\0' || (colon != NULL && (*colon == '\0' ||
+		    strspn(colon, "0123456789") != strlen(colon))))
+			pgmctl_usage_err("-H: bad address \"%s\"", p->name);
+		p->host = pgmctl_strdup(host);
+		p->port = pgmctl_strdup(colon ? colon : PGMCTL_ADMIN_PORT);
+	}
+	free(copy);
+	if (n == 0)
+		pgmctl_usage_err("-H wants HOST:PORT[,HOST:PORT...]");
+	*np = n;
+	return in;
+}
+
+/* Connect to an instance's admin console; -1 with the error in ans. */
+static int
+pgmctl_inst_connect(struct pgmctl_inst *p)
+{
+	const char	*keys[8], *vals[8], *pw;
+	int		 k = 0;
+
+	if (p->conn != NULL) {
+		if (PQstatus(p->conn) == CONNECTION_OK)
+			return 0;
+		PQreset(p->conn);
+		if (PQstatus(p->conn) == CONNECTION_OK)
+			return 0;
+	} else {
+		keys[k] = "host";
+		vals[k++] = p->host;
+		keys[k] = "port";
+		vals[k++] = p->port;
+		keys[k] = "dbname";
+		vals[k++] = pgmctl_conf_str("admin.database", "pgmirror");
+		keys[k] = "user";
+		vals[k++] = pgmctl_conf_str("admin.user", "admin");
+		/* Without one, libpq looks at PGPASSWORD and ~/.pgpass. */
+		pw = pgmctl_conf_plain(pgmctl_conf_str("admin.password", NULL));
+		if (pw != NULL) {
+			keys[k] = "password";
+			vals[k++] = pw;
+		}
+		keys[k] = "fallback_application_name";
+		vals[k++] = "pgmirrorctl";
+		if (getenv("PGCONNECT_TIMEOUT") == NULL) {
+			keys[k] = "connect_timeout";
+			vals[k++] = PGMCTL_CONNECT_TIMEOUT;
+		}
+		keys[k] = NULL;
+		vals[k] = NULL;
+		p->conn = PQconnectdbParams(keys, vals, 0);
+		if (p->conn == NULL)
+			err(1, NULL);
+		if (PQstatus(p->conn) == CONNECTION_OK)
+			return 0;
+	}
+	pgmctl_answer_clear(&p->ans);
+	pgmctl_answer_fail(&p->ans, "cannot connect: %s",
+	    PQerrorMessage(p->conn));
+	return -1;
+}
+
+/*
+ * The reason of an error result, and its table: the DETAIL field when it
+ * holds tab-separated lines, header first (so a table of one column is
+ * not told from text); otherwise a DETAIL is added to the reason.
+ */
+static void
+pgmctl_inst_error(struct pgmctl_inst *p, const PGresult *res)
+{
+	const char	*msg, *detail, *why;
+	char		*copy, *prefix;
+
+	if ((msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) == NULL) {
+		msg = PQresultErrorMessage(res);
+		if (*msg == '\0')
+			msg = PQerrorMessage(p->conn);
+		if ((prefix = strstr(msg, ":  ")) != NULL &&
+		    prefix - msg < 10)
+			msg = prefix + 3;
+	}
+	detail = PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL);
+	if (detail == NULL || p->ans.table != NULL) {
+		pgmctl_answer_fail(&p->ans, "%s", msg);
+		return;
+	}
+	copy = pgmctl_strdup(detail);
+	if (strchr(detail, '\t') != NULL &&
+	    (p->ans.table = pgmctl_table_parse(copy, 1, &why)) != NULL)
+		pgmctl_answer_fail(&p->ans, "%s", msg);
+	else
+		pgmctl_answer_fail(&p->ans, "%s (%s)", msg, detail);
+	free(copy);
+}
+
+/* Take one result of the statement running at an instance. */
+static void
+pgmctl_inst_result(struct pgmctl_inst *p, PGresult *res)
+{
+	struct pgmctl_table *t;
+	const char	**row;
+	int		 r, c, nc;
+
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+		nc = PQnfields(res);
+		row = pgmctl_realloc(NULL, nc, sizeof(*row));
+		for (c = 0; c < nc; c++)
+			row[c] = PQfname(res, c);
+		t = pgmctl_table_new(nc, row);
+		for (r = 0; r < PQntuples(res); r++) {
+			for (c = 0; c < nc; c++)
+				row[c] = PQgetvalue(res, r, c);
+			pgmctl_table_add(t, row);
+		}
+		free(row);
+		pgmctl_table_free(p->ans.table);
+		p->ans.table = t;
+		break;
+	case PGRES_COMMAND_OK:
+		break;
+	case PGRES_FATAL_ERROR:
+	case PGRES_NONFATAL_ERROR:
+		pgmctl_inst_error(p, res);
+		break;
+	default:
+		pgmctl_answer_fail(&p->ans, "unexpected answer: %s",
+		    PQresStatus(PQresultStatus(res)));
+		break;
+	}
+}
+
+/*
+ * Run one statement at the n instances at once and wait for all the
+ * answers, each in its in[i].ans.  Instances not connected yet, or that
+ * lost their connection, are (re)connected first.  Returns the number
+ * of instances whose answer is not OK.
+ */
+static int
+pgmctl_inst_run(struct pgmctl_inst *in, size_t n, const char *sql)
+{
+	struct pollfd	*pfd;
+	PGresult	*res;
+	size_t		 i, np;
+	int		 failed = 0;
+
+	pfd = pgmctl_realloc(NULL, n, sizeof(*pfd));
+	for (i = 0; i < n; i++) {
+		pgmctl_answer_clear(&in[i].ans);
+		in[i].ans.ok = 1;
+		in[i].busy = 0;
+		if (pgmctl_inst_connect(&in[i]) == -1)
+			continue;
+		if (!PQsendQuery(in[i].conn, sql)) {
+			pgmctl_answer_fail(&in[i].ans, "cannot send: %s",
+			    PQerrorMessage(in[i].conn));
+			continue;
+		}
+		in[i].busy = 1;
+	}
+	for (;;) {
+		for (i = np = 0; i < n; i++) {
+			if (!in[i].busy)
+				continue;
+			pfd[np].fd = PQsocket(in[i].conn);
+			pfd[np].events = POLLIN;
+			pfd[np++].revents = 0;
+		}
+		if (np == 0)
+			break;
+		if (poll(pfd, np, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			err(1, "poll");
+		}
+		for (i = np = 0; i < n; i++) {
+			if (!in[i].busy || pfd[np++].revents == 0)
+				continue;
+			if (!PQconsumeInput(in[i].conn)) {
+				pgmctl_answer_fail(&in[i].ans, "connection "
+				    "lost: %s", PQerrorMessage(in[i].conn));
+				in[i].busy = 0;
+				continue;
+			}
+			while (in[i].busy && !PQisBusy(in[i].conn)) {
+				if ((res = PQgetResult(in[i].conn)) == NULL) {
+					in[i].busy = 0;
+					break;
+				}
+				pgmctl_inst_result(&in[i], res);
+				PQclear(res);
+			}
+		}
+	}
+	free(pfd);
+	for (i = 0; i < n; i++)
+		failed += !in[i].ans.ok;
+	return failed;
+}
+
+/*
+ * Print the failures of the last statement, one line each, and the
+ * tables that came with them.  The number of failures.
+ */
+static int
+pgmctl_inst_report(struct pgmctl_inst *in, size_t n)
+{
+	struct pgmctl_table *t;
+	size_t		 i;
+	int		 failed = 0;
+
+	for (i = 0; i < n; i++)
+		if (!in[i].ans.ok) {
+			warnx("%s: %s", in[i].name, in[i].ans.reason);
+			failed++;
+		}
+	if (failed && (t = pgmctl_table_merge(in, n, 1)) != NULL) {
+		pgmctl_print(t);
+		pgmctl_table_free(t);
+	}
+	return failed;
+}
+
+/* A progress line of the fleet switchover, on stderr. */
+static void __attribute__((format(printf, 1, 2)))
+pgmctl_progress(const char *fmt, ...)
+{
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Fleet switchover: turn maintenance off everywhere after a failure. */
+static int
+pgmctl_fleet_rollback(struct pgmctl_inst *in, size_t n, const char *step)
+{
+	pgmctl_progress("resume: %zu instances (rolling back)", n);
+	if (pgmctl_inst_run(in, n, "MAINTENANCE OFF;") != 0) {
+		pgmctl_inst_report(in, n);
+		warnx("switchover failed at %s; maintenance may still be on "
+		    "at the instances named above", step);
+	} else
+		warnx("switchover failed at %s; maintenance is off again",
+		    step);
+	return 1;
+}
+
+/*
+ * Fleet switchover: wait until the queue_length of every mirror of
+ * every instance is 0, or fail at deadline naming what is still queued.
+ */
+static int
+pgmctl_fleet_drain(struct pgmctl_inst *in, size_t n, int64_t deadline)
+{
+	struct pgmctl_table *t;
+	const char	*sname, *dname;
+	size_t		 i, r, pending;
+	int64_t		 now, nap;
+	int		 q, src, dst, late;
+
+	for (;;) {
+		if (pgmctl_inst_run(in, n, "SHOW MIRRORS;") != 0) {
+			pgmctl_inst_report(in, n);
+			return -1;
+		}
+		now = pgmctl_now_ms();
+		late = now >= deadline;
+		pending = 0;
+		for (i = 0; i < n; i++) {
+			if ((t = in[i].ans.table) == NULL ||
+			    (q = pgmctl_table_col(t, "queue_length")) == -1) {
+				warnx("%s: SHOW MIRRORS has no queue_length "
+				    "column", in[i].name);
+				return -1;
+			}
+			src = pgmctl_table_col(t, "source");
+			dst = pgmctl_table_col(t, "destination");
+			for (r = 1; r <= t->nrows; r++) {
+				if (strcmp(PGMCTL_CELL(t, r, q), "0") == 0)
+					continue;
+				pending++;
+				if (!late)
+					continue;
+				sname = src >= 0 ? PGMCTL_CELL(t, r, src) : "?";
+				dname = dst >= 0 ? PGMCTL_CELL(t, r, dst) : "?";
+				warnx("%s: mirror %s -> %s not drained: "
+				    "queue_length %s", in[i].name, sname,
+				    dname, PGMCTL_CELL(t, r, q));
+			}
+		}
+		if (pending == 0)
+			return 0;
+		if (late)
+			return -1;
+		nap = deadline - now;
+		if (nap > PGMCTL_DRAIN_POLL_MS)
+			nap = PGMCTL_DRAIN_POLL_MS;
+		poll(NULL, 0, (int)nap);
+	}
+}
+
+/*
+ * Switch several instances over together, through their admin consoles:
+ * check the configs, pause, drain the mirrors, sync the sequences if
+ * asked, reload, resume.  Any failure turns maintenance off everywhere.
+ */
+static int
+pgmctl_fleet_switchover(struct pgmctl_inst *in, size_t n,
+    const struct pgmctl_req *r)
+{
+	long		 timeout = r->timeout >= 0 ? r->timeout :
+			    PGMCTL_FLEET_TIMEOUT;
+	int64_t		 start = pgmctl_now_ms(), deadline;
+	size_t		 i, len;
+	char		 sql[64], *done, *notdone;
+	int		 failed;
+
+	deadline = start + (int64_t)timeout * 1000;
+	for (i = 0, failed = 0; i < n; i++)
+		if (pgmctl_inst_connect(&in[i]) == -1) {
+			warnx("%s: %s", in[i].name, in[i].ans.reason);
+			failed++;
+		}
+	if (failed) {
+		warnx("switchover stopped; nothing was changed");
+		return 1;
+	}
+
+	pgmctl_progress("check: %zu instances", n);
+	if (pgmctl_inst_run(in, n, "RELOAD CHECK;") != 0) {
+		pgmctl_inst_report(in, n);
+		warnx("switchover stopped at check; nothing was changed");
+		return 1;
+	}
+
+	pgmctl_progress("pause: %zu instances, waiting up to %ld s", n,
+	    timeout);
+	snprintf(sql, sizeof(sql), "MAINTENANCE ON WAIT %ld;", timeout);
+	if (pgmctl_inst_run(in, n, sql) != 0) {
+		pgmctl_inst_report(in, n);
+		return pgmctl_fleet_rollback(in, n, "pause");
+	}
+
+	pgmctl_progress("drain: %zu instances", n);
+	if (pgmctl_fleet_drain(in, n, deadline) == -1)
+		return pgmctl_fleet_rollback(in, n, "drain");
+
+	if (r->opts & OPT_SYNC) {
+		pgmctl_progress("sync sequences: %s", in[0].name);
+		if (pgmctl_inst_run(in, 1, "SYNC SEQUENCES;") != 0) {
+			pgmctl_inst_report(in, 1);
+			return pgmctl_fleet_rollback(in, n, "sync sequences");
+		}
+	}
+
+	pgmctl_progress("reload: %zu instances", n);
+	if (pgmctl_inst_run(in, n, "RELOAD;") != 0) {
+		pgmctl_inst_report(in, n);
+		for (i = 0, len = 0; i < n; i++)
+			len += strlen(in[i].name) + 2;
+		done = pgmctl_alloc(len + 1);
+		notdone = pgmctl_alloc(len + 1);
+		done[0] = notdone[0] = '\0';
+		for (i = 0; i < n; i++) {
+			char	*list = in[i].ans.ok ? done : notdone;
+
+			if (*list != '\0')
+				strcat(list, ", ");
+			strcat(list, in[i].name);
+		}
+		warnx("reloaded: %s; not reloaded: %s",
+		    *done ? done : "none", notdone);
+		free(done);
+		free(notdone);
+		return pgmctl_fleet_rollback(in, n, "reload");
+	}
+
+	pgmctl_progress("resume: %zu instances", n);
+	if (pgmctl_inst_run(in, n, "MAINTENANCE OFF;") != 0) {
+		pgmctl_inst_report(in, n);
+		warnx("switched over, but maintenance is still on at the "
+		    "instances named above");
+		return 1;
+	}
+	pgmctl_progress("switchover done in %.1f s",
+	    (double)(pgmctl_now_ms() - start) / 1000);
+	return 0;
+}
+
+/* Run a command through the admin consoles of -H; the exit status. */
+static int
+pgmctl_remote(const char *hosts, const struct pgmctl_req *r)
+{
+	struct pgmctl_inst	*in;
+	struct pgmctl_table *t;
+	char		 sql[PGMCTL_LINE_MAX];
+	size_t		 i, n;
+	int		 failed;
+
+	in = pgmctl_inst_parse(hosts, &n);
+	if (pgmctl_conf_load(1) == -1)
+		return 1;
+	if (pgmctl_req_format(r, 1, sql, sizeof(sql)) == -1) {
+		warnx("the statement is longer than %d bytes", PGMCTL_LINE_MAX);
+		return 1;
+	}
+	if (r->cmd == CMD_SWITCHOVER && n > 1)
+		failed = pgmctl_fleet_switchover(in, n, r);
+	else {
+		pgmctl_inst_run(in, n, sql);
+		for (i = failed = 0; i < n; i++)
+			if (!in[i].ans.ok) {
+				if (n > 1)
+					warnx("%s: %s", in[i].name,
+					    in[i].ans.reason);
+				else
+					warnx("%s", in[i].ans.reason);
+				failed++;
+			}
+		if (n > 1)
+			t = pgmctl_table_merge(in, n, 0);
+		else {
+			t = in[0].ans.table;
+			in[0].ans.table = NULL;
+		}
+		if (t != NULL || !failed)
+			pgmctl_print(t);
+		pgmctl_table_free(t);
+	}
+	for (i = 0; i < n; i++) {
+		if (in[i].conn != NULL)
+			PQfinish(in[i].conn);
+		pgmctl_answer_clear(&in[i].ans);
+		free(in[i].name);
+		free(in[i].host);
+		free(in[i].port);
+	}
+	free(in);
+	return failed ? 1 : 0;
+}
+
+/* --- verify ---------------------------------------------------------- */
+
+/* One side of verify: a databases entry and a connection to it. */
+struct pgmctl_side {
+	const char	*label;		/* "source", "destination" */
+	const char	*entry;		/* databases entry name */
+	PGconn		*conn;
+	char		**tables;	/* quoted schema.table, sorted */
+	size_t		 ntables;
+};
+
+/* Sessions settings that make the text of a row the same everywhere. */
+static const char pgmctl_verify_setup[] =
+    "SET search_path = pg_catalog; "
+    "SET default_transaction_read_only = on; "
+    "SET DateStyle = 'ISO, MDY'; "
+    "SET IntervalStyle = 'postgres'; "
+    "SET TimeZone = 'UTC'; "
+    "SET extra_float_digits = 3; "
+    "SET bytea_output = 'hex'; "
+    "SET lc_monetary = 'C';";
+
+/* The user tables, schema-qualified and quoted. */
+static const char pgmctl_verify_tables[] =
+    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) "
+    "FROM pg_catalog.pg_tables "
+    "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+    "AND schemaname !~ '^pg_(toast_)?temp_'";
+
+/* Compare two strings through pointers to them, for qsort. */
+static int
+pgmctl_strpcmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Connect one side of verify as user, with the users entry's plain
+ * password if there is one, and list its tables.  -1 after saying why.
+ */
+static int
+pgmctl_verify_open(struct pgmctl_side *s, const char *user,
+    const config_setting_t *uent)
+{
+	const config_setting_t *d = pgmctl_conf_database(s->entry);
+	const char	*keys[14], *vals[14], *host = "", *db, *mode = NULL;
+	const char	*pw;
+	char		 port[16];
+	PGresult	*res;
+	int		 k = 0, i, p = 5432;
+
+	config_setting_lookup_string(d, "host", &host);
+	if (config_setting_lookup_string(d, "database", &db) != CONFIG_TRUE)
+		db = s->entry;
+	config_setting_lookup_int(d, "port", &p);
+	snprintf(port, sizeof(port), "%d", p);
+	if (config_setting_lookup_string(d, "tls_mode", &mode) != CONFIG_TRUE)
+		mode = pgmctl_conf_str("tls.server_mode", NULL);
+	keys[k] = "host";
+	vals[k++] = host;
+	keys[k] = "port";
+	vals[k++] = port;
+	keys[k] = "dbname";
+	vals[k++] = db;
+	keys[k] = "user";
+	vals[k++] = user;
+	if (uent == NULL || config_setting_lookup_string(uent, "password",
+	    &pw) != CONFIG_TRUE)
+		pw = NULL;
+	if ((pw = pgmctl_conf_plain(pw)) != NULL) {
+		keys[k] = "password";
+		vals[k++] = pw;
+	}
+	if (mode != NULL) {
+		keys[k] = "sslmode";
+		vals[k++] = mode;
+	}
+	if ((vals[k] = pgmctl_conf_str("tls.ca_file", NULL)) != NULL)
+		keys[k++] = "sslrootcert";
+	if ((vals[k] = pgmctl_conf_str("tls.server_cert_file", NULL)) != NULL)
+		keys[k++] = "sslcert";
+	if ((vals[k] = pgmctl_conf_str("tls.server_key_file", NULL)) != NULL)
+		keys[k++] = "sslkey";
+	keys[k] = "fallback_application_name";
+	vals[k++] = "pgmirrorctl verify";
+	keys[k] = "client_encoding";
+	vals[k++] = "UTF8";
+	if (getenv("PGCONNECT_TIMEOUT") == NULL) {
+		keys[k] = "connect_timeout";
+		vals[k++] = PGMCTL_CONNECT_TIMEOUT;
+	}
+	keys[k] = NULL;
+	vals[k] = NULL;
+	if ((s->conn = PQconnectdbParams(keys, vals, 0)) == NULL)
+		err(1, NULL);
+	if (PQstatus(s->conn) != CONNECTION_OK) {
+		warnx("cannot connect to %s \"%s\" (%s port %s, database %s, "
+		    "user %s): %s", s->label, s->entry, host, port, db, user,
+		    pgmctl_oneline(PQerrorMessage(s->conn)));
+		return -1;
+	}
+	res = PQexec(s->conn, pgmctl_verify_setup);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		warnx("%s: %s", s->label,
+		    pgmctl_oneline(PQresultErrorMessage(res)));
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	res = PQexec(s->conn, pgmctl_verify_tables);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+		warnx("%s: cannot list the tables: %s", s->label,
+		    pgmctl_oneline(PQresultErrorMessage(res)));
+		PQclear(res);
+		return -1;
+	}
+	s->ntables = PQntuples(res);
+	s->tables = pgmctl_realloc(NULL, s->ntables, sizeof(char *));
+	for (i = 0; i < (int)s->ntables; i++)
+		s->tables[i] = pgmctl_strdup(PQgetvalue(res, i, 0));
+	PQclear(res);
+	qsort(s->tables, s->ntables, sizeof(char *), pgmctl_strpcmp);
+	return 0;
+}
+
+/*
+ * Count the rows of a table on one side and, with checksum, the md5 of
+ * its rows: the md5 of the concatenated md5s of the rows' text, in
+ * byte order, so that neither the physical order nor the collation
+ * matters.  0, or -1 after saying why.
+ */
+static int
+pgmctl_verify_table(struct pgmctl_side *s, const char *table, int checksum,
+    char **rows, char **md5)
+{
+	PGresult	*res;
+	char		*sql;
+	int		 rc = -1;
+
+	if (checksum)
+		sql = pgmctl_printf("SELECT count(*), md5(coalesce("
+		    "string_agg(h, '' ORDER BY h COLLATE \"C\"), '')) FROM "
+		    "(SELECT md5(ROW(r.*)::text) AS h FROM %s AS r) AS s",
+		    table);
+	else
+		sql = pgmctl_printf("SELECT count(*) FROM %s", table);
+	res = PQexec(s->conn, sql);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+		*rows = pgmctl_strdup(PQgetvalue(res, 0, 0));
+		if (checksum)
+			*md5 = pgmctl_strdup(PQgetvalue(res, 0, 1));
+		rc = 0;
+	} else
+		warnx("%s: %s: %s", s->label, table,
+		    pgmctl_oneline(PQresultErrorMessage(res)));
+	PQclear(res);
+	free(sql);
+	return rc;
+}
+
+/*
+ * The user name verify logs in with: the first one with users entries
+ * usable for both databases, else the first one usable for the source.
+ */
+static const char *
+pgmctl_verify_user(const char *src, const char *dst)
+{
+	const config_setting_t *list, *e;
+	const char	*name, *first = NULL;
+	int		 i;
+
+	if ((list = config_lookup(&pgmctl_conf, "users")) == NULL)
+		return NULL;
+	for (i = 0; (e = config_setting_get_elem(list, i)) != NULL; i++) {
+		if (config_setting_lookup_string(e, "name", &name) !=
+		    CONFIG_TRUE || pgmctl_conf_user(name, src) == NULL)
+			continue;
+		if (pgmctl_conf_user(name, dst) != NULL)
+			return name;
+		if (first == NULL)
+			first = name;
+	}
+	return first;
+}
+
+/* Compare the tables of two databases of the config; the exit status. */
+static int
+pgmctl_verify(const struct pgmctl_req *r)
+{
+	struct pgmctl_side	 side[2];
+	struct pgmctl_table *t;
+	const char	*user, *row[6], *name, *status;
+	char		*rows[2], *md5[2];
+	size_t		 i[2], k, nc;
+	int		 checksum = (r->opts & OPT_CHECKSUM) != 0;
+	int		 c, have[2], bad = 0, rc = 1;
+
+	if (pgmctl_conf_load(0) == -1)
+		return 1;
+	memset(side, 0, sizeof(side));
+	side[0].label = "source";
+	side[0].entry = r->source;
+	side[1].label = "destination";
+	side[1].entry = r->destination;
+	for (k = 0; k < 2; k++) {
+		const config_setting_t *d = pgmctl_conf_database(side[k].entry);
+		const char *host;
+
+		if (d == NULL || config_setting_lookup_string(d, "host",
+		    &host) != CONFIG_TRUE) {
+			warnx("%s: no databases entry \"%s\" with a host",
+			    pgmctl_conf_path(), side[k].entry);
+			return 1;
+		}
+	}
+	if ((user = pgmctl_verify_user(r->source, r->destination)) == NULL) {
+		warnx("%s: no users entry for database \"%s\"",
+		    pgmctl_conf_path(), r->source);
+		return 1;
+	}
+	for (k = 0; k < 2; k++)
+		if (pgmctl_verify_open(&side[k], user,
+		    pgmctl_conf_user(user, side[k].entry)) == -1)
+			goto out;
+
+	nc = 0;
+	row[nc++] = "table";
+	row[nc++] = "source_rows";
+	row[nc++] = "destination_rows";
+	if (checksum) {
+		row[nc++] = "source_md5";
+		row[nc++] = "destination_md5";
+	}
+	row[nc++] = "status";
+	t = pgmctl_table_new(nc, row);
+	i[0] = i[1] = 0;
+	while (i[0] < side[0].ntables || i[1] < side[1].ntables) {
+		/* Walk both sorted lists: the smaller name, or both. */
+		if (i[1] >= side[1].ntables)
+			c = -1;
+		else if (i[0] >= side[0].ntables)
+			c = 1;
+		else
+			c = strcmp(side[0].tables[i[0]],
+			    side[1].tables[i[1]]);
+		have[0] = c <= 0;
+		have[1] = c >= 0;
+		name = have[0] ? side[0].tables[i[0]] : side[1].tables[i[1]];
+		status = NULL;
+		for (k = 0; k < 2; k++) {
+			rows[k] = md5[k] = NULL;
+			if (have[k] && pgmctl_verify_table(&side[k], name,
+			    checksum, &rows[k], &md5[k]) == -1)
+				status = "error";
+			if (have[k])
+				i[k]++;
+		}
+		if (status == NULL) {
+			if (!have[0] || !have[1])
+				status = "missing";
+			else if (strcmp(rows[0], rows[1]) != 0 || (checksum &&
+			    strcmp(md5[0], md5[1]) != 0))
+				status = "DIFFERENT";
+			else
+				status = "same";
+		}
+		bad += strcmp(status, "same") != 0;
+		nc = 0;
+		row[nc++] = name;
+		row[nc++] = rows[0] ? rows[0] : "";
+		row[nc++] = rows[1] ? rows[1] : "";
+		if (checksum) {
+			row[nc++] = md5[0] ? md5[0] : "";
+			row[nc++] = md5[1] ? md5[1] : "";
+		}
+		row[nc++] = status;
+		pgmctl_table_add(t, row);
+		for (k = 0; k < 2; k++) {
+			free(rows[k]);
+			free(md5[k]);
+		}
+	}
+	pgmctl_print(t);
+	pgmctl_table_free(t);
+	rc = bad ? 1 : 0;
+out:
+	for (k = 0; k < 2; k++) {
+		if (side[k].conn != NULL)
+			PQfinish(side[k].conn);
+		for (i[0] = 0; i[0] < side[k].ntables; i[0]++)
+			free(side[k].tables[i[0]]);
+		free(side[k].tables);
+	}
+	return rc;
+}
+
+/* --- main ------------------------------------------------------------ */
+
+/* Parse the options and run the command. */
+int
+main(int argc, char *argv[])
+{
+	struct pgmctl_req	 req;
+	const char	*sock = NULL, *hosts = NULL;
+	int		 ch, rc;
+
+	/* "+": stop at the command, whose own options start with "--". */
+	while ((ch = getopt(argc, argv, "+c:hH:js:t")) != -1) {
+		switch (ch) {
+		case 'c':
+			pgmctl_conffile = optarg;
+			break;
+		case 'H':
+			hosts = optarg;
+			break;
+		case 'j':
+			if (pgmctl_format == FMT_TABS)
+				pgmctl_usage_err("choose -j or -t");
+			pgmctl_format = FMT_JSON;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 't':
+			if (pgmctl_format == FMT_JSON)
+				pgmctl_usage_err("choose -j or -t");
+			pgmctl_format = FMT_TABS;
+			break;
+		case 'h':
+			pgmctl_usage(0);
+		default:
+			pgmctl_usage(1);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		pgmctl_usage(1);
+	if (sock != NULL && hosts != NULL)
+		pgmctl_usage_err("-s and -H do not go together");
+	pgmctl_parse(argc, argv, &req);
+	if (req.cmd == CMD_VERIFY) {
+		if (sock != NULL || hosts != NULL)
+			pgmctl_usage_err("verify reads the config file; "
+			    "it takes no -s or -H");
+		rc = pgmctl_verify(&req);
+	} else if (hosts != NULL)
+		rc = pgmctl_remote(hosts, &req);
+	else
+		rc = pgmctl_local(sock, &req);
+	if (pgmctl_conf_loaded)
+		config_destroy(&pgmctl_conf);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		warn("stdout");
+		rc = 1;
+	}
+	return rc;
+}
