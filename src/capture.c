@@ -26,6 +26,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pgmirror.h"
 
@@ -253,11 +254,48 @@ capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
 }
 
 /*
+ * Is a Query's text a PREPARE or a DEALLOCATE alone?  They are not
+ * transactional: what they do stays after a rollback.
+ */
+static int
+capture_is_prepare(const uint8_t *q, size_t len)
+{
+	static const char *const kw[] = { "prepare", "deallocate", NULL };
+	size_t		 i = 0, k, n;
+
+	for (;;) {
+		while (i < len && (q[i] == ' ' || q[i] == '\t' ||
+		    q[i] == '\n' || q[i] == '\r'))
+			i++;
+		if (i + 1 < len && q[i] == '-' && q[i + 1] == '-') {
+			while (i < len && q[i] != '\n')
+				i++;
+			continue;
+		}
+		break;
+	}
+	for (k = 0; kw[k] != NULL; k++) {
+		n = strlen(kw[k]);
+		if (len - i > n && strncasecmp((const char *)q + i, kw[k], n) ==
+		    0 && (q[i + n] == ' ' || q[i + n] == '\t' ||
+		    q[i + n] == '\n'))
+			/* one statement: no semicolon but a last one */
+			return memchr(q + i, ';', len - i) == NULL ||
+			    memchr(q + i, ';', len - i) ==
+			    (const void *)(q + len - 2);
+	}
+	return 0;
+}
+
+/*
  * A transaction that is not replayed may still have prepared named
  * statements, which outlive any rollback.  Its Parse messages that the
- * server completed and that name a statement, and its Close messages
- * that it completed, are reported as a transaction of their own, ended
- * by a Sync, so the destination session knows the same statements.
+ * server completed and that name a statement, its Close messages that
+ * it completed, and its Queries that are a PREPARE or a DEALLOCATE are
+ * reported as a transaction of their own, ended by a Sync, so the
+ * destination session knows the same statements.  It is marked kept:
+ * an error replaying it is no error of the mirror (that PREPARE may
+ * have failed on the source too).
  */
 static void
 capture_keep_statements(struct pgm_capture *c, size_t len, uint64_t seq)
@@ -266,7 +304,7 @@ capture_keep_statements(struct pgm_capture *c, size_t len, uint64_t seq)
 	struct pgm_capture_txn txn;
 	const uint8_t	*p = c->bytes.data;
 	size_t		 off = 0, mlen;
-	int		 parses = 0, closes = 0;
+	int		 parses = 0, closes = 0, queries = 0;
 
 	buf_reset(&c->keep);
 	while (len - off >= 5) {
@@ -278,6 +316,11 @@ capture_keep_statements(struct pgm_capture *c, size_t len, uint64_t seq)
 		    (p[off] == 'C' && closes++ < c->closed &&
 		    p[off + 5] == 'S')))
 			buf_put(&c->keep, p + off, mlen);
+		else if (mlen > 5 && p[off] == 'Q' &&
+		    capture_is_prepare(p + off + 5, mlen - 5)) {
+			buf_put(&c->keep, p + off, mlen);
+			queries++;
+		}
 		off += mlen;
 	}
 	if (c->keep.len == 0 || c->done == NULL)
@@ -288,8 +331,9 @@ capture_keep_statements(struct pgm_capture *c, size_t len, uint64_t seq)
 	memset(&txn, 0, sizeof(txn));
 	txn.bytes = c->keep.data;
 	txn.len = c->keep.len;
-	txn.nready = 1;
+	txn.nready = 1 + queries;
 	txn.committed = 1;
+	txn.kept = 1;
 	txn.seq = seq;
 	c->done(c->arg, &txn);
 }
@@ -357,7 +401,7 @@ capture_ready(struct pgm_capture *c, uint8_t status)
 		}
 		return;
 	}
-	if (!txn.committed && (c->parsed > 0 || c->closed > 0))
+	if (!txn.committed && !txn.overflow)
 		capture_keep_statements(c, (size_t)(have - c->base), txn.seq);
 	c->parsed = c->closed = 0;
 	keep = c->bytes.len - (size_t)(have - c->base);

@@ -1012,7 +1012,8 @@ config_free(struct pgm_config *c)
 	if (c->admin.plain != NULL)
 		explicit_bzero(c->admin.plain, strlen(c->admin.plain));
 	free(c->admin.plain);
-	explicit_bzero(&c->admin, sizeof(c->admin));
+	explicit_bzero(&c->admin.scram, sizeof(c->admin.scram));
+	explicit_bzero(c->admin.md5, sizeof(c->admin.md5));
 	free(c->user);
 	free(c->group);
 	if (c->admin_password != NULL)

@@ -126,6 +126,8 @@ mirror_txn_done(void *arg, const struct pgm_capture_txn *t)
 		}
 		if (ms.gap[i])
 			r.flags |= MREC_GAP;
+		if (t->kept)
+			r.flags |= MREC_KEPT;
 		if (mqueue_put(q, &r, t->stmts, ms.params, t->bytes) != 0) {
 			mirror_gap(i);
 			continue;
@@ -629,7 +631,8 @@ mw_finish(struct msess *s)
 		    "destination %u", r->nstmts, s->stmt);
 	}
 	q->replayed++;
-	if (s->error)
+	/* Kept statements may have failed on the source as well. */
+	if (s->error && !(r->flags & MREC_KEPT))
 		q->errors++;
 	else if (s->diverged)
 		q->divergent++;
@@ -734,7 +737,7 @@ mw_read(struct msess *s)
 					s->rows = s->hash = 0;
 					break;
 				}
-				if (!s->error) {
+				if (!s->error && !(r->flags & MREC_KEPT)) {
 					proto_error_fields(sc->cap, sc->caplen,
 					    &sev, &code, &msg);
 					mw_log(s, "destination error: %s (%s)",

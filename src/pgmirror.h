@@ -364,6 +364,7 @@ struct pgm_mrec {
 #define MREC_WRAP	0xffff	/* mirror of a filler up to the ring's end */
 #define MREC_PARAMS	0x0001	/* the record carries startup parameters */
 #define MREC_GAP	0x0002	/* a transaction before it was dropped */
+#define MREC_KEPT	0x0004	/* statements kept from a failed one */
 
 #define MREC_STMTS(r)	((const struct pgm_mstmt *)((r) + 1))
 #define MREC_PARAMSP(r)	((const char *)(MREC_STMTS(r) + (r)->nstmts))
@@ -424,6 +425,7 @@ struct pgm_capture_txn {
 	uint64_t	 seq;
 	int		 nready;	/* ReadyForQuery that answered it */
 	int		 committed;	/* 0: failed or rolled back */
+	int		 kept;		/* statements kept from one that failed */
 	int		 overflow;	/* too big: the bytes were not kept */
 };
 

@@ -421,6 +421,7 @@ struct rtxn {
 	int		 nready;
 	int		 committed;
 	int		 overflow;
+	int		 kept;
 	int		 step;		/* the step that had it reported */
 };
 
@@ -472,6 +473,7 @@ rec_done(void *arg, const struct pgm_capture_txn *t)
 	x->nready = t->nready;
 	x->committed = t->committed;
 	x->overflow = t->overflow;
+	x->kept = t->kept;
 	x->step = r->step;
 }
 
@@ -953,6 +955,37 @@ test_kept_statements(void)
 	tap_ok(t->committed && t->nready == 1 &&
 	    bytes_are(t, step_bytes(&sc, 6)), "kept statements: the "
 	    "transaction using s1 has only its own bytes");
+	rec_free(&r);
+	script_free(&sc);
+	b_free(&want);
+}
+
+/* PREPARE and DEALLOCATE outlive a rollback too. */
+static void
+test_kept_prepare(void)
+{
+	struct script	 sc = { .n = 0 };
+	struct recorder	 r;
+	struct bytes	 want = { NULL, 0, 0 };
+	const struct rtxn *t;
+
+	c_query(cli(&sc), "BEGIN");				/* 0 */
+	s_done(srv(&sc), "BEGIN", 'T');
+	c_query(cli(&sc), "  PREPARE p (int) AS SELECT $1;");	/* 2 */
+	s_done(srv(&sc), "PREPARE", 'T');
+	c_query(cli(&sc), "SELECT 1; PREPARE q AS SELECT 2");	/* 4 */
+	s_done(srv(&sc), "PREPARE", 'T');
+	c_query(cli(&sc), "ROLLBACK");				/* 6 */
+	s_done(srv(&sc), "ROLLBACK", 'I');
+	run(&sc, BIG, NULL, &r);
+
+	tap_is_int(r.n, 2, "kept PREPARE: the rollback, then what it kept");
+	c_query(&want, "  PREPARE p (int) AS SELECT $1;");
+	c_sync(&want);
+	t = txn(&r, 1);
+	tap_ok(!txn(&r, 0)->committed && t->committed && t->kept &&
+	    t->nready == 2 && bytes_are(t, &want), "kept PREPARE: the lone "
+	    "PREPARE and a Sync, two answers; not the one after a SELECT");
 	rec_free(&r);
 	script_free(&sc);
 	b_free(&want);
@@ -1635,12 +1668,13 @@ test_reset(void)
 int
 main(void)
 {
-	tap_plan(72);
+	tap_plan(74);
 	test_autocommit();
 	test_explicit();
 	test_failures();
 	test_savepoint();
 	test_kept_statements();
+	test_kept_prepare();
 	test_pipelined();
 	test_copy();
 	test_datarows();
