@@ -1,6 +1,6 @@
 # 160_mirror: committed traffic copied from a source to a destination.
 #
-# Two clusters, src and dst, each with role app/secret owning appdb.  One
+# Two clusters, src and dst, each with role app/secret owning appdb.  A
 # daemon (mirror.workers 2, mirror.retry_max 2, log.stats_period 1) with
 # three database pairs over the same two databases (appdb on src, appdb
 # on dst), each a mirror:
@@ -53,6 +53,47 @@
 #     worker, new sessions are served and mirrored again (enqueued and
 #     replayed grow, a new row reaches dst), the queue drains, and the
 #     daemon is alive.  Every wait has a timeout, so a deadlock fails.
+#  8. Savepoints (DBD::Pg): BEGIN; SAVEPOINT; an INSERT of a duplicate
+#     key (fails on both sides); ROLLBACK TO SAVEPOINT; a good INSERT;
+#     COMMIT, in the simple and the extended protocol: both commit and
+#     are replayed, dst has the good rows, and errors and divergent do
+#     not grow (the source's result "ERROR 23505" matches dst's).  The
+#     same with a duplicate of a row only the source has: dst's INSERT
+#     succeeds and is rolled back to the savepoint there too, and it is
+#     one divergence, logged as source "ERROR 23505", destination
+#     "INSERT 0 1", not an error.
+#  9. Named statements first prepared in transactions that are not
+#     replayed.  DBD::Pg (pg_server_prepare; pg_prepare_now, or a second
+#     execute): an INSERT and an UPDATE prepared inside two transactions
+#     that fail and roll back, a failed autocommit statement between
+#     them; then autocommit executes of both.  Raw protocol: Parse,
+#     Bind and a failing Execute in one Sync, then Bind/Execute of that
+#     statement.  dst has the later rows and none of the others, errors
+#     0.  Then a statement kept from a failed transaction that dst
+#     cannot prepare (its table is only on the source): errors grows by
+#     one, and the session's next transactions still reach dst.
+#
+# Sections 10 and 11 use a second daemon: databases appdb (appdb on src)
+# and newdb (appdb on dst), mirror appdb -> newdb, mirror.workers 1,
+# retry_max 2, replay_timeout 2, log.stats_period 1.
+# 10. replay_timeout: with t10 locked on dst (ACCESS EXCLUSIVE, held by a
+#     direct session), an INSERT through the daemon commits on the source
+#     at once; no sooner than 2 s later "replay took longer than
+#     mirror.replay_timeout" is logged, the replayed INSERT no longer
+#     waits on dst (cancelled), dropped and gaps grow by one.  After the
+#     lock is released, the same session's next INSERT (on a new
+#     destination connection) and a new session's reach dst, and the
+#     cancelled one never does.
+# 11. Switchover by hand: the config is rewritten with the servers of
+#     appdb and newdb swapped, SIGHUP: "configuration reloaded", the
+#     mirror workers are told to restart and mirror worker 0 has a new
+#     pid.  A new session to appdb reaches the dst cluster
+#     (inet_server_port()); its INSERT is there at once and is mirrored
+#     to the src cluster; enqueued never went back after the reload.
+#     No worker of the second daemon died.
+# The tag mirroring gives an ErrorResponse ("ERROR " and the SQLSTATE,
+# from a body that may be cut short) is unit-tested in
+# t/unit/test_proto.c.
 
 use strict;
 use warnings;
@@ -92,35 +133,36 @@ my $EXPO = 'expo -> expo_dst';
 
 # --- helpers ---------------------------------------------------------------------
 
-# Every complete stats line of a mirror, parsed, oldest first.
+# Every complete stats line of a mirror, parsed, oldest first, from the
+# log of daemon $inst (default: the main one) after offset $from.
 sub all_stats {
-	my ($name) = @_;
-	my @l = $pgm->log =~ /stats: mirror \Q$name\E: ([^\n]*)\n/g;
+	my ($name, $inst, $from) = @_;
+	my @l = substr(($inst // $pgm)->log, $from // 0) =~ /stats: mirror \Q$name\E: ([^\n]*)\n/g;
 	return map { +{ /(\w+) (-?\d+)/g } } @l;
 }
 
 # The last stats line of a mirror as a hash (sessions, enqueued, replayed,
 # errors, dropped, divergent, gaps, queue_length, queue_bytes, lag_ms).
 sub stats {
-	my ($name) = @_;
-	my @all = all_stats($name);
+	my ($name, $inst) = @_;
+	my @all = all_stats($name, $inst);
 	return $all[-1] // {};
 }
 
 # Waits until the mirror is drained (see the header); returns the last
 # stats, or undef after $timeout seconds.
 sub drained {
-	my ($name, $timeout) = @_;
-	my $n0 = () = all_stats($name);
+	my ($name, $timeout, $inst) = @_;
+	my $n0 = () = all_stats($name, $inst);
 	my $ok = wait_until(sub {
-		my @all = all_stats($name);
+		my @all = all_stats($name, $inst);
 		return 0 if @all < $n0 + 2;
 		my ($p, $l) = @all[-2, -1];
 		return $p->{queue_length} == 0 && $l->{queue_length} == 0
 		  && $p->{enqueued} == $l->{enqueued}
 		  && $p->{replayed} + $p->{dropped} == $l->{replayed} + $l->{dropped};
 	}, $timeout // 60, 0.2);
-	my $st = stats($name);
+	my $st = stats($name, $inst);
 	diag("$name not drained: " . join(', ', map { "$_ $st->{$_}" } sort keys %$st))
 	  unless $ok;
 	return $ok ? $st : undef;
@@ -174,12 +216,13 @@ sub dst_is {
 
 # The pid of the mirror worker of index $i, from the supervisor's debug
 # line "mirror worker N started (pid P)" (pgmirror runs with -d), if it
-# is a live child of the supervisor.
+# is a live child of the supervisor (of daemon $inst, default the main).
 sub mirror_pid {
-	my ($i) = @_;
-	my @p = $pgm->log =~ /mirror worker \Q$i\E started \(pid (\d+)\)/g;
+	my ($i, $inst) = @_;
+	$inst //= $pgm;
+	my @p = $inst->log =~ /mirror worker \Q$i\E started \(pid (\d+)\)/g;
 	return undef unless @p;
-	my %kids = map { $_ => 1 } $pgm->workers;
+	my %kids = map { $_ => 1 } $inst->workers;
 	return $kids{ $p[-1] } ? $p[-1] : undef;
 }
 
@@ -445,6 +488,279 @@ for my $mode (qw(simple prepared)) {
 	is($st2 && $st2->{queue_length}, 0, '7: queue_length 0');
 	ok($pgm->alive, '7: the daemon is alive');
 	is($pgm->psql('SELECT 1'), '1', '7: and serves clients');
+}
+
+# --- 8. a transaction that recovers with a savepoint ----------------------------------
+
+{
+	$pgm->psql('CREATE TABLE t8 (id int PRIMARY KEY, v text)');
+	$pgm->psql(q{INSERT INTO t8 VALUES (1, 'one')});
+	q_src(q{INSERT INTO t8 VALUES (5, 'only on the source')});
+	my $ids = q{SELECT string_agg(id::text, ',' ORDER BY id) FROM t8};
+	dst_is($ids, '1', '8: t8 and its row 1 reach dst');
+	my $st0 = drained($MAIN, 30);
+	my $h = $pgm->dbh;
+	# An INSERT, in the simple protocol or (with parameters) the extended one.
+	my $ins = sub {
+		my ($ext, $id, $v) = @_;
+		return $ext ? $h->do('INSERT INTO t8 VALUES ($1, $2)', undef, $id, $v)
+		  : $h->do("INSERT INTO t8 VALUES ($id, '$v')");
+	};
+	for my $ext (0, 1) {
+		my $what = $ext ? 'extended protocol' : 'simple protocol';
+		$h->begin_work;
+		$h->do('SAVEPOINT s');
+		ok(!eval { $ins->($ext, 1, 'dup'); 1 }, "8: $what: a duplicate INSERT fails");
+		is($h->state, '23505', "8: $what: with SQLSTATE 23505");
+		$h->do('ROLLBACK TO SAVEPOINT s');
+		$ins->($ext, 2 + $ext, 'good');
+		ok($h->commit, "8: $what: ROLLBACK TO SAVEPOINT, a good INSERT, COMMIT");
+	}
+	is(q_src($ids), '1,2,3,5', '8: the source committed both good rows');
+	dst_is($ids, '1,2,3', '8: they are replayed on dst');
+	my $st1 = drained($MAIN, 30);
+	my $d = delta($st0 // {}, $st1 // {});
+	is($d->{enqueued}, 2, '8: both transactions enqueued');
+	is($d->{replayed}, 2, '8: and replayed');
+	is($d->{errors}, 0, q{8: errors 0: the source's "ERROR 23505" matches dst's});
+	is($d->{divergent}, 0, '8: divergent 0');
+
+	# Row 5 is only on the source: its duplicate succeeds on dst.
+	sleep 1.1;    # divergence lines are limited to one a second
+	my $from = length $pgm->log;
+	$h->begin_work;
+	$h->do('SAVEPOINT s');
+	ok(!eval { $ins->(0, 5, 'dup'); 1 }, '8: a duplicate of the row only the source has fails');
+	$h->do('ROLLBACK TO SAVEPOINT s');
+	$ins->(0, 4, 'good');
+	ok($h->commit, '8: and its transaction commits after ROLLBACK TO SAVEPOINT');
+	$h->disconnect;
+	dst_is($ids, '1,2,3,4', '8: dst has the good row, and not the one rolled back to the savepoint');
+	ok(wait_until(sub { (stats($MAIN)->{divergent} // 0) > ($st1 // {})->{divergent} }, 10),
+		'8: a divergence is counted');
+	like(substr($pgm->log, $from), qr/mirror appdb -> newdb: session \d+ transaction \d+: statement 3: source "ERROR 23505", destination "INSERT 0 1", in: INSERT INTO t8 VALUES \(5, 'dup'\)/,
+		'8: logged: the source\'s result "ERROR 23505" against dst\'s "INSERT 0 1"');
+	my $st2 = drained($MAIN, 30);
+	$d = delta($st1 // {}, $st2 // {});
+	is($d->{replayed}, 1, '8: that transaction is replayed');
+	is($d->{divergent}, 1, '8: divergent 1');
+	is($d->{errors}, 0, '8: errors 0');
+}
+
+# --- 9. named statements prepared in a transaction that is not replayed -----------------
+
+# Extended protocol by hand on a PgMirrorTest::Raw: Bind (of the named
+# statement $stmt, text parameters), Execute, Sync; with $parse first a
+# Parse of it.  Returns collect's result.
+sub raw_exec {
+	my ($c, $stmt, $parse, @params) = @_;
+	$c->send_msg('P', "$stmt\0$parse\0" . pack('n', 0)) if defined $parse;
+	$c->send_msg('B', "\0$stmt\0" . pack('n', 0) . pack('n', scalar @params)
+		. join('', map { pack('N', length $_) . $_ } @params) . pack('n', 0));
+	$c->send_msg('E', "\0" . pack('N', 0));
+	$c->send_msg('S', '');
+	return $c->collect;
+}
+
+{
+	$pgm->psql('CREATE TABLE t9 (id int PRIMARY KEY, v text)');
+	$pgm->psql(q{INSERT INTO t9 VALUES (1, 'one')});
+	my $rows = q{SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t9};
+	dst_is($rows, '1:one', '9: t9 and its row 1 reach dst');
+	my $st0 = drained($MAIN, 30);
+
+	# DBD::Pg: BEGIN goes with a transaction's first statement, so the
+	# statements below are prepared (Parse) inside transactions that
+	# fail; two of them, with a failed statement in between.
+	my $h = $pgm->dbh;
+	$h->begin_work;
+	$h->do(q{INSERT INTO t9 VALUES (90, 'rolled back')});
+	my $ins = $h->prepare('INSERT INTO t9 VALUES ($1, $2)',
+		{ pg_server_prepare => 1, pg_prepare_now => 1 });
+	ok(!eval { $h->do('SELECT 1/0'); 1 }, '9: DBD::Pg: a later statement of the transaction fails');
+	ok($h->rollback, '9: DBD::Pg: ROLLBACK');
+	ok(!eval { $h->do('SELECT 1/0'); 1 }, '9: DBD::Pg: then a statement fails in autocommit');
+	$h->begin_work;
+	$h->do(q{INSERT INTO t9 VALUES (91, 'rolled back')});
+	my $upd = $h->prepare('UPDATE t9 SET v = $2 WHERE id = $1', { pg_server_prepare => 1 });
+	$upd->execute(91, 'x');
+	$upd->execute(91, 'y');    # DBD::Pg prepares on the second execute
+	ok(!eval { $h->do('SELECT 1/0'); 1 }, '9: DBD::Pg: a second transaction fails');
+	ok($h->rollback, '9: DBD::Pg: ROLLBACK');
+	like($ins->{pg_prepare_name} // '', qr/^dbdpg_/,
+		'9: DBD::Pg: the INSERT is a named server-side statement: ' . ($ins->{pg_prepare_name} // 'none'));
+	like($upd->{pg_prepare_name} // '', qr/^dbdpg_/,
+		'9: DBD::Pg: so is the UPDATE: ' . ($upd->{pg_prepare_name} // 'none'));
+	is($ins->execute($_, 'later'), 1, "9: DBD::Pg: autocommit execute of the INSERT ($_)") for 101 .. 103;
+	is($upd->execute(101, 'updated'), 1, '9: DBD::Pg: autocommit execute of the UPDATE');
+
+	# A pipeline: Parse, Bind and a failing Execute in one Sync, in
+	# autocommit; the statement stays on the source.
+	my ($c, $r) = $pgm->raw_login;
+	ok($r->{ok}, '9: raw protocol session logged in');
+	my $res = raw_exec($c, 's9', 'INSERT INTO t9 VALUES ($1, $2)', 1, 'dup');
+	is($res->{error} && $res->{error}{C}, '23505',
+		'9: raw: Parse, Bind and a failing Execute in one Sync: 23505');
+	for my $id (201, 202) {
+		$res = raw_exec($c, 's9', undef, $id, 'raw');
+		is(join(',', @{ $res->{tags} }) . ($res->{error} ? " $res->{error}{C}" : ''), 'INSERT 0 1',
+			"9: raw: Bind and Execute of s9 ($id)");
+	}
+	$c->close;
+
+	my $want = '1:one,101:updated,102:later,103:later,201:raw,202:raw';
+	is(q_src($rows), $want, '9: the source has the later rows');
+	dst_is($rows, $want, '9: so has dst, and none of the rolled back or failed ones');
+	my $st = drained($MAIN, 30);
+	my $d = delta($st0 // {}, $st // {});
+	cmp_ok($d->{enqueued}, '>=', 6, "9: enqueued $d->{enqueued} (6 executes, and the statements kept)");
+	is($d->{replayed}, $d->{enqueued}, '9: all replayed');
+	is($d->{errors}, 0, '9: errors 0: dst knew the statements');
+	is($d->{divergent}, 0, '9: divergent 0');
+	is($d->{dropped}, 0, '9: dropped 0');
+
+	# A statement kept from a failed transaction that dst cannot prepare
+	# (its table is only on the source): one error, and the session's
+	# next transactions are replayed all the same.
+	q_src('CREATE TABLE t9_src_only (id int)');
+	$h->begin_work;
+	$h->do(q{INSERT INTO t9 VALUES (92, 'rolled back')});
+	my $only = $h->prepare('INSERT INTO t9_src_only VALUES ($1)',
+		{ pg_server_prepare => 1, pg_prepare_now => 1 });
+	ok(!eval { $h->do('SELECT 1/0'); 1 }, '9: a transaction preparing a statement on t9_src_only fails');
+	$h->rollback;
+	$h->do(q{INSERT INTO t9 VALUES (301, 'after')});
+	$ins->execute(302, 'after');
+	$h->disconnect;
+	dst_is(q{SELECT string_agg(id::text, ',' ORDER BY id) FROM t9 WHERE id > 300}, '301,302',
+		'9: the next transactions of that session reach dst');
+	my $st2 = drained($MAIN, 30);
+	$d = delta($st // {}, $st2 // {});
+	is($d->{errors}, 1, '9: errors 1: the statement dst could not prepare');
+	is($d->{replayed}, $d->{enqueued}, "9: all $d->{enqueued} replayed");
+	is($d->{divergent}, 0, '9: divergent 0');
+}
+
+# --- 10. mirror.replay_timeout ---------------------------------------------------------
+
+# The config of the second daemon (after the listen line): appdb and
+# newdb, both database appdb, one on src and one on dst, or swapped.
+sub conf2 {
+	my ($swap) = @_;
+	my ($from, $to) = $swap ? ($dst, $src) : ($src, $dst);
+	return <<"EOC";
+# 160_mirror, second daemon, swapped $swap
+shutdown_timeout = 5;
+workers = { min_spare = 2; max_spare = 4; max = 16; };
+pool = { mode = "session"; default_size = 20; wait_timeout = 10; };
+log = { destination = "stderr"; stats_period = 1; };
+databases = (
+  { name = "appdb"; host = "127.0.0.1"; port = $from->{port}; database = "appdb"; },
+  { name = "newdb"; host = "127.0.0.1"; port = $to->{port}; database = "appdb"; }
+);
+users = ( { name = "app"; password = "secret"; } );
+mirror = { workers = 1; retry_max = 2; replay_timeout = 2; };
+mirrors = ( { source = "appdb"; destination = "newdb"; queue = 1000; } );
+EOC
+}
+
+my $pgm2 = pgm_start($src, config => conf2(0));
+my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
+
+{
+	ok(wait_until(sub { defined mirror_pid(0, $pgm2) }, 10),
+		'10: the second daemon runs its mirror worker');
+	$pgm2->psql('CREATE TABLE t10 (id int PRIMARY KEY)');
+	dst_is(q{SELECT to_regclass('t10') IS NOT NULL}, 't', '10: t10 reaches dst');
+	my $st0 = drained($MAIN, 30, $pgm2);
+	ok($st0, '10: the second daemon logs its mirror\'s stats');
+	my $lock = $dst->dbh(db => 'appdb');
+	$lock->begin_work;
+	$lock->do('LOCK TABLE t10 IN ACCESS EXCLUSIVE MODE');
+	my $h = $pgm2->dbh;
+	my $from = length $pgm2->log;
+	my $t0 = time;
+	$h->do('INSERT INTO t10 VALUES (1)');
+	is(q_src('SELECT count(*) FROM t10 WHERE id = 1'), '1',
+		'10: the INSERT is committed on the source at once');
+	my $re = qr/mirror appdb -> newdb: session \d+: replay took longer than mirror\.replay_timeout; closing its destination connection/;
+	ok(wait_until(sub { substr($pgm2->log, $from) =~ $re }, 15, 0.1),
+		'10: "replay took longer than mirror.replay_timeout" logged');
+	my $waited = time - $t0;
+	cmp_ok($waited, '>=', 1.9, sprintf('10: not before the 2 s of replay_timeout (%.1f s)', $waited));
+	ok(wait_until(sub {
+		q_dst(q{SELECT count(*) FROM pg_stat_activity WHERE datname = 'appdb'
+			AND wait_event_type = 'Lock'}) eq '0' }, 5, 0.1),
+		'10: the replayed INSERT no longer waits for the lock on dst');
+	my $st = {};
+	wait_until(sub { $st = stats($MAIN, $pgm2); ($st->{dropped} // 0) > ($st0 // {})->{dropped} }, 5);
+	my $d = delta($st0 // {}, $st);
+	is($d->{dropped}, 1, '10: dropped 1');
+	is($d->{gaps}, 1, '10: gaps 1');
+	$lock->rollback;
+	$lock->disconnect;
+
+	# The same session's next transaction opens a new destination session.
+	$h->do('INSERT INTO t10 VALUES (2)');
+	$h->disconnect;
+	$pgm2->psql('INSERT INTO t10 VALUES (3)');
+	my $ids = q{SELECT string_agg(id::text, ',' ORDER BY id) FROM t10};
+	dst_is($ids, '2,3', '10: after the lock, that session\'s next INSERT and a new session\'s reach dst');
+	my $st1 = drained($MAIN, 30, $pgm2);
+	is(q_dst($ids), '2,3', '10: the cancelled INSERT never ran on dst');
+	$d = delta($st0 // {}, $st1 // {});
+	is($d->{enqueued}, 3, '10: enqueued 3');
+	is($d->{replayed}, 2, '10: replayed 2');
+	is($d->{dropped}, 1, '10: dropped still 1');
+	is($d->{errors}, 0, '10: errors 0');
+}
+
+# --- 11. switchover by hand, the mirror running back ------------------------------------
+
+{
+	my $st0 = drained($MAIN, 10, $pgm2);
+	my $mw = mirror_pid(0, $pgm2);
+	ok($mw, '11: mirror worker 0 of the second daemon: pid ' . ($mw // 'none'));
+	write_file($pgm2->conffile, $LISTEN2 . conf2(1));
+	my $from = length $pgm2->log;
+	$pgm2->kill('HUP');
+	my $new = '';
+	wait_until(sub { $new = substr($pgm2->log, $from);
+		$new =~ /configuration reloaded \(generation \d+\)|reload failed|reload refused/ }, 10, 0.02);
+	like($new, qr/configuration reloaded \(generation 1\)/, '11: appdb and newdb swapped: configuration reloaded')
+	  or diag($new);
+	like($new, qr/reload: what mirror workers connect with changed; they finish what they hold and restart/,
+		'11: the mirror workers are told to restart');
+	my $mw2;
+	ok(wait_until(sub { $mw2 = mirror_pid(0, $pgm2); $mw2 && $mw2 != ($mw // 0) }, 10),
+		'11: a new mirror worker 0 runs: pid ' . ($mw2 // 'none'));
+	ok(wait_until(sub { !pid_alive($mw // 0) }, 10), '11: the old one left');
+
+	my $h = $pgm2->dbh;
+	$h->begin_work;
+	is(($h->selectrow_array('SELECT inet_server_port()'))[0], $dst->port,
+		'11: a new session to appdb reaches the dst cluster');
+	$h->rollback;
+	$h->do('INSERT INTO t10 VALUES (1100)');
+	$h->disconnect;
+	is(q_dst('SELECT count(*) FROM t10 WHERE id = 1100'), '1',
+		'11: its INSERT is written on the dst cluster, now the source');
+	my $got;
+	ok(wait_until(sub { $got = q_src('SELECT count(*) FROM t10 WHERE id = 1100'); $got eq '1' }, 20, 0.2),
+		'11: and mirrored to the src cluster, now the destination');
+	my $st1 = drained($MAIN, 30, $pgm2);
+	ok($st1, '11: the queue drains');
+	my ($min) = sort { $a <=> $b } map { $_->{enqueued} } all_stats($MAIN, $pgm2, $from);
+	cmp_ok($min // -1, '>=', ($st0 // {})->{enqueued} // 0,
+		'11: enqueued did not go back after the reload (' . ($min // 'none') . ')');
+	my $d = delta($st0 // {}, $st1 // {});
+	is($d->{enqueued}, 1, '11: enqueued 1');
+	is($d->{replayed}, 1, '11: replayed 1');
+	is($d->{errors}, 0, '11: errors 0');
+	is($d->{dropped}, 0, '11: dropped 0');
+	my $log2 = $pgm2->log;
+	unlike($log2, qr/died|killed by signal|exited with status/, '11: no worker of the second daemon died');
+	unlike($log2, qr/AddressSanitizer|runtime error/, '11: no sanitizer report in its log');
 }
 
 my $log = $pgm->log;

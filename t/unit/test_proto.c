@@ -3,9 +3,11 @@
  *
  * Owns: the composed messages (lengths and fields parsed back), the
  * bounds-checked reader, the startup packet parser (every form, every
- * malformation, every prefix) and the incremental message scanner fed
- * in every kind of split.  Inputs are copied into exact-size heap buffers
- * so AddressSanitizer catches any read past the given length.
+ * malformation, every prefix), the incremental message scanner fed
+ * in every kind of split, and the tag mirroring gives an ErrorResponse
+ * (proto_error_tag: whole, without a C field, cut short).  Inputs are
+ * copied into exact-size heap buffers so AddressSanitizer catches any
+ * read past the given length.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -1042,6 +1044,106 @@ test_scan(void)
 	tap_ok(ev == SCAN_NEED_MORE && used == 0, "empty feed: need more");
 }
 
+/* proto_error_tag on an exact-size copy of n bytes of body. */
+static void
+error_tag_n(const uint8_t *body, size_t n, char *out, size_t outlen)
+{
+	uint8_t		*c = dup_exact(body, n);
+
+	proto_error_tag(c, n, out, outlen);
+	free(c);
+}
+
+/*
+ * The result an ErrorResponse stands for in a mirrored transaction:
+ * "ERROR " and its SQLSTATE, from a body that may be cut short (the
+ * scanner captures at most sizeof(cap) bytes of it).
+ */
+static void
+test_error_tag(void)
+{
+	struct pgm_buf	 b;
+	struct pgm_scan	 s;
+	enum pgm_scan_event ev;
+	uint8_t		 type;
+	uint32_t	 len;
+	const uint8_t	*body, *m;
+	char		 tag[PGM_TAG_MAX], longmsg[2001];
+	size_t		 used, off, cut;
+	int		 rc;
+
+	buf_init(&b);
+	proto_error(&b, "ERROR", "23505", "duplicate key value violates "
+	    "unique constraint \"t_pkey\"");
+	rc = msg_at(&b, 0, &type, &len, &body);
+	if (rc != 0) {
+		printf("Bail out! ErrorResponse has no valid frame\n");
+		exit(1);
+	}
+	error_tag_n(body, len - 4, tag, sizeof(tag));
+	tap_is_str(tag, "ERROR 23505", "error tag: a whole ErrorResponse");
+
+	/* Cut in the middle of the M field, after the C field. */
+	m = memchr(body, 'M', len - 4);
+	cut = m != NULL ? (size_t)(m - body) + 5 : 0;
+	tap_ok(m != NULL && cut < len - 4 && memcmp(body + cut - 6,
+	    "\0M", 2) == 0, "error tag: the M field follows the C field");
+	error_tag_n(body, cut, tag, sizeof(tag));
+	tap_is_str(tag, "ERROR 23505",
+	    "error tag: body cut in the M field keeps the SQLSTATE");
+
+	/* Cut inside the C field: no partial SQLSTATE. */
+	error_tag_n(body, (size_t)(m - body) - 3, tag, sizeof(tag));
+	tap_is_str(tag, "ERROR ", "error tag: body cut in the C field: "
+	    "no SQLSTATE");
+
+	/* No C field at all, and nothing at all. */
+	error_tag_n((const uint8_t *)"SERROR\0VERROR\0Mno code\0", 24, tag,
+	    sizeof(tag));
+	tap_is_str(tag, "ERROR ", "error tag: no C field");
+	error_tag_n((const uint8_t *)"", 0, tag, sizeof(tag));
+	tap_is_str(tag, "ERROR ", "error tag: empty body");
+
+	/* A small output buffer is cut, not overrun. */
+	memset(tag, 'z', sizeof(tag));
+	error_tag_n(body, len - 4, tag, 9);
+	tap_ok(strcmp(tag, "ERROR 23") == 0 && tag[9] == 'z',
+	    "error tag: cut to the output size");
+
+	/*
+	 * As mirroring sees it: an ErrorResponse longer than the scanner's
+	 * capture, fed in one go, gives its first bytes only.
+	 */
+	buf_reset(&b);
+	memset(longmsg, 'x', sizeof(longmsg) - 1);
+	longmsg[sizeof(longmsg) - 1] = '\0';
+	buf_msg_begin(&b, 'E');
+	buf_put_u8(&b, 'S');
+	buf_put_str(&b, "ERROR");
+	buf_put_u8(&b, 'V');
+	buf_put_str(&b, "ERROR");
+	buf_put_u8(&b, 'C');
+	buf_put_str(&b, "22P02");
+	buf_put_u8(&b, 'M');
+	buf_put_str(&b, longmsg);
+	buf_put_u8(&b, 0);
+	buf_msg_end(&b);
+	scan_init(&s, PGM_MESSAGE_MAX);
+	ev = scan_feed(&s, b.data, b.len, &used);
+	off = used;
+	if (ev == SCAN_HEADER) {
+		s.capture = 1;
+		ev = scan_feed(&s, b.data + off, b.len - off, &used);
+	}
+	tap_ok(ev == SCAN_BODY && s.caplen == sizeof(s.cap) &&
+	    s.caplen < b.len - 5, "error tag: a %zu-byte body is captured "
+	    "cut to %zu bytes", b.len - 5, s.caplen);
+	proto_error_tag(s.cap, s.caplen, tag, sizeof(tag));
+	tap_is_str(tag, "ERROR 22P02",
+	    "error tag: from the cut capture of a long ErrorResponse");
+	buf_free(&b);
+}
+
 static void
 test_frontend_types(void)
 {
@@ -1065,12 +1167,13 @@ test_frontend_types(void)
 int
 main(void)
 {
-	tap_plan(110);
+	tap_plan(119);
 	test_buf();
 	test_compose();
 	test_reader();
 	test_startup();
 	test_scan();
+	test_error_tag();
 	test_frontend_types();
 	return tap_done();
 }
