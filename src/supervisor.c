@@ -517,7 +517,7 @@ sup_same_listen(const struct pgm_config *a, const struct pgm_config *b)
  * (and every error logged).
  */
 static struct pgm_config *
-sup_load_checked(char *why, size_t len)
+sup_load_checked(char *why, size_t len, int *refused)
 {
 	static struct pgm_config_errors errs;
 	struct pgm_config *nc;
@@ -533,7 +533,9 @@ sup_load_checked(char *why, size_t len)
 		    errs.n > 1 ? " (and more errors, see the log)" : "");
 		return NULL;
 	}
+	*refused = 0;
 	if (!sup_same_shape(pgm_conf, nc)) {
+		*refused = 1;
 		snprintf(why, len, "workers.max, the names and order of the "
 		    "databases and users entries, the mirrors (their source, "
 		    "destination, queue and queue_bytes) or mirror.workers "
@@ -550,8 +552,9 @@ int
 supervisor_check(char *why, size_t len)
 {
 	struct pgm_config *nc;
+	int		 refused;
 
-	if ((nc = sup_load_checked(why, len)) == NULL)
+	if ((nc = sup_load_checked(why, len, &refused)) == NULL)
 		return -1;
 	config_free(nc);
 	return 0;
@@ -572,12 +575,12 @@ supervisor_reload(char *why, size_t len)
 {
 	struct pgm_config *nc, *old = pgm_conf;
 	char		 tlserr[512];
-	int		 i, retire;
+	int		 i, retire, refused = 0;
 
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)(mqueue_now_ns() / 1000));
 	log_info("reloading %s", old->path);
-	if ((nc = sup_load_checked(why, len)) == NULL)
+	if ((nc = sup_load_checked(why, len, &refused)) == NULL)
 		goto keep;
 	if (tls_init(nc, tlserr, sizeof(tlserr)) == -1) {
 		snprintf(why, len, "%s", tlserr);
@@ -640,8 +643,11 @@ supervisor_reload(char *why, size_t len)
 	control_status();
 	return 0;
 keep:
-	log_warnx("reload failed: %s; keeping the running configuration",
-	    why);
+	if (refused)
+		log_warnx("reload refused: %s", why);
+	else
+		log_warnx("reload failed: %s; keeping the running "
+		    "configuration", why);
 	sd_notify(0, "READY=1");
 	return -1;
 }

@@ -397,11 +397,19 @@ sub long_ok {
 	is($tls->selectrow_array('SHOW port'), $pg2->port, '6: ... and over TLS');
 	$tls->disconnect;
 	my ($p, $pid) = $old->selectrow_array('SELECT current_setting(\'port\'), pg_backend_pid()');
-	is("$p/$pid", $pg1->port . "/$opid", '6: the old session stays on pg1, same backend');
+	is($p, $pg2->port, '6: the old session moves to pg2 at its next statement');
+	isnt($pid, $opid, '6: ... on a new backend');
 	$old->do('INSERT INTO rl_t VALUES (-6)');
-	is($pg1->psql('SELECT count(*) FROM rl_t WHERE k = -6', db => 'appdb'), 1,
+	is($pg2->psql('SELECT count(*) FROM rl_t WHERE k = -6', db => 'appdb'), 1,
 		'6: ... and writes there');
 	ok(pid_alive($oworker), '7: its worker (old generation, busy) is alive');
+	{
+		my ($lp, $np) = eval { $long->selectrow_array('SELECT current_setting(\'port\'), '
+		  . 'pg_backend_pid()') };
+		is($lp, $pg2->port, '6: after the switch: the long TLS session moved to pg2')
+		  or diag($@ || $DBI::errstr);
+		$lpid = $np if defined $np;
+	}
 	long_ok('6: after the switch');
 	$old->disconnect;
 	ok(wait_until(sub { !pid_alive($oworker) }, 5),

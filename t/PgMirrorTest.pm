@@ -8,8 +8,10 @@
 # /tmp/pgmirror-test.XXXXXX; they are removed when the test passes, kept
 # (and named in a diag) when it fails or when PGMIRROR_KEEP_TMP is set.
 #
-# Environment: PGMIRROR (the daemon), PQPIPE (the t/pqpipe helper),
-# PG_BINDIR (PostgreSQL binaries), top_builddir, PGMIRROR_KEEP_TMP.
+# Environment: PGMIRROR (the daemon), PGMIRRORCTL (its control program;
+# default: the pgmirrorctl next to the daemon), PQPIPE (the t/pqpipe
+# helper), PG_BINDIR (PostgreSQL binaries), top_builddir,
+# PGMIRROR_KEEP_TMP.
 #
 #   use PgMirrorTest;
 #   my $pg  = pg_start();                  # PostgreSQL, SCRAM on TCP
@@ -18,6 +20,8 @@
 #   is($pgm->psql('SELECT 1'), '1');       # psql through pgmirror
 #   my $dbh = $pgm->dbh;                   # DBD::Pg through pgmirror
 #   my ($conn, $r) = $pgm->raw_login;      # raw protocol: $r->{auth}, {error}{C}
+#   my ($rc, $out, $err) = $pgm->ctl('-t', 'status');   # pgmirrorctl
+#   my $answer = $pgm->ctl_raw('show pools');  # control protocol, by hand
 
 package PgMirrorTest;
 
@@ -35,7 +39,7 @@ use IPC::Run ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-our @EXPORT = qw(pg_start pgm_start pgmirror_bin pqpipe_bin pg_bindir
+our @EXPORT = qw(pg_start pgm_start pgmirror_bin pgmirrorctl_bin pqpipe_bin pg_bindir
   run_cmd start_cmd free_port wait_until tmp_base write_file slurp
   raw_connect children_of pid_alive socket_owner
   cert_dir make_cert openssl_run tls_group);
@@ -280,6 +284,19 @@ sub pgmirror_bin {
 		return abs_path($c) if -f $c && -x _;
 	}
 	BAIL_OUT("pgmirror binary not found (tried @cand); set PGMIRROR");
+}
+
+# Returns the path of the pgmirrorctl binary: $PGMIRRORCTL if set, else
+# the pgmirrorctl in the directory of the pgmirror binary; undef if that
+# file is not an executable.
+sub pgmirrorctl_bin {
+	my $c = $ENV{PGMIRRORCTL};
+	if (!$c) {
+		my $pgm = eval { pgmirror_bin() };
+		return undef unless $pgm;
+		$c = dirname($pgm) . '/pgmirrorctl';
+	}
+	return -f $c && -x _ ? abs_path($c) : undef;
 }
 
 my $PQPIPE;
@@ -539,7 +556,9 @@ sub _cfggroup {
 #   listen_v6  => 1 (also listen on [::1]),
 #   extra      => raw config text appended,
 #   config     => full config text (overrides everything but listen),
-#   wait       => 0 (do not wait for the port).
+#   wait       => 0 (do not wait for the port),
+#   env        => { NAME => value } (the daemon's environment: set, or
+#                 removed when the value is undef; also taken by start).
 sub pgm_start {
 	my ($pg, %o) = @_;
 	my $bin = pgmirror_bin();
@@ -841,6 +860,8 @@ sub conffile { $_[0]{conffile} }
 sub log { PgMirrorTest::slurp($_[0]{logfile}) }
 
 # (Re)starts the daemon with its config file and waits for the port.
+# Options: args (more command-line arguments), env (as pgm_start),
+# wait => 0, start_timeout.
 sub start {
 	my ($self, %o) = @_;
 	my $pid = fork();
@@ -850,6 +871,10 @@ sub start {
 		open(STDOUT, '>>', $self->{logfile}) or POSIX::_exit(126);
 		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
 		chdir $self->{dir};
+		for my $k (keys %{ $o{env} || {} }) {
+			if (defined $o{env}{$k}) { $ENV{$k} = $o{env}{$k} }
+			else { delete $ENV{$k} }
+		}
 		exec($self->{bin}, '-d', '-c', $self->{conffile}, @{ $o{args} || [] })
 		  or POSIX::_exit(127);
 	}
@@ -1040,6 +1065,60 @@ sub raw_login {
 		         : (host => $self->{host}, port => $self->{port}),
 		user => $self->{default_user}, database => $self->{default_db},
 		password => $self->{default_password}, %o);
+}
+
+# Runs pgmirrorctl -s <this daemon's control socket> @args; returns
+# ($rc, $stdout, $stderr) as run_cmd.  A hash reference as the first
+# argument holds options: prefix => [ words run before pgmirrorctl, such
+# as setpriv ... to run it as another user ], timeout (seconds, default
+# 120), env.  Dies if there is no pgmirrorctl (see pgmirrorctl_bin).
+sub ctl {
+	my ($self, @args) = @_;
+	my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
+	my $bin = PgMirrorTest::pgmirrorctl_bin()
+	  or die "pgmirrorctl not found; build it or set PGMIRRORCTL";
+	return PgMirrorTest::run_cmd([ @{ $o{prefix} || [] }, $bin, '-s', $self->{ctlsock}, @args ],
+		timeout => $o{timeout} // 120, env => $o{env});
+}
+
+# Speaks the control protocol directly: connects to the control socket
+# (IO::Socket::UNIX), sends $line and a newline, and reads until the
+# daemon closes.  Returns the whole answer text ("OK\n..." or "ERROR
+# ...\n..."), '' if the daemon closed without a word, undef if the
+# connection failed ($! says why).  Options: nonl => 1 (send $line
+# exactly, no newline added), shut => 1 (shut down the write side once
+# sent), timeout (seconds to wait for the end of the answer, default 15;
+# past it, what came so far is returned and $self->{ctl_timed_out} is
+# set), path (another socket).
+sub ctl_raw {
+	my ($self, $line, %o) = @_;
+	require IO::Socket::UNIX;
+	require IO::Select;
+	$self->{ctl_timed_out} = 0;
+	my $s = IO::Socket::UNIX->new(Peer => $o{path} // $self->{ctlsock},
+		Type => Socket::SOCK_STREAM()) or return undef;
+	binmode $s;
+	my $msg = $line . ($o{nonl} ? '' : "\n");
+	my $off = 0;
+	while ($off < length $msg) {
+		my $n = syswrite($s, $msg, length($msg) - $off, $off);
+		last unless defined $n;    # refused or closed: read what it said
+		$off += $n;
+	}
+	shutdown($s, 1) if $o{shut};
+	my $ans = '';
+	my $sel = IO::Select->new($s);
+	my $deadline = time + ($o{timeout} // 15);
+	while (1) {
+		my $left = $deadline - time;
+		if ($left <= 0) { $self->{ctl_timed_out} = 1; last }
+		next unless $sel->can_read($left);
+		my $r = sysread($s, my $chunk, 65536);
+		last unless $r;    # EOF (or a reset after the answer)
+		$ans .= $chunk;
+	}
+	CORE::close($s);
+	return $ans;
 }
 
 # ===========================================================================
