@@ -254,40 +254,6 @@ capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
 }
 
 /*
- * Is a Query's text a PREPARE or a DEALLOCATE alone?  They are not
- * transactional: what they do stays after a rollback.
- */
-static int
-capture_is_prepare(const uint8_t *q, size_t len)
-{
-	static const char *const kw[] = { "prepare", "deallocate", NULL };
-	size_t		 i = 0, k, n;
-
-	for (;;) {
-		while (i < len && (q[i] == ' ' || q[i] == '\t' ||
-		    q[i] == '\n' || q[i] == '\r'))
-			i++;
-		if (i + 1 < len && q[i] == '-' && q[i + 1] == '-') {
-			while (i < len && q[i] != '\n')
-				i++;
-			continue;
-		}
-		break;
-	}
-	for (k = 0; kw[k] != NULL; k++) {
-		n = strlen(kw[k]);
-		if (len - i > n && strncasecmp((const char *)q + i, kw[k], n) ==
-		    0 && (q[i + n] == ' ' || q[i + n] == '\t' ||
-		    q[i + n] == '\n'))
-			/* one statement: no semicolon but a last one */
-			return memchr(q + i, ';', len - i) == NULL ||
-			    memchr(q + i, ';', len - i) ==
-			    (const void *)(q + len - 2);
-	}
-	return 0;
-}
-
-/*
  * A transaction that is not replayed may still have prepared named
  * statements, which outlive any rollback.  Its Parse messages that the
  * server completed and that name a statement, its Close messages that
@@ -317,7 +283,7 @@ capture_keep_statements(struct pgm_capture *c, size_t len, uint64_t seq)
 		    p[off + 5] == 'S')))
 			buf_put(&c->keep, p + off, mlen);
 		else if (mlen > 5 && p[off] == 'Q' &&
-		    capture_is_prepare(p + off + 5, mlen - 5)) {
+		    proto_is_lone_prepare(p + off + 5, mlen - 5)) {
 			buf_put(&c->keep, p + off, mlen);
 			queries++;
 		}

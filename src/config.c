@@ -901,12 +901,83 @@ config_check(struct config_ctx *cx)
 	}
 }
 
+/* Read a whole config file into a NUL-terminated buffer.  NULL: errno. */
+static char *
+config_read_text(const char *path, size_t *lenp)
+{
+	FILE		*f;
+	char		*buf = NULL, *nb;
+	size_t		 len = 0, cap = 0, n;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return NULL;
+	for (;;) {
+		if (cap - len < 4096) {
+			if (cap >= PGM_CONFIG_TEXT_MAX) {
+				free(buf);
+				fclose(f);
+				errno = EFBIG;
+				return NULL;
+			}
+			cap = cap ? cap * 2 : 16384;
+			if ((nb = realloc(buf, cap + 1)) == NULL) {
+				free(buf);
+				fclose(f);
+				return NULL;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		free(buf);
+		fclose(f);
+		errno = EIO;
+		return NULL;
+	}
+	fclose(f);
+	buf[len] = '\0';
+	*lenp = len;
+	return buf;
+}
+
 /*
  * Load and check a config file.  Returns the config, or NULL with the
- * errors (file, line and message each) in errs.
+ * errors (file, line and message each) in errs.  The config keeps the
+ * file's text, so workers can load exactly what the supervisor did.
  */
 struct pgm_config *
 config_load(const char *path, struct pgm_config_errors *errs)
+{
+	struct pgm_config *c;
+	char		*text;
+	size_t		 len;
+
+	memset(errs, 0, sizeof(*errs));
+	errs->file = path;
+	if ((text = config_read_text(path, &len)) == NULL) {
+		errs->n = 1;
+		errs->err[0].line = 0;
+		snprintf(errs->err[0].msg, sizeof(errs->err[0].msg),
+		    "cannot read: %s", strerror(errno));
+		return NULL;
+	}
+	c = config_load_text(path, text, errs);
+	if (c != NULL) {
+		c->text = text;
+		c->textlen = len;
+	} else
+		free(text);
+	return c;
+}
+
+/* Load and check a config from its text; path is for messages. */
+struct pgm_config *
+config_load_text(const char *path, const char *text,
+    struct pgm_config_errors *errs)
 {
 	struct config_ctx cx;
 	struct pgm_config *c;
@@ -949,12 +1020,9 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	c->stats_period = 60;
 
 	config_init(&cf);
-	if (config_read_file(&cf, path) == CONFIG_FALSE) {
-		if (config_error_type(&cf) == CONFIG_ERR_FILE_IO)
-			config_err(&cx, 0, "cannot read: %s", strerror(errno));
-		else
-			config_err(&cx, config_error_line(&cf), "%s",
-			    config_error_text(&cf));
+	if (config_read_string(&cf, text) == CONFIG_FALSE) {
+		config_err(&cx, config_error_line(&cf), "%s",
+		    config_error_text(&cf));
 		config_destroy(&cf);
 		config_free(c);
 		return NULL;
@@ -1031,6 +1099,7 @@ config_free(struct pgm_config *c)
 	free(c->tls_server_cert_file);
 	free(c->tls_server_key_file);
 	free(c->path);
+	free(c->text);
 	free(c);
 }
 

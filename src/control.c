@@ -73,6 +73,8 @@ struct ctl_conn {
 	int		 db;		/* maintenance: databases[] or -1 */
 	int		 sync_sequences;
 	pid_t		 helper;	/* the sequence copy, or 0 */
+	int		 helper_done;	/* reaped by the supervisor: */
+	int		 helper_status;	/* ... with this status */
 	int		 old_maint;	/* maintenance before a switchover */
 	int		 sync_only;	/* sync-sequences: no reload after */
 	int		 gone;		/* hung up while its command waits */
@@ -154,6 +156,7 @@ ctl_done(struct ctl_conn *c)
 {
 	c->answered = 1;
 	c->wait = CTL_NONE;
+	c->deadline = net_now_ms();	/* from now on, for writing it */
 }
 
 /* ------------------------------------------------------------------ */
@@ -181,7 +184,7 @@ ctl_state_name(int st)
 static int
 ctl_slot_busy(const struct pgm_slot *s, int db)
 {
-	int		 st = s->txstate;
+	int		 st = __atomic_load_n(&s->txstate, __ATOMIC_SEQ_CST);
 
 	if (s->state != SLOT_BUSY || (db >= 0 && s->database != db))
 		return 0;
@@ -478,6 +481,18 @@ ctl_set_maintenance(int db, int on)
 	control_status();
 }
 
+/*
+ * Turn the maintenance of every database on or off, leaving the
+ * per-database ones as they are (a switchover's own pause).
+ */
+static void
+ctl_set_global_maintenance(int on)
+{
+	__atomic_store_n(&pgm_shm->maintenance, on, __ATOMIC_SEQ_CST);
+	log_info("maintenance %s", on ? "on" : "off");
+	control_status();
+}
+
 /* Are the mirror queues empty?  Names the first that is not. */
 static int
 ctl_drained(char *why, size_t len)
@@ -515,7 +530,7 @@ ctl_sw_fail(struct ctl_conn *c, const char *fmt, ...)
 		c->helper = 0;
 	}
 	if (!c->old_maint)
-		ctl_set_maintenance(-1, 0);
+		ctl_set_global_maintenance(0);
 	log_warnx("switchover rolled back: %s", msg);
 	ctl_error(c, "switchover rolled back: %s", msg);
 }
@@ -550,7 +565,7 @@ ctl_pq_connect(const struct pgm_config *cf, int db)
 {
 	const struct pgm_database *d = &cf->databases[db];
 	const struct pgm_user *u = NULL;
-	const char	*keys[7], *vals[7];
+	const char	*keys[8], *vals[8];
 	char		 port[16];
 	PGconn		*conn;
 	int		 i;
@@ -573,7 +588,8 @@ ctl_pq_connect(const struct pgm_config *cf, int db)
 	keys[3] = "user";	vals[3] = u->name;
 	keys[4] = "password";	vals[4] = u->plain;
 	keys[5] = "application_name"; vals[5] = "pgmirror sync-sequences";
-	keys[6] = NULL;		vals[6] = NULL;
+	keys[6] = "connect_timeout"; vals[6] = "10";
+	keys[7] = NULL;		vals[7] = NULL;
 	conn = PQconnectdbParams(keys, vals, 0);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		log_warnx("sync-sequences: cannot connect to %s:%d/%s: %s",
@@ -659,7 +675,7 @@ ctl_sw_start_sync(struct ctl_conn *c)
 		ctl_sw_fail(c, "fork: %s", strerror(errno));
 		return -1;
 	case 0:
-		control_child();
+		supervisor_child();
 		ctl_sync_child(pgm_conf, nc);
 	}
 	config_free(nc);
@@ -680,7 +696,7 @@ ctl_sw_apply(struct ctl_conn *c)
 		return;
 	}
 	if (!c->old_maint)
-		ctl_set_maintenance(-1, 0);
+		ctl_set_global_maintenance(0);
 	log_info("switchover done (generation %d)", pgm_shm->generation);
 	ctl_ok(c);
 	ctl_rowf(c, "name\tvalue");
@@ -741,9 +757,12 @@ ctl_advance(struct ctl_conn *c, int64_t now)
 		}
 		return;
 	case CTL_SW_SYNC:
-		if (c->helper > 0 && waitpid(c->helper, &status, WNOHANG) ==
-		    c->helper) {
+		if (c->helper > 0 && (c->helper_done ||
+		    waitpid(c->helper, &status, WNOHANG) == c->helper)) {
+			if (c->helper_done)
+				status = c->helper_status;
 			c->helper = 0;
+			c->helper_done = 0;
 			if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
 			    c->sync_only) {
 				ctl_ok(c);
@@ -882,7 +901,7 @@ ctl_cmd_switchover(struct ctl_conn *c, char **w, int n)
 	c->until = net_now_ms() + (int64_t)timeout * 1000;
 	c->wait = CTL_SW_IDLE;
 	log_info("switchover: maintenance on; waiting up to %d s", timeout);
-	ctl_set_maintenance(-1, 1);
+	ctl_set_global_maintenance(1);
 	ctl_advance(c, net_now_ms());
 }
 
@@ -1057,11 +1076,14 @@ control_close(void)
 {
 	int		 i;
 
-	for (i = 0; i < CTL_MAXCONN; i++)
+	for (i = 0; i < CTL_MAXCONN; i++) {
+		if (ctl_conns[i].helper > 0)
+			kill(ctl_conns[i].helper, SIGKILL);
 		if (ctl_conns[i].fd != -1) {
 			close(ctl_conns[i].fd);
 			ctl_conns[i].fd = -1;
 		}
+	}
 	if (ctl_fd != -1) {
 		close(ctl_fd);
 		ctl_fd = -1;
@@ -1113,8 +1135,10 @@ ctl_accept(void)
 				break;
 			}
 		if (c == NULL) {
-			(void)write(fd, "ERROR busy: too many control "
-			    "connections\n", 38);
+			static const char busy[] = "ERROR busy: too many "
+			    "control connections\n";
+
+			(void)write(fd, busy, sizeof(busy) - 1);
 			close(fd);
 			continue;
 		}
@@ -1223,6 +1247,19 @@ control_nfds(void)
 	return CTL_MAXCONN + 1;
 }
 
+/* Is a switchover under way (a SIGHUP waits for its end)? */
+int
+control_switching(void)
+{
+	int		 i;
+
+	for (i = 0; i < CTL_MAXCONN; i++)
+		if (ctl_conns[i].fd != -1 && ctl_conns[i].wait >= CTL_SW_IDLE &&
+		    !ctl_conns[i].sync_only)
+			return 1;
+	return 0;
+}
+
 /* Is a command waiting, so the supervisor should turn faster? */
 int
 control_busy(void)
@@ -1271,12 +1308,40 @@ control_tick(const struct pollfd *pfd, int n)
 			ctl_error(c, "no request within %d s",
 			    CTL_READ_TIMEOUT / 1000);
 			ctl_done(c);
+			c->deadline = now + CTL_READ_TIMEOUT;
+		}
+		if (c->answered && c->sent < c->out.len && now >= c->deadline +
+		    CTL_READ_TIMEOUT) {
+			/* It does not read its answer: let it go. */
+			close(c->fd);
+			c->fd = -1;
+			buf_reset(&c->out);
+			continue;
 		}
 		if (c->wait != CTL_NONE)
 			ctl_advance(c, now);
 		if (c->answered)
 			ctl_write(c);
 	}
+}
+
+/*
+ * The supervisor reaped a child it does not know: if it is a sequence
+ * copy, keep its status for the command waiting on it.  Returns 1 if
+ * it was ours.
+ */
+int
+control_reaped(pid_t pid, int status)
+{
+	int		 i;
+
+	for (i = 0; i < CTL_MAXCONN; i++)
+		if (ctl_conns[i].fd != -1 && ctl_conns[i].helper == pid) {
+			ctl_conns[i].helper_done = 1;
+			ctl_conns[i].helper_status = status;
+			return 1;
+		}
+	return 0;
 }
 
 /* A one-line summary for systemd's STATUS=. */

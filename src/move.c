@@ -5,16 +5,17 @@
  * switchover).  Sessions opened before it run on the old one; the
  * relay calls move_check when such a session is between transactions
  * and has just sent a new request, not yet forwarded.  If the worker's
- * config is older than the running one, the worker loads the file too,
- * and if the session's database entry now leads elsewhere, the session
- * moves:
+ * config is older than the running one, the worker loads the running
+ * one from the text the supervisor published in shared memory, and if
+ * the session's database entry now leads elsewhere, the session moves:
  *
  *   1. On the old server: does the session hold anything that cannot
  *      move (temporary tables, advisory locks, LISTEN, cursors WITH
  *      HOLD)?  Then it ends with a FATAL naming what.
  *   2. Also there: the settings it changed (pg_settings, source
  *      "session") and its prepared statements (pg_prepared_statements).
- *   3. A new server connection on the new server, with the client's
+ *   3. The old connection is closed (its pool place freed), then a
+ *      new server connection on the new server, with the client's
  *      startup parameters; the settings applied again with set_config
  *      and the statements prepared again (a statement prepared through
  *      the protocol becomes a PREPARE with the same name and parameter
@@ -277,7 +278,18 @@ move_state(struct pgm_server *s, struct pgm_buf *out, char *why, size_t len)
 		if (row->col[0] == NULL || row->col[1] == NULL)
 			continue;
 		if (row->col[2] != NULL && strcmp(row->col[2], "true") == 0) {
-			/* the PREPARE command as the client wrote it */
+			/*
+			 * The client's whole query string: run it again only
+			 * if it is that PREPARE alone, else it might do more.
+			 */
+			if (!proto_is_lone_prepare((const uint8_t *)row->col[1],
+			    strlen(row->col[1]))) {
+				snprintf(why, len, "prepared statement \"%s\" "
+				    "was made by a query string that did more "
+				    "than PREPARE it", row->col[0]);
+				move_result_free(&r);
+				return -1;
+			}
 			buf_put_strn(out, row->col[1]);
 			buf_put_strn(out, ";\n");
 			continue;
@@ -298,9 +310,45 @@ move_state(struct pgm_server *s, struct pgm_buf *out, char *why, size_t len)
 	return out->failed ? -1 : 0;
 }
 
+/* The ParameterStatus values a session had, kept past its connection. */
+struct move_status {
+	int		 n;
+	char		*name[PGM_MAXSTATUS];
+	char		*value[PGM_MAXSTATUS];
+};
+
+static void
+move_status_save(struct move_status *st, const struct pgm_server *s)
+{
+	int		 i;
+
+	memset(st, 0, sizeof(*st));
+	for (i = 0; i < s->nstatus && i < PGM_MAXSTATUS; i++) {
+		if ((st->name[st->n] = strdup(s->status_name[i])) == NULL)
+			break;
+		if ((st->value[st->n] = strdup(s->status_value[i])) == NULL) {
+			free(st->name[st->n]);
+			break;
+		}
+		st->n++;
+	}
+}
+
+static void
+move_status_free(struct move_status *st)
+{
+	int		 i;
+
+	for (i = 0; i < st->n; i++) {
+		free(st->name[i]);
+		free(st->value[i]);
+	}
+	st->n = 0;
+}
+
 /* Tell the client the ParameterStatus values the new server changed. */
 static int
-move_tell_client(struct pgm_client *cl, const struct pgm_server *old,
+move_tell_client(struct pgm_client *cl, const struct move_status *old,
     const struct pgm_server *nw)
 {
 	struct pgm_buf	 b;
@@ -308,10 +356,9 @@ move_tell_client(struct pgm_client *cl, const struct pgm_server *old,
 
 	buf_init(&b);
 	for (i = 0; i < nw->nstatus; i++) {
-		for (same = 0, k = 0; k < old->nstatus; k++)
-			if (strcmp(old->status_name[k], nw->status_name[i]) ==
-			    0) {
-				same = strcmp(old->status_value[k],
+		for (same = 0, k = 0; k < old->n; k++)
+			if (strcmp(old->name[k], nw->status_name[i]) == 0) {
+				same = strcmp(old->value[k],
 				    nw->status_value[i]) == 0;
 				break;
 			}
@@ -333,18 +380,25 @@ move_same_server(const struct pgm_database *a, const struct pgm_database *b)
 }
 
 /*
- * Load the running config in this worker, if it is newer than ours.
- * Returns it (and keeps ours in *old), or NULL when there is nothing
- * newer or it cannot be used.
+ * Load the running config in this worker, from the text the supervisor
+ * published with it (never from the file, which may have changed
+ * since).  Returns it, with its generation in *gen, or NULL.
  */
 static struct pgm_config *
-move_load(void)
+move_load(int *gen)
 {
 	static struct pgm_config_errors errs;
 	struct pgm_config *nc;
-	char		 tlserr[256];
+	char		 tlserr[256], *text;
 
-	if ((nc = config_load(pgm_conf->path, &errs)) == NULL) {
+	if ((text = shm_config_get(gen)) == NULL) {
+		log_warnx("reload in worker: the running configuration is not "
+		    "available");
+		return NULL;
+	}
+	nc = config_load_text(pgm_conf->path, text, &errs);
+	free(text);
+	if (nc == NULL) {
 		log_warnx("reload in worker: %s:%d: %s", errs.file,
 		    errs.n ? errs.err[0].line : 0,
 		    errs.n ? errs.err[0].msg : "?");
@@ -352,6 +406,8 @@ move_load(void)
 	}
 	if (nc->ndatabases != pgm_conf->ndatabases ||
 	    nc->nusers != pgm_conf->nusers) {
+		log_warnx("reload in worker: the running configuration has "
+		    "another shape");
 		config_free(nc);
 		return NULL;
 	}
@@ -384,15 +440,21 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	struct pgm_config *nc, *oc;
 	struct pgm_buf	 sql, out;
 	struct move_result r;
+	struct move_status was;
 	char		 why[512];
-	int		 gen;
+	int		 gen, rc;
 
 	gen = __atomic_load_n(&pgm_shm->generation, __ATOMIC_ACQUIRE);
 	if (gen == move_gen)
 		return 0;
+	if ((nc = move_load(&gen)) == NULL) {
+		/* Staying on a server the config left would be wrong. */
+		client_fail(cl, "57P01", "terminating connection: pgmirror "
+		    "was reloaded and this session cannot load the new "
+		    "configuration");
+		return -1;
+	}
 	move_gen = gen;
-	if ((nc = move_load()) == NULL)
-		return 0;
 	oc = pgm_conf;
 	if (move_same_server(&oc->databases[cl->database],
 	    &nc->databases[cl->database])) {
@@ -426,7 +488,15 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 			    "cannot follow: %s", why);
 		return -1;
 	}
-	/* From here on the worker runs with the new config. */
+	/*
+	 * Everything the new connection needs is read: the old one goes
+	 * now, so its place in the pool is free for the new one (a full
+	 * pool must not keep sessions from moving).  From here on the
+	 * worker runs with the new config, and a failure ends the session.
+	 */
+	move_status_save(&was, old);
+	pool_put(old, 0);
+	*srvp = NULL;
 	pool_close_all();
 	pgm_conf = nc;
 	config_free(oc);
@@ -442,13 +512,16 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 			    "reached");
 		buf_free(&out);
 		buf_free(&sql);
+		move_status_free(&was);
 		return -1;
 	}
 	buf_free(&out);
+	memset(&r, 0, sizeof(r));
 	if (sql.len > 1 && move_query(nw, (const char *)sql.data, &r) ==
 	    -1) {
 		buf_free(&sql);
 		pool_put(nw, 0);
+		move_status_free(&was);
 		client_fail(cl, "08006", "terminating connection: the new "
 		    "server failed while the session moved");
 		return -1;
@@ -462,15 +535,15 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 		    "prepared statements failed there: %s", r.error);
 		move_result_free(&r);
 		pool_put(nw, 0);
+		move_status_free(&was);
 		return -1;
 	}
 	move_result_free(&r);
-	if (move_tell_client(cl, old, nw) == -1) {
-		pool_put(nw, 1);
-		return -1;
-	}
-	pool_put(old, 0);
+	rc = move_tell_client(cl, &was, nw);
+	move_status_free(&was);
 	*srvp = nw;
+	if (rc == -1)
+		return -1;
 	worker_session_server(cl, nw);
 	log_info("session moved to %s:%d (backend pid %u)",
 	    pgm_conf->databases[cl->database].host,

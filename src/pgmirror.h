@@ -103,8 +103,13 @@ struct pgm_mirror {
 	int		 line;
 };
 
+/* The largest config file; its text is kept in shared memory. */
+#define PGM_CONFIG_TEXT_MAX	(1024 * 1024)
+
 struct pgm_config {
 	char		*path;
+	char		*text;		/* the file as loaded, or NULL */
+	size_t		 textlen;
 	struct pgm_listen *listen;
 	int		 nlisten;
 	char		*control_socket;
@@ -275,6 +280,7 @@ struct pgm_slot {
 	volatile uint64_t queries;	/* answered in this session */
 	volatile uint64_t bytes_in;	/* from the client, this session */
 	volatile uint64_t bytes_out;
+	volatile int	 cancel_held;	/* cancel the request maintenance holds */
 };
 
 /* What a session is doing (pgm_slot.txstate). */
@@ -310,6 +316,11 @@ struct pgm_shm {
 	volatile uint64_t next_seq;	/* commit order of mirrored work */
 	volatile int64_t mirror_logged;	/* ms: last divergence or error log */
 	volatile int	 maintenance;	/* for every database */
+	/* the text of the running config, for workers (a seqlock) */
+	volatile uint32_t conf_seq;	/* odd while being written */
+	volatile int	 conf_gen;	/* the generation it belongs to */
+	volatile size_t	 conf_len;
+	char		*conf_text;	/* PGM_CONFIG_TEXT_MAX bytes */
 	volatile uint8_t *maint_db;	/* per databases[] entry */
 	struct pgm_db_stats *dbstats;	/* per databases[] entry */
 	int		 nmirrors;
@@ -570,6 +581,8 @@ void	 fatalx(const char *, ...) __attribute__((format(printf, 1, 2)));
 
 /* config.c */
 struct pgm_config *config_load(const char *, struct pgm_config_errors *);
+struct pgm_config *config_load_text(const char *, const char *,
+	    struct pgm_config_errors *);
 void	 config_free(struct pgm_config *);
 int	 config_find_database(const struct pgm_config *, const char *);
 int	 config_find_user(const struct pgm_config *, const char *, int);
@@ -617,6 +630,7 @@ enum pgm_scan_event scan_feed(struct pgm_scan *, const uint8_t *, size_t,
 	    size_t *);
 int	 proto_valid_frontend_type(uint8_t);
 uint64_t proto_hash(uint64_t, const uint8_t *, size_t);
+int	 proto_is_lone_prepare(const uint8_t *, size_t);
 
 #define PROTO_HASH_INIT	0xcbf29ce484222325ULL	/* FNV-1a offset basis */
 
@@ -645,6 +659,8 @@ int	 net_unix_in_use(const struct sockaddr_un *);
 /* shm.c */
 extern struct pgm_shm *pgm_shm;
 int	 shm_create(const struct pgm_config *);
+void	 shm_config_put(const struct pgm_config *, int);
+char	*shm_config_get(int *);
 struct pgm_slot *shm_slot(int);
 int	 shm_pool_try_acquire(int, int);
 void	 shm_pool_release(int);
@@ -655,6 +671,7 @@ void	 shm_slot_reclaim(struct pgm_slot *);
 int	 supervisor_main(struct pgm_config *, int);
 int	 supervisor_reload(char *, size_t);
 int	 supervisor_check(char *, size_t);
+void	 supervisor_child(void);
 void	 supervisor_notify_status(const char *, ...)
 	    __attribute__((format(printf, 1, 2)));
 
@@ -668,6 +685,8 @@ int	 control_nfds(void);
 int	 control_busy(void);
 void	 control_tick(const struct pollfd *, int);
 void	 control_status(void);
+int	 control_reaped(pid_t, int);
+int	 control_switching(void);
 int	 control_sync_database(const struct pgm_config *, int,
 	    const struct pgm_config *);
 

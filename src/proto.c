@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "pgmirror.h"
 
@@ -521,4 +522,44 @@ proto_hash(uint64_t h, const uint8_t *p, size_t n)
 		h *= 0x100000001b3ULL;
 	}
 	return h;
+}
+
+/*
+ * Is a query string a PREPARE or a DEALLOCATE alone (leading blanks and
+ * "--" comments allowed, a final semicolon too)?  Those are not
+ * transactional: what they do outlives a rollback.  q need not end with
+ * a NUL; one at its end is ignored.
+ */
+int
+proto_is_lone_prepare(const uint8_t *q, size_t len)
+{
+	static const char *const kw[] = { "prepare", "deallocate", NULL };
+	const uint8_t	*semi;
+	size_t		 i = 0, k, n;
+
+	while (len > 0 && (q[len - 1] == '\0' || q[len - 1] == ' ' ||
+	    q[len - 1] == '\t' || q[len - 1] == '\n' || q[len - 1] == '\r'))
+		len--;
+	for (;;) {
+		while (i < len && (q[i] == ' ' || q[i] == '\t' ||
+		    q[i] == '\n' || q[i] == '\r'))
+			i++;
+		if (i + 1 < len && q[i] == '-' && q[i + 1] == '-') {
+			while (i < len && q[i] != '\n')
+				i++;
+			continue;
+		}
+		break;
+	}
+	for (k = 0; kw[k] != NULL; k++) {
+		n = strlen(kw[k]);
+		if (len - i <= n || strncasecmp((const char *)q + i, kw[k],
+		    n) != 0 || (q[i + n] != ' ' && q[i + n] != '\t' &&
+		    q[i + n] != '\n' && q[i + n] != '\r'))
+			continue;
+		/* One statement: no semicolon, or only a last one. */
+		semi = memchr(q + i, ';', len - i);
+		return semi == NULL || semi == q + len - 1;
+	}
+	return 0;
 }

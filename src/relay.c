@@ -77,10 +77,47 @@ relay_maintenance(int db)
 	    __atomic_load_n(&pgm_shm->maint_db[db], __ATOMIC_SEQ_CST);
 }
 
+/* Forget the request the client sent: the server never saw it. */
+static void
+relay_drop_request(struct relay_state *st)
+{
+	relay_c2s.start = relay_c2s.end = 0;
+	relay_c2s.hold = 0;
+	relay_c2s.scan.hdrlen = 0;
+	st->pending = st->unsynced = 0;
+}
+
+/*
+ * The client cancelled the request maintenance holds: it is dropped and
+ * answered as PostgreSQL answers a cancelled query.  The capture of a
+ * mirrored session sees the same answer.  -1 if the client is gone.
+ */
+static int
+relay_cancel_held(struct pgm_client *cl, struct relay_state *st)
+{
+	struct pgm_capture *cap = mirror_capture();
+	struct pgm_buf	 b;
+	int		 rc;
+
+	relay_drop_request(st);
+	buf_init(&b);
+	proto_error(&b, "ERROR", "57014", "canceling statement due to user "
+	    "request");
+	proto_ready(&b, 'I');
+	if (cap != NULL)
+		capture_server(cap, b.data, b.len, mqueue_now_ns());
+	rc = client_send(cl, &b);
+	buf_free(&b);
+	log_info("request held by maintenance cancelled by the client");
+	relay_set_state(st->slot, SLOT_TX_IDLE);
+	return rc;
+}
+
 /*
  * Maintenance: hold the client's new request, unsent, until maintenance
- * is off.  A client that goes away meanwhile has it thrown away.
- * Returns 0 to go on, or -1 with how the session ends in *end.
+ * is off.  A client that goes away meanwhile has it thrown away, one
+ * that cancels it gets it cancelled.  Returns 0 to go on, 1 when the
+ * request was cancelled, or -1 with how the session ends in *end.
  */
 static int
 relay_maint_wait(struct pgm_client *cl, struct relay_state *st,
@@ -88,8 +125,16 @@ relay_maint_wait(struct pgm_client *cl, struct relay_state *st,
 {
 	struct pollfd	 pfd[2];
 
+	__atomic_store_n(&st->slot->cancel_held, 0, __ATOMIC_SEQ_CST);
 	relay_set_state(st->slot, SLOT_TX_WAITING);
 	while (relay_maintenance(cl->database)) {
+		if (__atomic_exchange_n(&st->slot->cancel_held, 0,
+		    __ATOMIC_SEQ_CST)) {
+			if (relay_cancel_held(cl, st) == 0)
+				return 1;
+			*end = RELAY_CLIENT_GONE;
+			return -1;
+		}
 		if (worker_sig_int) {
 			*end = RELAY_SHUTDOWN;
 			return -1;
@@ -108,10 +153,7 @@ relay_maint_wait(struct pgm_client *cl, struct relay_state *st,
 				log_info("client left while held by "
 				    "maintenance; its request was not run");
 				/* The server saw nothing: it stays reusable. */
-				relay_c2s.start = relay_c2s.end = 0;
-				relay_c2s.hold = 0;
-				relay_c2s.scan.hdrlen = 0;
-				st->pending = st->unsynced = 0;
+				relay_drop_request(st);
 				*end = RELAY_CLIENT_GONE;
 				return -1;
 			}
@@ -410,6 +452,7 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 	ssize_t		 n;
 	size_t		 old;
 	int		 fillflags, clientflags, slow = 0, timeout, timed, idle;
+	int		 held;
 	int64_t		 last, left;
 	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
@@ -600,15 +643,25 @@ c:
 			 * look at maintenance (the supervisor does the
 			 * opposite), so that one of us sees the other.
 			 */
-			if (idle && (st.pending > 0 || st.unsynced) &&
-			    !st.terminated) {
+			if (idle && (st.pending > 0 || st.unsynced)) {
 				relay_set_state(st.slot, SLOT_TX_ACTIVE);
-				if (relay_maintenance(cl->database) &&
-				    relay_maint_wait(cl, &st, &end) == -1)
-					break;
+				if (relay_maintenance(cl->database)) {
+					/* Sent with its Terminate: it leaves. */
+					if (st.terminated) {
+						relay_drop_request(&st);
+						end = RELAY_CLIENT_TERMINATE;
+						break;
+					}
+					held = relay_maint_wait(cl, &st, &end);
+					if (held == -1)
+						break;
+					if (held == 1)
+						continue;
+				}
 				/* A reload may have moved our database. */
 				if (move_check(cl, srvp) == -1) {
 					end = RELAY_MOVE_FAILED;
+					srv = *srvp;	/* maybe none left */
 					break;
 				}
 				if (*srvp != srv) {
@@ -626,11 +679,11 @@ c:
 			break;
 		}
 	}
-	if (srv->ssl == NULL)
+	if (srv != NULL && srv->ssl == NULL)
 		relay_blocking(srv->fd, 0);
 	if (cl->ssl == NULL)
 		relay_blocking(cl->fd, 0);
-	if (end != RELAY_SERVER_GONE && end != RELAY_PROTOCOL &&
+	if (srv != NULL && end != RELAY_SERVER_GONE && end != RELAY_PROTOCOL &&
 	    end != RELAY_TOO_LARGE && st.pending == 0 && !st.unsynced &&
 	    c2s->start == c2s->end && c2s->scan.hdrlen == 0 &&
 	    s2c->scan.hdrlen == 0 && s2c->start == s2c->end)

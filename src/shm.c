@@ -29,6 +29,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pgmirror.h"
@@ -84,7 +85,8 @@ shm_create(const struct pgm_config *c)
 	    1));
 	for (data = 0, i = 0; i < c->nmirrors; i++)
 		data += (size_t)nmw * shm_align(shm_ring_bytes(c, i));
-	total = hdr + slots + pools + mirrors + rings + mworkers + dbs + data;
+	total = hdr + slots + pools + mirrors + rings + mworkers + dbs +
+	    PGM_CONFIG_TEXT_MAX + data;
 	/* Zero-filled by the kernel, page by page as first touched. */
 	base = mmap(NULL, total, PROT_READ | PROT_WRITE,
 	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -111,6 +113,8 @@ shm_create(const struct pgm_config *c)
 	pgm_shm->maint_db = (volatile uint8_t *)(base + off +
 	    (size_t)c->ndatabases * sizeof(struct pgm_db_stats));
 	off += dbs;
+	pgm_shm->conf_text = (char *)(base + off);
+	off += PGM_CONFIG_TEXT_MAX;
 	for (w = 0; w < nmw; w++)
 		if ((pgm_shm->mworkers[w].efd = eventfd(0,
 		    EFD_NONBLOCK | EFD_CLOEXEC)) == -1)
@@ -200,4 +204,52 @@ shm_slot_reclaim(struct pgm_slot *slot)
 	slot->waiting = 0;
 	slot->idle_servers = 0;
 	slot->session = 0;
+}
+
+/*
+ * Publish the text of the running config for generation gen (the
+ * supervisor only).  Workers that must act on a reload parse the same
+ * text, never a file that may have changed since.
+ */
+void
+shm_config_put(const struct pgm_config *c, int gen)
+{
+	if (c->text == NULL || c->textlen >= PGM_CONFIG_TEXT_MAX)
+		return;
+	__atomic_add_fetch(&pgm_shm->conf_seq, 1, __ATOMIC_SEQ_CST);
+	memcpy(pgm_shm->conf_text, c->text, c->textlen);
+	pgm_shm->conf_text[c->textlen] = '\0';
+	pgm_shm->conf_len = c->textlen;
+	pgm_shm->conf_gen = gen;
+	__atomic_add_fetch(&pgm_shm->conf_seq, 1, __ATOMIC_SEQ_CST);
+}
+
+/*
+ * A copy of the running config's text (free() it) and its generation,
+ * or NULL when memory is short or none was published.
+ */
+char *
+shm_config_get(int *gen)
+{
+	uint32_t	 s1, s2;
+	size_t		 len;
+	char		*text;
+
+	for (;;) {
+		s1 = __atomic_load_n(&pgm_shm->conf_seq, __ATOMIC_ACQUIRE);
+		if (s1 & 1)
+			continue;
+		len = pgm_shm->conf_len;
+		if (len == 0 || len >= PGM_CONFIG_TEXT_MAX ||
+		    (text = malloc(len + 1)) == NULL)
+			return NULL;
+		memcpy(text, pgm_shm->conf_text, len);
+		text[len] = '\0';
+		*gen = pgm_shm->conf_gen;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		s2 = __atomic_load_n(&pgm_shm->conf_seq, __ATOMIC_ACQUIRE);
+		if (s1 == s2)
+			return text;
+		free(text);
+	}
 }

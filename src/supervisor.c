@@ -308,6 +308,32 @@ sup_spawn(int refuser)
 	return 0;
 }
 
+/*
+ * In a child of the supervisor that is not a worker (the sequence
+ * copy): let go of the supervisor's descriptors and signal handlers.
+ */
+void
+supervisor_child(void)
+{
+	struct sigaction sa;
+	int		 i;
+
+	control_child();
+	close(sup_selfpipe[0]);
+	close(sup_selfpipe[1]);
+	close(sup_death[1]);
+	for (i = 0; i < sup_nlfd; i++)
+		close(sup_lfd[i]);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGQUIT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
 /* Fork mirror worker w.  Returns 0, or -1. */
 static int
 sup_spawn_mirror(int w)
@@ -624,6 +650,8 @@ supervisor_reload(char *why, size_t len)
 	retire = nc->nmirrors > 0 && !sup_same_mirroring(old, nc);
 	pgm_conf = nc;
 	config_free(old);
+	/* The text first: a worker that sees the generation reads it. */
+	shm_config_put(nc, pgm_shm->generation + 1);
 	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_SEQ_CST);
 	if (retire) {
 		log_info("reload: what mirror workers connect with changed; "
@@ -710,8 +738,10 @@ sup_reap(void)
 				slot = shm_slot(i);
 				break;
 			}
-		if (slot == NULL)
+		if (slot == NULL) {
+			(void)control_reaped(pid, status);
 			continue;
+		}
 		if (WIFSIGNALED(status))
 			log_warnx("worker %d (pid %ld) killed by signal %d",
 			    i, (long)pid, WTERMSIG(status));
@@ -787,6 +817,7 @@ supervisor_main(struct pgm_config *c, int debug)
 	control_open(c);
 	if (shm_create(c) == -1)
 		fatal("cannot create shared memory");
+	shm_config_put(c, 0);
 	sup_drop_privileges(c);
 	if (pipe2(sup_death, O_CLOEXEC) == -1)
 		fatal("pipe");
@@ -866,7 +897,7 @@ supervisor_main(struct pgm_config *c, int debug)
 			    1000;
 			sd_notify(0, "STOPPING=1");
 		}
-		if (sup_sig_hup) {
+		if (sup_sig_hup && !control_switching()) {
 			sup_sig_hup = 0;
 			if (!stopping && supervisor_reload(why,
 			    sizeof(why)) == 0)

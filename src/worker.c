@@ -170,11 +170,13 @@ worker_cancel_request(const struct pgm_startup *st)
 	struct sockaddr_storage addr;
 	socklen_t	 addrlen = 0;
 	uint32_t	 spid = 0, skey = 0;
+	struct pgm_slot	*slot = NULL;
 	int		 i, found = 0, gen;
 
 	for (i = 0; i < pgm_shm->nslots && !found; i++) {
-		struct pgm_slot *slot = shm_slot(i);
 		uint32_t	 want[2], have[2];
+
+		slot = shm_slot(i);
 
 		do {
 			gen = __atomic_load_n(&slot->cancel_gen,
@@ -200,6 +202,14 @@ worker_cancel_request(const struct pgm_startup *st)
 		log_info("cancel request with an unknown key ignored");
 		return;
 	}
+	/* A request held by maintenance never reached the server. */
+	__atomic_store_n(&slot->cancel_held, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&slot->txstate, __ATOMIC_SEQ_CST) ==
+	    SLOT_TX_WAITING) {
+		log_info("cancel request for a request held by maintenance");
+		return;
+	}
+	__atomic_store_n(&slot->cancel_held, 0, __ATOMIC_SEQ_CST);
 	if (server_cancel_addr(&addr, addrlen, spid, skey) == -1)
 		log_warn("cannot forward cancel request");
 	else
