@@ -64,6 +64,27 @@
 #     for database pgmirror with 28000; a config whose admin.database is
 #     the name of a databases entry is refused by pgmirror -n.  DBD::Pg
 #     (simple protocol, pg_server_prepare 0) runs SHOW CLIENTS.
+#  8. Cancel of a held request: with maintenance on, a DBD::Pg session's
+#     async INSERT (values inline: placeholders would make DBD::Pg prepare
+#     synchronously) is "waiting (maintenance)"; $dbh->pg_cancel (a
+#     CancelRequest through pgmirror; DBD::Pg reads the answer itself)
+#     returns true with SQLSTATE 57014 at once, maintenance still on, the
+#     session idle again, the log naming the cancel.  A raw client's held
+#     INSERT and its CancelRequest: ERROR "canceling statement due to user
+#     request", 57014, no command tag, then ReadyForQuery 'I'.  After
+#     maintenance off both sessions answer SELECT 1 (the DBD::Pg one on
+#     the same backend) and neither row ever reaches PostgreSQL.
+#  9. A Query (an INSERT) and a Terminate in one write while maintenance
+#     is on: pgmirror closes the connection without an answer (the client
+#     kept its socket open) or drops the session of a client that closed
+#     at once, while maintenance stays on; after maintenance off neither
+#     row ever reaches PostgreSQL.
+# 10. Per-database maintenance survives a switchover: maintenance on
+#     appdb2 with a client of appdb2 held; a switchover of a file changed
+#     only by a comment (nothing to move) succeeds (generation + 1); status
+#     still says maintenance appdb2, the held client still waits and a new
+#     one of appdb2 waits too, clients of appdb go on; maintenance off
+#     lets both appdb2 clients finish.
 #
 # The daemon stays up throughout and no worker dies.
 
@@ -763,6 +784,162 @@ SKIP: {
 			'7: ... listing the long session');
 		$adbh->disconnect;
 	}
+}
+
+# --- 8. cancel of a request held by maintenance ------------------------------------------
+
+{
+	# Its backend pid read first: once maintenance is on, that would wait.
+	my $c8 = $pgm->dbh;
+	my $cport = dbh_port($c8);
+	my $cback = $c8->selectrow_array('SELECT pg_backend_pid()');
+	my ($rc, $out, $err) = $pgm->ctl('maintenance', 'on');
+	is($rc, 0, '8: maintenance on') or diag($err);
+	my $from = length $pgm->log;
+	# The values inline: with placeholders DBD::Pg would first prepare
+	# the statement, synchronously, and block on maintenance.
+	$c8->do('INSERT INTO ctl_t VALUES (80)', { pg_async => PG_ASYNC });
+	ok(wait_client_state('waiting (maintenance)', $cport),
+		'8: an async INSERT of a DBD::Pg session is held: "waiting (maintenance)"');
+	# pg_cancel sends the CancelRequest, then waits for the answer of
+	# the query: should pgmirror not answer, the watchdog lifts
+	# maintenance after 10 s, which the checks below would see.
+	my $dog = start_cmd([ $^X, '-e', 'sleep 10; exec @ARGV', $CTL, '-s', $SOCK, 'maintenance', 'off' ]);
+	my $t0 = time;
+	# DBD::Pg reads the answer itself: true when its SQLSTATE is 57014.
+	my $cancelled = eval { $c8->pg_cancel };
+	my $took = time - $t0;
+	my $sqlstate = $c8->state;
+	my $still = status()->{maintenance};
+	$dog->signal('KILL');
+	$dog->finish;
+	ok($cancelled, '8: $dbh->pg_cancel (a CancelRequest through pgmirror) says it was cancelled')
+	  or diag($@ || $c8->errstr);
+	is($sqlstate, '57014', '8: ... SQLSTATE 57014 (query_canceled)');
+	cmp_ok($took, '<', 5, sprintf('8: ... answered at once (%.1f s)', $took));
+	is($still, 'on', '8: ... while maintenance is still on');
+	my $c = client_row($cport);
+	is($c && $c->{state}, 'idle', '8: show clients: the session is idle again');
+	like(substr($pgm->log, $from), qr/cancel request for a request held by maintenance/,
+		'8: the log says the cancel request was for a held request');
+	like(substr($pgm->log, $from), qr/request held by maintenance cancelled by the client/,
+		'8: ... and that the held request was cancelled');
+
+	# DBD::Pg keeps no message text of a cancel: a raw client sees it.
+	my ($raw, $r) = $pgm->raw_login;
+	ok($r->{ok} && $r->{key}, '8: a raw client logs in, with a cancel key');
+	my $rport = $raw->{sock}->sockport;
+	$raw->send_msg('Q', "INSERT INTO ctl_t VALUES (81)\0");
+	ok(wait_client_state('waiting (maintenance)', $rport), '8: its INSERT is held');
+	my $k = PgMirrorTest::raw_connect(host => $pgm->host, port => $pgm->port);
+	$k->send_bytes(pack('N N N N', 16, 80877102, @{ $r->{key} || [ 0, 0 ] }));
+	my $q = $raw->collect(timeout => 5);
+	CORE::close($k->{sock});
+	is($q->{error}{M}, 'canceling statement due to user request',
+		'8: after its CancelRequest: "canceling statement due to user request"') or diag(explain($q));
+	is($q->{error}{C}, '57014', '8: ... SQLSTATE 57014');
+	is($q->{error}{S}, 'ERROR', '8: ... an ERROR');
+	is_deeply($q->{tags}, [], '8: ... no command tag');
+	is($q->{status}, 'I', '8: ... then ReadyForQuery, idle');
+	is(status()->{maintenance}, 'on', '8: maintenance is still on');
+
+	($rc, undef, $err) = $pgm->ctl('maintenance', 'off');
+	is($rc, 0, '8: maintenance off') or diag($err);
+	is($c8->selectrow_array('SELECT 1'), 1, '8: the DBD::Pg session works afterwards (SELECT 1)');
+	is($c8->selectrow_array('SELECT pg_backend_pid()'), $cback, '8: ... on the same backend');
+	my $q2 = $raw->query('SELECT 1', timeout => 10);
+	is_deeply($q2->{rows}, [ [ 1 ] ], '8: the raw session works afterwards (SELECT 1)');
+	sleep 1;
+	is(count_k(80), 0, '8: the cancelled INSERT never reaches PostgreSQL');
+	is(count_k(81), 0, '8: ... nor the raw one');
+	$raw->close;
+	$c8->disconnect;
+	daemon_ok('8');
+}
+
+# --- 9. a request sent together with Terminate, in maintenance ---------------------------
+
+{
+	my ($rc, undef, $err) = $pgm->ctl('maintenance', 'on');
+	is($rc, 0, '9: maintenance on') or diag($err);
+	my $sql = "INSERT INTO ctl_t VALUES (%d)\0";
+	# Query and Terminate in one write.
+	my $qx = sub {
+		my ($k) = @_;
+		my $q = sprintf($sql, $k);
+		return 'Q' . pack('N', 4 + length $q) . $q . 'X' . pack('N', 4);
+	};
+
+	# a) The client keeps its socket open: pgmirror ends the session
+	# because of the Terminate, not because the client went away.
+	my ($raw, $r) = $pgm->raw_login;
+	ok($r->{ok}, '9: a raw client logs in while maintenance is on');
+	my $rport = $raw->{sock}->sockport;
+	ok($raw->send_bytes($qx->(90)), '9: it sends Query (an INSERT) and Terminate in one write');
+	my @m = $raw->read_msg(5);
+	ok(!@m && $raw->{eof}, '9: pgmirror closes the connection without an answer')
+	  or diag(@m ? "got a message $m[0]" : 'timed out');
+	ok(wait_until(sub { !client_row($rport) }, 5), '9: ... and show clients no longer lists it');
+	CORE::close($raw->{sock});
+	delete $raw->{sock};
+
+	# b) The client closes at once.
+	($raw, $r) = $pgm->raw_login;
+	ok($r->{ok}, '9: another raw client logs in');
+	$rport = $raw->{sock}->sockport;
+	ok($raw->send_bytes($qx->(91)), '9: it sends Query and Terminate in one write');
+	CORE::close($raw->{sock});
+	delete $raw->{sock};
+	ok(wait_until(sub { !client_row($rport) }, 5), '9: it closes; show clients no longer lists it');
+	is(status()->{maintenance}, 'on', '9: all that while maintenance is on');
+
+	($rc, undef, $err) = $pgm->ctl('maintenance', 'off');
+	is($rc, 0, '9: maintenance off') or diag($err);
+	sleep 1;
+	is(count_k(90), 0, '9: the INSERT sent with Terminate never reaches PostgreSQL');
+	is(count_k(91), 0, '9: ... nor that of the client that closed');
+	daemon_ok('9');
+}
+
+# --- 10. per-database maintenance across a switchover ----------------------------------------
+
+{
+	my ($rc, $out, $err) = $pgm->ctl('maintenance', 'on', 'appdb2');
+	is($rc, 0, '10: maintenance on appdb2') or diag($err);
+	my $held = $pgm->psql_bg('SELECT current_database()', db => 'appdb2', timeout => 60);
+	ok(wait_client_state('waiting (maintenance)', undef, 'appdb2'), '10: a client of appdb2 is held');
+	my $g0 = status()->{generation};
+	my $conf = $pgm->conffile;
+	write_file($conf, slurp($conf) . "# 10: a switchover with nothing to move\n");
+	($rc, $out, $err) = $pgm->ctl('-t', 'switchover', '--timeout', '10');
+	is($rc, 0, '10: a switchover with nothing to move succeeds') or diag("$out\n$err");
+	my ($g1) = ($out // '') =~ /^generation\t(\d+)$/m;
+	is($g1, $g0 + 1, "10: ... generation $g0 -> " . ($g0 + 1)) or diag($out);
+	my $st = status();
+	is($st->{maintenance}, 'appdb2', '10: status still says maintenance appdb2');
+	is($st->{generation}, $g0 + 1, '10: ... and the new generation');
+	sleep 1;
+	ok($held->running, '10: the held client of appdb2 still waits after the switchover');
+	my $held2 = $pgm->psql_bg('SELECT current_database()', db => 'appdb2', timeout => 60);
+	ok(wait_until(sub {
+		my @w = grep { $_->{state} eq 'waiting (maintenance)' && $_->{database} eq 'appdb2' }
+		  row_hashes(parse_answer($pgm->ctl_raw('show clients')));
+		@w == 2;
+	}, 5, 0.05), '10: a new client of appdb2 waits too (two "waiting (maintenance)")');
+	my ($o1, $e1, $rc1) = $pgm->psql('SELECT current_database()', timeout => 20);
+	is($rc1, 0, '10: a client of appdb goes on') or diag($e1);
+	is($o1, 'appdb', '10: ... answered by appdb');
+	is($dbh->selectrow_array('SELECT 10'), 10, '10: the long session of appdb goes on');
+	ok($held->running && $held2->running, '10: the appdb2 clients still wait');
+	($rc, undef, $err) = $pgm->ctl('maintenance', 'off');
+	is($rc, 0, '10: maintenance off') or diag($err);
+	for my $b ($held, $held2) {
+		my ($brc, $bout, $berr) = $b->finish;
+		is($brc, 0, '10: then an appdb2 client finishes') or diag($berr);
+		is($bout, "appdb2\n", '10: ... answered by appdb2');
+	}
+	is(status()->{maintenance}, 'off', '10: maintenance off everywhere');
+	daemon_ok('10');
 }
 
 # --- the end ---------------------------------------------------------------------------------

@@ -56,6 +56,25 @@
 #  8. A broken file on reload (control socket and SIGHUP): ERROR naming
 #     the file and line, and A goes on as before (140_reload.t covers the
 #     rest).
+#  9. The worker takes the configuration the supervisor applied, not the
+#     file: a DBD::Pg session idle on NEW; the file swapped (original on
+#     OLD) and reloaded, then at once swapped back on disk without a
+#     reload.  Generation + 1, show config has original on OLD, and the
+#     session's next statement runs on OLD (the applied config), as does
+#     a new session.  The file is then made to match what runs.
+# 10. Moving with a full pool: a daemon of its own (original with
+#     pool_size 3 on OLD, new on NEW, pool.wait_timeout 5, no mirror)
+#     with 3 DBD::Pg sessions open and idle (show pools: size 3, open 3);
+#     swapped and reloaded, each session's next statement runs on NEW,
+#     none gets a "too many" error, and show pools / show servers then
+#     count 3 connections of original, all on NEW.
+# 11. A session whose prepared statement pp was made by "PREPARE pp AS
+#     SELECT 1; SELECT 2" (one simple Query through DBD::Pg's do) ends,
+#     when a reload moves its database, with a FATAL naming "pp"
+#     and saying its query string "did more than PREPARE" it (a PREPARE
+#     alone moves: 4); a raw client that ran the same string gets that
+#     FATAL with SQLSTATE 57P01 and the connection closed.  New sessions
+#     reach the new server.
 # No worker dies along the way.
 
 use strict;
@@ -516,6 +535,110 @@ SKIP: {
 	is(status($pgm)->{generation}, $g0, "$what: generation unchanged");
 	is(port_via($pgm), $NEW->port, "$what: sessions still reach NEW");
 	write_file($pgm->conffile, $good);
+}
+
+# --- 9. the worker takes the applied config, not the file ------------------------------
+
+{
+	my $what = 'applied config';
+	my $g0 = status($pgm)->{generation};
+	my $s = $pgm->dbh(db => 'original');
+	is($s->selectrow_array('SELECT inet_server_port()'), $NEW->port, "$what: an idle session on NEW");
+	point($pgm, $OLD, $NEW);
+	my $a = $pgm->ctl_raw('reload');
+	is($a, "OK\n", "$what: the file swapped (original on OLD), reload answers OK");
+	# At once, the file swapped back, not reloaded.
+	point($pgm, $NEW, $OLD);
+	my $st = status($pgm);
+	is($st->{generation}, $g0 + 1, "$what: generation $g0 -> " . ($g0 + 1));
+	my ($first, $cfg) = ctl_table($pgm, 'show config');
+	my ($o) = grep { $_->{name} eq 'databases.original' } @$cfg;
+	is($o && $o->{value}, "$OLD->{host}:$OLD->{port}/appdb",
+		"$what: show config: databases.original on OLD (as applied)");
+	is($s->selectrow_array('SELECT inet_server_port()'), $OLD->port,
+		"$what: the idle session's next statement runs on OLD, the applied config,"
+		. " not NEW, the file's content");
+	is(port_via($pgm), $OLD->port, "$what: a new session reaches OLD too");
+	$s->disconnect;
+	point($pgm, $OLD, $NEW);    # the file as it runs
+	is(status($pgm)->{generation}, $g0 + 1, "$what: nothing else was applied");
+}
+
+# --- 10. moving with a full pool ---------------------------------------------------------
+
+{
+	my $what = 'full pool';
+	# A daemon of its own: original with pool_size 3, no mirror.
+	my $pgmE = pgm_start($OLD,
+		databases => [
+			{ name => 'original', database => 'appdb', pool_size => 3 },
+			{ name => 'new', database => 'appdb', pg => $NEW },
+		],
+		users => [ { name => 'app', password => 'secret' } ],
+		pool => { wait_timeout => 5 });
+	my @s = map { $pgmE->dbh(db => 'original') } 1 .. 3;
+	is_deeply([ map { $_->selectrow_array('SELECT inet_server_port()') } @s ],
+		[ ($OLD->port) x 3 ], "$what: 3 DBD::Pg sessions on OLD");
+	my ($first, $pools) = ctl_table($pgmE, 'show pools');
+	my ($p) = grep { $_->{database} eq 'original' } @$pools;
+	ok($p && $p->{size} == 3 && $p->{open} == 3, "$what: show pools: original size 3, open 3 (full)")
+	  or diag(explain($pools));
+	point($pgmE, $NEW, $OLD);
+	is($pgmE->ctl_raw('reload'), "OK\n", "$what: swapped, reload answers OK");
+	for my $i (0 .. 2) {
+		my $t = time;
+		my $port = eval { $s[$i]->selectrow_array('SELECT inet_server_port()') };
+		my $e = $@;
+		is($port, $NEW->port, sprintf("$what: session %d's next statement runs on NEW (%.1f s)",
+			$i + 1, time - $t)) or diag($e);
+		unlike($e // '', qr/too many/, "$what: ... no \"too many\" error");
+	}
+	($first, $pools) = ctl_table($pgmE, 'show pools');
+	($p) = grep { $_->{database} eq 'original' } @$pools;
+	is($p && $p->{open}, 3, "$what: show pools: original open 3 (the old ones given back)");
+	my ($f2, $servers) = ctl_table($pgmE, 'show servers');
+	my @orig = grep { $_->{database} eq 'original' } @$servers;
+	is(scalar(grep { $_->{server} eq "127.0.0.1:" . $NEW->port } @orig), 3,
+		"$what: show servers: 3 connections of original, on NEW")
+	  or diag(join(', ', map { "$_->{server}/$_->{state}" } @orig));
+	$_->disconnect for @s;
+	unlike($pgmE->log, $DEATH, "$what: no worker died");
+	$pgmE->stop;
+}
+
+# --- 11. PREPARE in a query string that did more -------------------------------------------
+
+{
+	my $what = 'PREPARE with more';
+	my $s = $pgm->dbh(db => 'original');
+	# do() without placeholders is one simple Query: both statements.
+	$s->do('PREPARE pp AS SELECT 1; SELECT 2');
+	is($s->selectrow_array('EXECUTE pp'), 1, "$what: pp prepared by 'PREPARE pp AS SELECT 1; SELECT 2'");
+	is($s->selectrow_array('SELECT inet_server_port()'), $OLD->port, "$what: the session is on OLD");
+	# The same through the raw client, which sees the SQLSTATE (DBD::Pg
+	# says 08000 for any FATAL that closes the connection).
+	my ($raw, $r) = $pgm->raw_login;
+	ok($r->{ok}, "$what: a raw client logs in");
+	my $q = $raw->query('PREPARE pp AS SELECT 1; SELECT 2');
+	is_deeply($q->{tags}, [ 'PREPARE', 'SELECT 1' ], "$what: ... and runs the same query string")
+	  or diag(explain($q));
+	point($pgm, $NEW, $OLD);
+	is($pgm->ctl_raw('reload'), "OK\n", "$what: swapped, reload answers OK");
+	my $ok = eval { $s->do('SELECT 1'); 1 };
+	my $msg = $s->errstr // $@;
+	ok(!$ok, "$what: the session fails at its next statement");
+	like($msg, qr/FATAL.*prepared statement "pp".*did more than PREPARE/s,
+		"$what: with a FATAL naming pp and saying its query string did more than PREPARE")
+	  or diag($msg);
+	$q = $raw->query('SELECT 1', timeout => 10);
+	is($q->{error}{S}, 'FATAL', "$what: the raw client's next query gets a FATAL")
+	  or diag(explain($q));
+	is($q->{error}{C}, '57P01', "$what: ... SQLSTATE 57P01");
+	like($q->{error}{M} // '', qr/prepared statement "pp".*did more than PREPARE/,
+		"$what: ... naming pp") or diag($q->{error}{M});
+	ok($q->{eof} && !@{ $q->{rows} }, "$what: ... no rows, and the connection closed");
+	delete $raw->{sock};
+	is(port_via($pgm), $NEW->port, "$what: new sessions reach NEW");
 }
 
 unlike($pgm->log, $DEATH, 'no worker died');
