@@ -467,6 +467,9 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	    nc->databases[cl->database].port);
 	if (move_blockers(old, why, sizeof(why)) == -1) {
 		config_free(nc);
+		client_fail(cl, "08006", "terminating connection: database "
+		    "moved to another server and the old one failed while this "
+		    "session was leaving it");
 		return -1;
 	}
 	if (why[0] != '\0') {
@@ -479,13 +482,13 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 		return -1;
 	}
 	buf_init(&sql);
+	why[0] = '\0';
 	if (move_state(old, &sql, why, sizeof(why)) == -1) {
 		buf_free(&sql);
 		config_free(nc);
-		if (why[0] != '\0')
-			client_fail(cl, "57P01", "terminating connection: "
-			    "database moved to another server and this session "
-			    "cannot follow: %s", why);
+		client_fail(cl, "57P01", "terminating connection: database "
+		    "moved to another server and this session cannot follow: %s",
+		    why[0] != '\0' ? why : "the old server failed");
 		return -1;
 	}
 	/*
