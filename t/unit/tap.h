@@ -16,7 +16,9 @@
 #define PGMIRROR_TAP_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct tap_state {
@@ -140,6 +142,35 @@ tap_done_(void)
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * Test fixtures the unit tests share.  tap_dup_exact copies n bytes
+ * into a heap buffer of exactly that size, so ASan catches a read past
+ * what a parser was given; tap_rng is a fixed-seed xorshift generator,
+ * so "random" splits are the same on every run.
+ */
+static inline uint8_t *
+tap_dup_exact(const void *p, size_t n)
+{
+	uint8_t		*q = malloc(n == 0 ? 1 : n);
+
+	if (q == NULL)
+		abort();
+	if (n > 0)
+		memcpy(q, p, n);
+	return q;
+}
+
+static inline uint32_t
+tap_rng(uint32_t *state)
+{
+	uint32_t	 x = *state;
+
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	return *state = x;
 }
 
 #define tap_plan(n)		tap_plan_(n)

@@ -616,28 +616,13 @@ struct feed {
 	uint32_t	 seed;
 };
 
-/* A fixed-seed xorshift generator: the same chunks on every run. */
-static uint32_t
-rng_next(uint32_t *state)
-{
-	uint32_t	 x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *state = x;
-}
-
 /* Feed one chunk from an exact-size copy. */
 static void
 feed_chunk(struct pgm_capture *c, int server, const uint8_t *p, size_t n,
     int64_t now)
 {
-	uint8_t		*q;
+	uint8_t		*q = tap_dup_exact(p, n);
 
-	if ((q = malloc(n ? n : 1)) == NULL)
-		abort();
-	memcpy(q, p, n);
 	if (server)
 		capture_server(c, q, n, now);
 	else
@@ -661,7 +646,7 @@ feed_step(struct pgm_capture *c, const struct step *st, enum feed_mode mode,
 			    st->b.len - off;
 			break;
 		case FEED_RANDOM:
-			n = 1 + rng_next(rng) % 23;
+			n = 1 + tap_rng(rng) % 23;
 			break;
 		default:
 			n = st->b.len - off;

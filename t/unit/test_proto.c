@@ -17,31 +17,6 @@
 #include "pgmirror.h"
 #include "tap.h"
 
-/* Copies n bytes into an exact-size heap buffer. */
-static uint8_t *
-dup_exact(const void *p, size_t n)
-{
-	uint8_t	*q = malloc(n == 0 ? 1 : n);
-
-	if (q == NULL)
-		abort();
-	if (n > 0)
-		memcpy(q, p, n);
-	return q;
-}
-
-/* A fixed-seed xorshift generator: the same chunks on every run. */
-static uint32_t
-rng_next(uint32_t *state)
-{
-	uint32_t	 x = *state;
-
-	x ^= x << 13;
-	x ^= x >> 17;
-	x ^= x << 5;
-	return *state = x;
-}
-
 /* The message in b starting at off: its type, length word and body. */
 static int
 msg_at(const struct pgm_buf *b, size_t off, uint8_t *type, uint32_t *len,
@@ -158,7 +133,7 @@ static int
 error_fields_n(const uint8_t *body, size_t n, const char **sev,
     const char **code, const char **msg, uint8_t **keep)
 {
-	uint8_t		*c = dup_exact(body, n);
+	uint8_t		*c = tap_dup_exact(body, n);
 
 	*keep = c;
 	return proto_error_fields(c, n, sev, code, msg);
@@ -337,7 +312,7 @@ test_reader(void)
 	size_t		 n;
 	int		 ok;
 
-	p = dup_exact("\x01\x02\x03\x04\x05", 5);
+	p = tap_dup_exact("\x01\x02\x03\x04\x05", 5);
 	reader_init(&r, p, 5);
 	tap_ok(reader_u32(&r, &v32) == 0 && v32 == 0x01020304 && r.pos == 4,
 	    "reader_u32 reads a big-endian word");
@@ -354,7 +329,7 @@ test_reader(void)
 	    "reader_str at the end: -1");
 	free(p);
 
-	p = dup_exact("abc", 3);
+	p = tap_dup_exact("abc", 3);
 	reader_init(&r, p, 3);
 	tap_ok(reader_str(&r, &s) == -1 && r.pos == 0,
 	    "reader_str on an unterminated string: -1");
@@ -365,7 +340,7 @@ test_reader(void)
 	    "reader_bytes of exactly the rest");
 	free(p);
 
-	p = dup_exact("ab\0\0c\0", 6);
+	p = tap_dup_exact("ab\0\0c\0", 6);
 	reader_init(&r, p, 6);
 	ok = reader_str(&r, &s) == 0 && strcmp(s, "ab") == 0 && r.pos == 3;
 	ok = ok && reader_str(&r, &s) == 0 && *s == '\0' && r.pos == 4;
@@ -378,7 +353,7 @@ test_reader(void)
 	/* Every short length: each read fails instead of overreading. */
 	ok = 1;
 	for (n = 0; n < 4; n++) {
-		p = dup_exact("\xff\xff\xff\xff", n);
+		p = tap_dup_exact("\xff\xff\xff\xff", n);
 		reader_init(&r, p, n);
 		if (reader_u32(&r, &v32) != -1 || r.pos != 0)
 			ok = 0;
@@ -422,7 +397,7 @@ static int
 parse_n(const uint8_t *data, size_t n, struct pgm_startup *st,
     const char **err, uint8_t **keep)
 {
-	uint8_t		*c = dup_exact(data, n);
+	uint8_t		*c = tap_dup_exact(data, n);
 
 	*keep = c;
 	*err = NULL;
@@ -501,7 +476,7 @@ test_startup(void)
 	ok = 1;
 	parsed = 0;
 	for (i = 0; i <= full; i++) {
-		uint8_t *p = dup_exact(b.data, i);
+		uint8_t *p = tap_dup_exact(b.data, i);
 
 		if (i >= 4)
 			proto_put_u32(p, (uint32_t)i);
@@ -733,7 +708,7 @@ test_startup(void)
 	ok = 1;
 	for (i = 0; i < 8; i++) {
 		static const uint8_t hdr[8] = { 0, 0, 0, 8, 0, 3, 0, 0 };
-		uint8_t *p = dup_exact(hdr, i);
+		uint8_t *p = tap_dup_exact(hdr, i);
 
 		if (i >= 4)
 			proto_put_u32(p, (uint32_t)i);
@@ -783,7 +758,7 @@ static void
 scan_chunk(struct pgm_scan *s, const uint8_t *data, size_t n,
     struct scan_log *l)
 {
-	uint8_t		*c = dup_exact(data, n);
+	uint8_t		*c = tap_dup_exact(data, n);
 	size_t		 off = 0, used;
 	enum pgm_scan_event ev;
 	int		 spins = 0;
@@ -810,7 +785,7 @@ scan_chunk(struct pgm_scan *s, const uint8_t *data, size_t n,
 		l->e[l->n].cap = NULL;
 		if (ev == SCAN_BODY) {
 			l->e[l->n].caplen = s->caplen;
-			l->e[l->n].cap = dup_exact(s->cap, s->caplen);
+			l->e[l->n].cap = tap_dup_exact(s->cap, s->caplen);
 		}
 		l->n++;
 		if (ev == SCAN_HEADER && (s->type == 'Z' || s->type == 'S') &&
@@ -938,7 +913,7 @@ test_scan(void)
 		seed = 0x9e3779b9u + round * 7919;
 		scan_init(&s, PGM_MESSAGE_MAX);
 		for (off = 0; off < b.len; off += n) {
-			n = 1 + rng_next(&seed) % (round < 100 ? 17 : 700);
+			n = 1 + tap_rng(&seed) % (round < 100 ? 17 : 700);
 			if (n > b.len - off)
 				n = b.len - off;
 			scan_chunk(&s, b.data + off, n, &got);
@@ -979,7 +954,7 @@ test_scan(void)
 	memset(&got, 0, sizeof(got));
 	scan_init(&s, PGM_MESSAGE_MAX);
 	for (off = 0; off < 5 + n + 6; off += k) {
-		k = 1 + rng_next(&seed) % 9000;
+		k = 1 + tap_rng(&seed) % 9000;
 		if (k > 5 + n + 6 - off)
 			k = 5 + n + 6 - off;
 		scan_chunk(&s, huge + off, k, &got);
@@ -1048,7 +1023,7 @@ test_scan(void)
 static void
 error_tag_n(const uint8_t *body, size_t n, char *out, size_t outlen)
 {
-	uint8_t		*c = dup_exact(body, n);
+	uint8_t		*c = tap_dup_exact(body, n);
 
 	proto_error_tag(c, n, out, outlen);
 	free(c);

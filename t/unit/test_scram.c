@@ -43,26 +43,13 @@ static const uint8_t rfc_client_key[SCRAM_KEY_LEN] = {
 	0xbe, 0x25, 0x53, 0x55, 0x76, 0x99, 0x6e, 0x8b
 };
 
-/* Copies n bytes into an exact-size heap buffer (no NUL). */
-static char *
-dup_exact(const char *s, size_t n)
-{
-	char	*p = malloc(n == 0 ? 1 : n);
-
-	if (p == NULL)
-		abort();
-	memcpy(p, s, n);
-	/* for n == 0 the single byte is not part of the message */
-	return p;
-}
-
 /* scram_server_first on an exact-size copy of msg[0..n). */
 static int
 srv_first_n(struct scram_server *s, const struct scram_secret *sec,
     const char *msg, size_t n, const char *snonce, char *out, size_t outsz,
     const char **err)
 {
-	char	*m = dup_exact(msg, n);
+	char	*m = (char *)tap_dup_exact(msg, n);
 	size_t	 outlen = 0;
 	int	 rc;
 
@@ -85,7 +72,7 @@ static int
 srv_final_n(struct scram_server *s, const char *msg, size_t n, char *out,
     size_t outsz, const char **err)
 {
-	char	*m = dup_exact(msg, n);
+	char	*m = (char *)tap_dup_exact(msg, n);
 	size_t	 outlen = 0;
 	int	 rc;
 
@@ -102,7 +89,7 @@ static int
 cli_final_n(struct scram_client *c, const char *msg, size_t n, char *out,
     size_t outsz, const char **err)
 {
-	char	*m = dup_exact(msg, n);
+	char	*m = (char *)tap_dup_exact(msg, n);
 	size_t	 outlen = 0;
 	int	 rc;
 
@@ -119,7 +106,7 @@ static int
 cli_verify_n(struct scram_client *c, const char *msg, size_t n,
     const char **err)
 {
-	char	*m = dup_exact(msg, n);
+	char	*m = (char *)tap_dup_exact(msg, n);
 	int	 rc;
 
 	*err = NULL;
