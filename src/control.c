@@ -252,29 +252,20 @@ ctl_show_clients(struct ctl_conn *c, int only_busy, int db)
 static void
 ctl_show_mirrors(struct ctl_conn *c)
 {
-	static const char *const h[] = { "source", "destination",
-	    "sessions", "enqueued", "replayed", "errors", "dropped",
-	    "divergent", "gaps", "queue_length", "queue_bytes", "lag_ms",
-	    NULL };
-	struct pgm_mstats st;
-	int		 i;
+	const char	*h[16];
+	char		 text[512];
+	int		 i, k = 0;
 
+	h[k++] = "source";
+	h[k++] = "destination";
+	for (i = 0; mirror_stats_names[i] != NULL && k < 15; i++)
+		h[k++] = mirror_stats_names[i];
+	h[k] = NULL;
 	ctl_row(c, h);
 	for (i = 0; i < pgm_shm->nmirrors; i++) {
-		const struct pgm_mirror *m = &pgm_conf->mirrors[i];
-
-		mirror_stats(i, &st);
-		ctl_rowf(c, "%s\t%s\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu\t%llu"
-		    "\t%llu\t%llu\t%lld", m->source, m->destination,
-		    (unsigned long long)st.sessions,
-		    (unsigned long long)st.enqueued,
-		    (unsigned long long)st.replayed,
-		    (unsigned long long)st.errors,
-		    (unsigned long long)st.dropped,
-		    (unsigned long long)st.divergent,
-		    (unsigned long long)st.gaps,
-		    (unsigned long long)st.queue_length,
-		    (unsigned long long)st.queue_bytes, (long long)st.lag_ms);
+		mirror_stats_text(i, 0, text, sizeof(text));
+		ctl_rowf(c, "%s\t%s\t%s", pgm_conf->mirrors[i].source,
+		    pgm_conf->mirrors[i].destination, text);
 	}
 }
 

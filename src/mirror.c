@@ -249,6 +249,42 @@ mirror_capture(void)
 	return ms.active ? &ms.cap : NULL;
 }
 
+/* The counters' names, in the order mirror_stats_text gives them. */
+const char *const mirror_stats_names[] = { "sessions", "enqueued",
+    "replayed", "errors", "dropped", "divergent", "gaps", "queue_length",
+    "queue_bytes", "lag_ms", NULL };
+
+/*
+ * The counters of mirror m as text: "name value" pairs separated by
+ * ", " (labelled), or the values alone separated by tabs.
+ */
+void
+mirror_stats_text(int m, int labelled, char *out, size_t len)
+{
+	struct pgm_mstats st;
+	long long	 v[10];
+	size_t		 n = 0;
+	int		 i;
+
+	mirror_stats(m, &st);
+	v[0] = (long long)st.sessions;
+	v[1] = (long long)st.enqueued;
+	v[2] = (long long)st.replayed;
+	v[3] = (long long)st.errors;
+	v[4] = (long long)st.dropped;
+	v[5] = (long long)st.divergent;
+	v[6] = (long long)st.gaps;
+	v[7] = (long long)st.queue_length;
+	v[8] = (long long)st.queue_bytes;
+	v[9] = (long long)st.lag_ms;
+	out[0] = '\0';
+	/* "%.0s" takes the name and prints nothing of it. */
+	for (i = 0; mirror_stats_names[i] != NULL && n < len; i++)
+		n += snprintf(out + n, len - n, labelled ? "%s%s %lld" :
+		    "%s%.0s%lld", i == 0 ? "" : labelled ? ", " : "\t",
+		    mirror_stats_names[i], v[i]);
+}
+
 /* Totals of mirror m over its rings. */
 void
 mirror_stats(int m, struct pgm_mstats *st)

@@ -555,6 +555,8 @@ void	 mirror_session_end(void);
 int	 mirror_session_active(void);
 struct pgm_capture *mirror_capture(void);
 void	 mirror_stats(int, struct pgm_mstats *);
+void	 mirror_stats_text(int, int, char *, size_t);
+extern const char *const mirror_stats_names[];
 
 /* tls.c */
 int	 tls_init(const struct pgm_config *, char *, size_t);

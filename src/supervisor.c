@@ -85,6 +85,23 @@ sup_signal(int sig)
 	errno = saved;
 }
 
+/* Give the signals the supervisor acts on to handler h. */
+static void
+sup_handle(void (*h)(int), int flags)
+{
+	static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGQUIT,
+	    SIGHUP };
+	struct sigaction sa;
+	size_t		 i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = h;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
 /* Install the supervisor's signal handlers. */
 static void
 sup_signals(void)
@@ -93,15 +110,9 @@ sup_signals(void)
 
 	if (pipe2(sup_selfpipe, O_NONBLOCK | O_CLOEXEC) == -1)
 		fatal("pipe");
+	sup_handle(sup_signal, SA_RESTART);
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = sup_signal;
-	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
-	sigaction(SIGCHLD, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGQUIT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
@@ -315,7 +326,6 @@ sup_spawn(int refuser)
 void
 supervisor_child(void)
 {
-	struct sigaction sa;
 	int		 i;
 
 	control_child();
@@ -324,14 +334,7 @@ supervisor_child(void)
 	close(sup_death[1]);
 	for (i = 0; i < sup_nlfd; i++)
 		close(sup_lfd[i]);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGCHLD, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGQUIT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	sup_handle(SIG_DFL, 0);
 }
 
 /* Fork mirror worker w.  Returns 0, or -1. */
@@ -774,22 +777,11 @@ sup_stats(void)
 	    (unsigned long long)pgm_shm->clients_total, servers, idle);
 	for (i = 0; i < pgm_shm->nmirrors; i++) {
 		const struct pgm_mirror *m = &pgm_conf->mirrors[i];
-		struct pgm_mstats st;
+		char		 text[512];
 
-		mirror_stats(i, &st);
-		log_info("stats: mirror %s -> %s: sessions %llu, enqueued %llu,"
-		    " replayed %llu, errors %llu, dropped %llu, divergent %llu,"
-		    " gaps %llu, queue_length %llu, queue_bytes %llu, lag_ms "
-		    "%lld", m->source, m->destination,
-		    (unsigned long long)st.sessions,
-		    (unsigned long long)st.enqueued,
-		    (unsigned long long)st.replayed,
-		    (unsigned long long)st.errors,
-		    (unsigned long long)st.dropped,
-		    (unsigned long long)st.divergent,
-		    (unsigned long long)st.gaps,
-		    (unsigned long long)st.queue_length,
-		    (unsigned long long)st.queue_bytes, (long long)st.lag_ms);
+		mirror_stats_text(i, 1, text, sizeof(text));
+		log_info("stats: mirror %s -> %s: %s", m->source,
+		    m->destination, text);
 	}
 }
 
