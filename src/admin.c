@@ -340,8 +340,13 @@ admin_serve(struct pgm_client *cl, int64_t deadline)
 	for (;;) {
 		buf_reset(&b);
 		if (net_read_message(cl->fd, cl->ssl, &b, &type,
-		    ADMIN_QUERY_MAX, net_now_ms() + ADMIN_IDLE_TIMEOUT) == -1)
+		    ADMIN_QUERY_MAX, net_now_ms() + ADMIN_IDLE_TIMEOUT) == -1) {
+			if (errno == EMSGSIZE)
+				client_fail(cl, "08P01", "invalid message "
+				    "length: the admin console takes queries "
+				    "of at most %d bytes", ADMIN_QUERY_MAX - 5);
 			break;
+		}
 		if (type == 'X')
 			break;
 		if (type != 'Q') {

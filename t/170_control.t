@@ -59,7 +59,8 @@
 #     SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW VERSION,
 #     STATUS give result sets with the columns of 1; MAINTENANCE ON appdb
 #     and MAINTENANCE OFF act (seen through the socket), also as one query
-#     string; an unknown statement is ERROR 42601 and the next statement
+#     string; a query over 4 kB is FATAL 08P01; an unknown statement is
+#     ERROR 42601 and the next statement
 #     still runs; a wrong password is refused with 28P01, user app asking
 #     for database pgmirror with 28000; a config whose admin.database is
 #     the name of a databases entry is refused by pgmirror -n.  DBD::Pg
@@ -747,6 +748,14 @@ SKIP: {
 		'7: an unknown statement: ERROR with SQLSTATE 42601') or diag($err);
 	like($out, qr/^pgmirror \Q$VERSION\E$/m, '7: ... and the session goes on (SHOW VERSION answered)')
 	  or diag($out);
+
+	($rc, $out, $err) = $console->(undef,
+		stdin => "\\set VERBOSITY verbose\nSHOW VERSION '" . ('x' x 5000) . "';\n");
+	like($err, qr/FATAL:\s+08P01: invalid message length/,
+		'7: a query over the console\'s 4 kB: FATAL 08P01') or diag($err);
+	($rc, $out, $err) = $console->('SHOW VERSION;');
+	like($out, qr/^pgmirror \Q$VERSION\E$/m, '7: ... and the console still answers others')
+	  or diag($err);
 
 	my ($c, $r) = $pgm->raw_login(user => 'admin', database => 'pgmirror', password => 'wrong');
 	is($r->{error}{C}, '28P01', '7: a wrong admin password: 28P01') or diag(explain($r));
