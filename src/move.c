@@ -26,9 +26,12 @@
  *
  * Nothing of this reaches the client but those ParameterStatus
  * messages.  When the new server cannot be reached, or refuses what the
- * session had, the session ends with a FATAL saying why.
+ * session had, the session ends with a FATAL saying why.  Both are
+ * composed into a buffer the relay sends between the server's messages,
+ * never written to the client directly.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,15 +349,16 @@ move_status_free(struct move_status *st)
 	st->n = 0;
 }
 
-/* Tell the client the ParameterStatus values the new server changed. */
-static int
-move_tell_client(struct pgm_client *cl, const struct move_status *old,
+/*
+ * Tell the client the ParameterStatus values the new server changed,
+ * appended to what the relay will send it.
+ */
+static void
+move_tell_client(struct pgm_buf *b, const struct move_status *old,
     const struct pgm_server *nw)
 {
-	struct pgm_buf	 b;
-	int		 i, k, same, rc;
+	int		 i, k, same;
 
-	buf_init(&b);
 	for (i = 0; i < nw->nstatus; i++) {
 		for (same = 0, k = 0; k < old->n; k++)
 			if (strcmp(old->name[k], nw->status_name[i]) == 0) {
@@ -363,12 +367,23 @@ move_tell_client(struct pgm_client *cl, const struct move_status *old,
 				break;
 			}
 		if (!same)
-			proto_parameter_status(&b, nw->status_name[i],
+			proto_parameter_status(b, nw->status_name[i],
 			    nw->status_value[i]);
 	}
-	rc = b.len > 0 ? client_send(cl, &b) : 0;
-	buf_free(&b);
-	return rc;
+}
+
+/* The session ends: a FATAL for the client, appended to tell, and logged. */
+static void
+move_fail(struct pgm_buf *tell, const char *sqlstate, const char *fmt, ...)
+{
+	va_list		 ap;
+	char		 msg[512];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_info("FATAL %s to client: %s", sqlstate, msg);
+	proto_error(tell, "FATAL", sqlstate, "%s", msg);
 }
 
 /* Does a database entry lead to the same server under both configs? */
@@ -430,11 +445,12 @@ move_init(int generation)
  * Called by the relay when the session is between transactions and a
  * new request waits, unsent.  Moves the session if a reload pointed its
  * database elsewhere.  Returns 0 to go on (on *srvp, which may be a new
- * connection), or -1 when the session must end: the client has been
- * told why when that was possible.
+ * connection), or -1 when the session must end.  What the client must
+ * be told either way is appended to tell.
  */
 int
-move_check(struct pgm_client *cl, struct pgm_server **srvp)
+move_check(struct pgm_client *cl, struct pgm_server **srvp,
+    struct pgm_buf *tell)
 {
 	struct pgm_server *old = *srvp, *nw;
 	struct pgm_config *nc, *oc;
@@ -442,14 +458,14 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	struct move_result r;
 	struct move_status was;
 	char		 why[512];
-	int		 gen, rc;
+	int		 gen;
 
 	gen = __atomic_load_n(&pgm_shm->generation, __ATOMIC_ACQUIRE);
 	if (gen == move_gen)
 		return 0;
 	if ((nc = move_load(&gen)) == NULL) {
 		/* Staying on a server the config left would be wrong. */
-		client_fail(cl, "57P01", "terminating connection: pgmirror "
+		move_fail(tell, "57P01", "terminating connection: pgmirror "
 		    "was reloaded and this session cannot load the new "
 		    "configuration");
 		return -1;
@@ -467,14 +483,14 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	    nc->databases[cl->database].port);
 	if (move_blockers(old, why, sizeof(why)) == -1) {
 		config_free(nc);
-		client_fail(cl, "08006", "terminating connection: database "
+		move_fail(tell, "08006", "terminating connection: database "
 		    "moved to another server and the old one failed while this "
 		    "session was leaving it");
 		return -1;
 	}
 	if (why[0] != '\0') {
 		log_info("session cannot move: it holds %s", why);
-		client_fail(cl, "57P01", "terminating connection: database "
+		move_fail(tell, "57P01", "terminating connection: database "
 		    "\"%s\" moved to another server and this session holds %s, "
 		    "which cannot move with it",
 		    oc->databases[cl->database].name, why);
@@ -486,7 +502,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	if (move_state(old, &sql, why, sizeof(why)) == -1) {
 		buf_free(&sql);
 		config_free(nc);
-		client_fail(cl, "57P01", "terminating connection: database "
+		move_fail(tell, "57P01", "terminating connection: database "
 		    "moved to another server and this session cannot follow: %s",
 		    why[0] != '\0' ? why : "the old server failed");
 		return -1;
@@ -508,9 +524,9 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	if (nw == NULL) {
 		log_warnx("session could not move to the new server");
 		if (out.len > 0)
-			(void)client_send(cl, &out);
+			buf_put(tell, out.data, out.len);
 		else
-			client_fail(cl, "08006", "terminating connection: "
+			move_fail(tell, "08006", "terminating connection: "
 			    "database moved and the new server cannot be "
 			    "reached");
 		buf_free(&out);
@@ -525,7 +541,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 		buf_free(&sql);
 		pool_put(nw, 0);
 		move_status_free(&was);
-		client_fail(cl, "08006", "terminating connection: the new "
+		move_fail(tell, "08006", "terminating connection: the new "
 		    "server failed while the session moved");
 		return -1;
 	}
@@ -533,7 +549,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 	if (r.error[0] != '\0') {
 		log_warnx("session could not take its state to the new "
 		    "server: %s", r.error);
-		client_fail(cl, "57P01", "terminating connection: database "
+		move_fail(tell, "57P01", "terminating connection: database "
 		    "moved to another server and this session's settings or "
 		    "prepared statements failed there: %s", r.error);
 		move_result_free(&r);
@@ -542,11 +558,9 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp)
 		return -1;
 	}
 	move_result_free(&r);
-	rc = move_tell_client(cl, &was, nw);
+	move_tell_client(tell, &was, nw);
 	move_status_free(&was);
 	*srvp = nw;
-	if (rc == -1)
-		return -1;
 	worker_session_server(cl, nw);
 	log_info("session moved to %s:%d (backend pid %u)",
 	    pgm_conf->databases[cl->database].host,

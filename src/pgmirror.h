@@ -633,6 +633,8 @@ enum pgm_scan_event scan_feed(struct pgm_scan *, const uint8_t *, size_t,
 int	 proto_valid_frontend_type(uint8_t);
 uint64_t proto_hash(uint64_t, const uint8_t *, size_t);
 int	 proto_is_lone_prepare(const uint8_t *, size_t);
+size_t	 proto_cancel_requests(const uint8_t *, size_t, struct pgm_buf *,
+	    int *);
 
 #define PROTO_HASH_INIT	0xcbf29ce484222325ULL	/* FNV-1a offset basis */
 
@@ -755,7 +757,8 @@ enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server **,
 
 /* move.c */
 void	 move_init(int);
-int	 move_check(struct pgm_client *, struct pgm_server **);
+int	 move_check(struct pgm_client *, struct pgm_server **,
+	    struct pgm_buf *);
 
 /* Globals set up by main and the supervisor, read everywhere. */
 extern struct pgm_config *pgm_conf;

@@ -563,3 +563,45 @@ proto_is_lone_prepare(const uint8_t *q, size_t len)
 	}
 	return 0;
 }
+
+/*
+ * The client cancelled requests pgmirror held and never forwarded (see
+ * relay.c): find the requests complete in p[0, len), which starts at a
+ * message boundary, and append to answer what PostgreSQL answers a
+ * cancelled request.  Each Query, FunctionCall and Sync ends a request;
+ * each gets an ERROR 57014 and a ReadyForQuery, idle since nothing of
+ * them ran, but a Sync with nothing before it in its request, which
+ * gets the ReadyForQuery alone.  What follows the last complete request
+ * (an unsynced extended message, a message cut short) is not part of
+ * it.  Returns the length of the prefix the complete requests fill; the
+ * caller drops exactly those bytes, and *nreq is set to their number.
+ */
+size_t
+proto_cancel_requests(const uint8_t *p, size_t len, struct pgm_buf *answer,
+    int *nreq)
+{
+	size_t		 off = 0, done = 0, mlen;
+	int		 content = 0;
+	uint8_t		 type;
+
+	*nreq = 0;
+	while (len - off >= 5) {
+		type = p[off];
+		mlen = proto_get_u32(p + off + 1);
+		if (mlen < 4 || mlen > len - off - 1)
+			break;		/* cut short (or broken: never ours) */
+		off += 1 + mlen;
+		if (type != 'Q' && type != 'F' && type != 'S') {
+			content = 1;
+			continue;
+		}
+		if (type != 'S' || content)
+			proto_error(answer, "ERROR", "57014", "canceling "
+			    "statement due to user request");
+		proto_ready(answer, 'I');
+		content = 0;
+		done = off;
+		(*nreq)++;
+	}
+	return done;
+}

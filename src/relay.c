@@ -13,7 +13,18 @@
  * reused.  Sockets are non-blocking and one poll covers both, so a
  * client that pipelines while the server answers never deadlocks.  In
  * a mirrored session the same bytes are also shown to the capture
- * (capture.c), which keeps the client's and only looks at the server's.
+ * (capture.c): the client's as they are sent to the server, so bytes
+ * pgmirror holds and then drops never reach it, and the server's as
+ * they are read.
+ *
+ * Maintenance holds a new request of an idle session in the client's
+ * buffer, unsent, while the loop goes on relaying what the server
+ * still has for the client.  A cancel drops the held requests that are
+ * complete (proto_cancel_requests) and answers each as PostgreSQL
+ * would; a message is never split.  What pgmirror itself says to the
+ * client (those answers, the ParameterStatus of a moved session) goes
+ * out between the server's messages, only once everything read from
+ * the server before it has been sent (relay_out).
  */
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -55,9 +66,70 @@ struct relay_state {
 	int		 listening;	/* LISTEN ran: notifications may come */
 	int		 protocol_error;
 	int		 too_large;	/* ... a message over the limit */
+	int		 held;		/* maintenance holds the client's bytes */
+	size_t		 held_skip;	/* held bytes ending a message begun
+					   before: they go to the server */
 };
 
 static struct relay_dir relay_c2s, relay_s2c;
+
+/*
+ * What pgmirror composes for the client during a session, and how much
+ * of it has been put into the server-to-client buffer.
+ */
+static struct pgm_buf relay_out;
+static size_t	 relay_out_off;
+
+/* Does relay_out hold bytes the client has not been given? */
+static int
+relay_out_pending(void)
+{
+	return relay_out.len > relay_out_off;
+}
+
+/*
+ * Put what waits in relay_out into the server-to-client buffer, which
+ * must be empty and between two messages.  Returns 1 if it did.
+ */
+static int
+relay_out_fill(struct relay_dir *d)
+{
+	size_t		 n;
+
+	if (!relay_out_pending() || d->start != d->end || d->scan.hdrlen != 0)
+		return 0;
+	n = relay_out.len - relay_out_off;
+	if (n > RELAY_BUFSZ)
+		n = RELAY_BUFSZ;
+	memcpy(d->buf, relay_out.data + relay_out_off, n);
+	d->start = 0;
+	d->end = n;
+	relay_out_off += n;
+	if (relay_out_off == relay_out.len) {
+		buf_reset(&relay_out);
+		relay_out_off = 0;
+	}
+	return 1;
+}
+
+/*
+ * How many bytes the server may be read now: all there is room for,
+ * unless relay_out waits, which goes out at the end of the server's
+ * current message; then only the rest of that message.
+ */
+static size_t
+relay_server_budget(const struct relay_dir *d)
+{
+	if (d->eof || (d->end == RELAY_BUFSZ && d->start == 0))
+		return 0;
+	if (!relay_out_pending())
+		return RELAY_BUFSZ;
+	if (d->scan.hdrlen == 0)
+		return 0;
+	if (d->scan.hdrlen < 5)
+		return 5 - (size_t)d->scan.hdrlen;
+	return d->scan.remain;
+}
 
 /* Publish what the session is doing, for SHOW CLIENTS and maintenance. */
 static void
@@ -77,90 +149,85 @@ relay_maintenance(int db)
 	    __atomic_load_n(&pgm_shm->maint_db[db], __ATOMIC_SEQ_CST);
 }
 
-/* Forget the request the client sent: the server never saw it. */
+/*
+ * Forget the held request: the server never saw it.  Bytes that end a
+ * message the server has the start of are not ours to drop.
+ */
 static void
 relay_drop_request(struct relay_state *st)
 {
-	relay_c2s.start = relay_c2s.end = 0;
-	relay_c2s.hold = 0;
-	relay_c2s.scan.hdrlen = 0;
+	struct relay_dir *d = &relay_c2s;
+
+	if (st->held_skip > d->end - d->start)
+		st->held_skip = d->end - d->start;
+	d->end = d->start + st->held_skip;
+	d->hold = 0;
+	if (st->held_skip == 0)
+		scan_init(&d->scan, d->scan.maxlen);
 	st->pending = st->unsynced = 0;
+	st->held = 0;
 }
 
-/*
- * The client cancelled the request maintenance holds: it is dropped and
- * answered as PostgreSQL answers a cancelled query.  The capture of a
- * mirrored session sees the same answer.  -1 if the client is gone.
- */
-static int
-relay_cancel_held(struct pgm_client *cl, struct relay_state *st)
+/* Maintenance holds the request the client just sent. */
+static void
+relay_hold(struct relay_state *st, size_t skip)
 {
-	struct pgm_capture *cap = mirror_capture();
-	struct pgm_buf	 b;
-	int		 rc;
-
-	relay_drop_request(st);
-	buf_init(&b);
-	proto_error(&b, "ERROR", "57014", "canceling statement due to user "
-	    "request");
-	proto_ready(&b, 'I');
-	if (cap != NULL)
-		capture_server(cap, b.data, b.len, mqueue_now_ns());
-	rc = client_send(cl, &b);
-	buf_free(&b);
-	log_info("request held by maintenance cancelled by the client");
-	relay_set_state(st->slot, SLOT_TX_IDLE);
-	return rc;
-}
-
-/*
- * Maintenance: hold the client's new request, unsent, until maintenance
- * is off.  A client that goes away meanwhile has it thrown away, one
- * that cancels it gets it cancelled.  Returns 0 to go on, 1 when the
- * request was cancelled, or -1 with how the session ends in *end.
- */
-static int
-relay_maint_wait(struct pgm_client *cl, struct relay_state *st,
-    enum pgm_relay_end *end)
-{
-	struct pollfd	 pfd[2];
-
+	st->held = 1;
+	st->held_skip = skip;
 	__atomic_store_n(&st->slot->cancel_held, 0, __ATOMIC_SEQ_CST);
 	relay_set_state(st->slot, SLOT_TX_WAITING);
-	while (relay_maintenance(cl->database)) {
-		if (__atomic_exchange_n(&st->slot->cancel_held, 0,
-		    __ATOMIC_SEQ_CST)) {
-			if (relay_cancel_held(cl, st) == 0)
-				return 1;
-			*end = RELAY_CLIENT_GONE;
-			return -1;
-		}
-		if (worker_sig_int) {
-			*end = RELAY_SHUTDOWN;
-			return -1;
-		}
-		pfd[0].fd = cl->fd;
-		pfd[0].events = POLLRDHUP;
-		pfd[1].fd = pgm_death_fd;
-		pfd[1].events = POLLIN;
-		if (net_poll(pfd, 2, 100) > 0) {
-			if (pfd[1].revents) {
-				worker_sig_int = 1;
-				*end = RELAY_SHUTDOWN;
-				return -1;
-			}
-			if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
-				log_info("client left while held by "
-				    "maintenance; its request was not run");
-				/* The server saw nothing: it stays reusable. */
-				relay_drop_request(st);
-				*end = RELAY_CLIENT_GONE;
-				return -1;
-			}
-		}
+}
+
+/*
+ * The client cancelled what maintenance holds: the complete requests
+ * are dropped and each is answered as PostgreSQL answers a cancelled
+ * one.  What follows them (a request not yet complete) stays held.
+ * The capture never saw the dropped bytes, nor sees the answers.
+ */
+static void
+relay_cancel_held(struct relay_state *st)
+{
+	struct relay_dir *d = &relay_c2s;
+	size_t		 from, n;
+	int		 nreq;
+
+	from = d->start + st->held_skip;
+	if (from > d->end)
+		from = d->end;
+	n = proto_cancel_requests(d->buf + from, d->end - from, &relay_out,
+	    &nreq);
+	if (nreq == 0) {
+		log_info("cancel request for a held request that is not "
+		    "complete yet: ignored");
+		return;
 	}
+	memmove(d->buf + from, d->buf + from + n, d->end - from - n);
+	d->end -= n;
+	st->pending -= nreq;
+	if (st->pending < 0)
+		st->pending = 0;
+	log_info("request held by maintenance cancelled by the client "
+	    "(%d request%s)", nreq, nreq == 1 ? "" : "s");
+	if (st->pending == 0 && !st->unsynced) {
+		st->held = 0;
+		relay_set_state(st->slot, SLOT_TX_IDLE);
+	}
+}
+
+/*
+ * A held request: cancel it if the client asked, release it when
+ * maintenance is off.  Returns 1 when it may go to the server now.
+ */
+static int
+relay_hold_check(struct pgm_client *cl, struct relay_state *st)
+{
+	if (__atomic_exchange_n(&st->slot->cancel_held, 0, __ATOMIC_SEQ_CST))
+		relay_cancel_held(st);
+	if (!st->held || relay_maintenance(cl->database))
+		return 0;
+	st->held = 0;
 	relay_set_state(st->slot, SLOT_TX_ACTIVE);
-	return 0;
+	return 1;
 }
 
 /* Follow the client's messages in newly read bytes [from, end). */
@@ -297,9 +364,12 @@ relay_scan_server(struct relay_dir *d, struct relay_state *st, size_t from)
 	return 0;
 }
 
-/* Write what we can of a direction's buffer.  -1 if the peer failed. */
+/*
+ * Write what we can of a direction's buffer, showing what was sent to
+ * the capture, if any.  -1 if the peer failed.
+ */
 static int
-relay_flush(struct relay_dir *d)
+relay_flush(struct relay_dir *d, struct pgm_capture *cap)
 {
 	ssize_t		 n;
 	size_t		 avail;
@@ -311,6 +381,9 @@ relay_flush(struct relay_dir *d)
 		n = net_send(d->to, d->to_ssl, d->buf + d->start, avail,
 		    MSG_DONTWAIT);
 		if (n > 0) {
+			if (cap != NULL)
+				capture_client(cap, d->buf + d->start, n,
+				    mqueue_now_ns());
 			d->start += n;
 			avail -= n;
 			continue;
@@ -331,15 +404,17 @@ relay_flush(struct relay_dir *d)
 }
 
 /*
- * Read what the source has into the buffer, after compacting it if it
- * is full to the end: without waiting (MSG_DONTWAIT), or waiting up to
- * the socket's receive timeout (flags 0).  *from is set to where the
- * new bytes start.  Returns their count, 0 on EOF.
+ * Read what the source has into the buffer, at most max bytes, after
+ * compacting it if it is full to the end: without waiting
+ * (MSG_DONTWAIT), or waiting up to the socket's receive timeout (flags
+ * 0).  *from is set to where the new bytes start.  Returns their count,
+ * 0 on EOF.
  */
 static ssize_t
-relay_fill(struct relay_dir *d, size_t *from, int flags)
+relay_fill(struct relay_dir *d, size_t *from, int flags, size_t max)
 {
 	ssize_t		 n;
+	size_t		 room;
 
 	if (d->end == RELAY_BUFSZ && d->start > 0) {
 		memmove(d->buf, d->buf + d->start, d->end - d->start);
@@ -347,9 +422,12 @@ relay_fill(struct relay_dir *d, size_t *from, int flags)
 		d->start = 0;
 	}
 	*from = d->end;
+	room = RELAY_BUFSZ - d->end;
+	if (room > max)
+		room = max;
 	for (;;) {
-		n = net_recv(d->from, d->from_ssl, d->buf + d->end,
-		    RELAY_BUFSZ - d->end, flags);
+		n = net_recv(d->from, d->from_ssl, d->buf + d->end, room,
+		    flags);
 		if (n >= 0 || errno != EINTR)
 			return n;
 	}
@@ -418,7 +496,7 @@ relay_idle_left(const struct relay_state *st, int64_t last,
 {
 	int		 limit;
 
-	if (st->pending > 0 || st->copy)
+	if (st->pending > 0 || st->copy || st->held)
 		return -1;
 	if (st->server->txstatus == 'I') {
 		limit = pgm_conf->client_idle_timeout;
@@ -431,6 +509,48 @@ relay_idle_left(const struct relay_state *st, int64_t last,
 		return -1;
 	last += (int64_t)limit * 1000 - net_now_ms();
 	return last > 0 ? last : 0;
+}
+
+/*
+ * A new request of an idle session goes to the server: first, if a
+ * reload moved its database, the session follows it (move.c), once the
+ * server is between messages.  Returns 0, or -1 when the session must
+ * end (*srvp may then be NULL).
+ */
+static int
+relay_request_out(struct pgm_client *cl, struct relay_state *st,
+    struct pgm_server **srvp)
+{
+	struct pgm_server *srv = *srvp;
+
+	if (relay_s2c.scan.hdrlen != 0)
+		return 0;	/* moves at a later request */
+	if (move_check(cl, srvp, &relay_out) == -1)
+		return -1;
+	if (*srvp != srv)
+		relay_switch_server(st, *srvp);
+	return 0;
+}
+
+/*
+ * The session ends with what pgmirror has to tell the client (a move
+ * failed): send what the server had for it, then that.
+ */
+static void
+relay_out_drain(struct pgm_client *cl)
+{
+	struct relay_dir *d = &relay_s2c;
+	int64_t		 deadline = net_now_ms() + 30000;
+
+	if (d->scan.hdrlen == 0 && (d->start == d->end ||
+	    net_write_full(cl->fd, cl->ssl, d->buf + d->start,
+	    d->end - d->start, deadline) == 0)) {
+		d->start = d->end = 0;
+		if (relay_out_pending() && !relay_out.failed)
+			(void)net_write_full(cl->fd, cl->ssl,
+			    relay_out.data + relay_out_off,
+			    relay_out.len - relay_out_off, deadline);
+	}
 }
 
 /*
@@ -450,9 +570,8 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 	struct pollfd	 pfd[3];
 	enum pgm_relay_end end;
 	ssize_t		 n;
-	size_t		 old;
+	size_t		 old, budget, skip;
 	int		 fillflags, clientflags, slow = 0, timeout, timed, idle;
-	int		 held;
 	int64_t		 last, left;
 	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
@@ -461,6 +580,8 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
 	st.slot = shm_slot(worker_slot);
+	buf_reset(&relay_out);
+	relay_out_off = 0;
 	if (srv->ssl == NULL)
 		relay_blocking(srv->fd, 1);
 	if (cl->ssl == NULL)
@@ -489,6 +610,29 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 			    RELAY_CLIENT_GONE;
 			break;
 		}
+		if (relay_out.failed) {
+			log_warnx("out of memory composing a message");
+			end = RELAY_CLIENT_GONE;
+			break;
+		}
+		if (st.held && relay_hold_check(cl, &st)) {
+			if (relay_request_out(cl, &st, srvp) == -1) {
+				end = RELAY_MOVE_FAILED;
+				srv = *srvp;
+				break;
+			}
+			srv = *srvp;
+			if (relay_flush(c2s, cap) == -1) {
+				end = RELAY_SERVER_GONE;
+				break;
+			}
+		}
+		/* What pgmirror says goes out between the server's messages. */
+		if (relay_out_fill(s2c) && relay_flush(s2c, NULL) == -1) {
+			end = RELAY_CLIENT_GONE;
+			break;
+		}
+		budget = relay_server_budget(s2c);
 		/*
 		 * Fast paths.  When only one side can speak next, wait in recv
 		 * on that side alone: one syscall instead of a poll and a recv.
@@ -506,9 +650,9 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 		fillflags = clientflags = MSG_DONTWAIT;
 		if ((++turns & 63) != 0 && !slow && c2s->start == c2s->end &&
 		    s2c->start == s2c->end && c2s->scan.hdrlen == 0 &&
-		    s2c->scan.hdrlen == 0 && !st.copy && !st.unsynced) {
-			if (st.pending > 0 && srv->ssl == NULL &&
-			    relay_room(s2c)) {
+		    s2c->scan.hdrlen == 0 && !st.copy && !st.unsynced &&
+		    !st.held && !relay_out_pending()) {
+			if (st.pending > 0 && srv->ssl == NULL && budget > 0) {
 				pfd[0].revents = 0;
 				pfd[1].revents = POLLIN;
 				fillflags = 0;
@@ -523,24 +667,25 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 			}
 		}
 		/* TLS may hold decrypted bytes that poll cannot see. */
-		if (srv->ssl != NULL && relay_room(s2c) &&
-		    SSL_pending(srv->ssl) > 0) {
+		if (srv->ssl != NULL && budget > 0 && SSL_pending(srv->ssl) > 0) {
 			pfd[0].revents = 0;
 			pfd[1].revents = POLLIN;
 			goto s;
 		}
-		if (cl->ssl != NULL && relay_room(c2s) &&
+		if (cl->ssl != NULL && !st.held && relay_room(c2s) &&
 		    SSL_pending(cl->ssl) > 0) {
 			pfd[0].revents = POLLIN;
 			pfd[1].revents = 0;
 			goto c;
 		}
+		/* A held request waits unsent; only the client's leaving counts. */
 		pfd[0].fd = cl->fd;
-		pfd[0].events = (relay_room(c2s) ? POLLIN : 0) |
+		pfd[0].events = (st.held ? POLLRDHUP : relay_room(c2s) ?
+		    POLLIN : 0) |
 		    (s2c->end - s2c->hold > s2c->start ? POLLOUT : 0);
 		pfd[1].fd = srv->fd;
-		pfd[1].events = (relay_room(s2c) ? POLLIN : 0) |
-		    (c2s->end - c2s->hold > c2s->start ? POLLOUT : 0);
+		pfd[1].events = (budget > 0 ? POLLIN : 0) | (!st.held &&
+		    c2s->end - c2s->hold > c2s->start ? POLLOUT : 0);
 		pfd[2].fd = pgm_death_fd;
 		pfd[2].events = POLLIN;
 		/* A side with nothing to wait for is left out of the poll. */
@@ -557,6 +702,9 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 			}
 			timeout = left > INT_MAX ? INT_MAX : (int)left;
 		}
+		/* A held request looks at maintenance and cancels often. */
+		if (st.held && (timeout == -1 || timeout > 100))
+			timeout = 100;
 		if ((n = net_poll(pfd, 3, timeout)) == 0)
 			continue;
 		if (n == -1) {
@@ -570,18 +718,28 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 			worker_sig_int = 1;
 			continue;
 		}
+		if (st.held &&
+		    pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+			log_info("client left while held by maintenance; its "
+			    "request was not run");
+			/* The server saw nothing: it stays reusable. */
+			relay_drop_request(&st);
+			end = RELAY_CLIENT_GONE;
+			break;
+		}
 s:
 		/* Server to client first: answers free the client. */
 		if (pfd[1].revents & (POLLIN | POLLHUP | POLLERR) &&
-		    relay_room(s2c)) {
-			if ((n = relay_fill(s2c, &old, fillflags)) <= 0) {
+		    budget > 0) {
+			if ((n = relay_fill(s2c, &old, fillflags,
+			    budget)) <= 0) {
 				if (n == -1 && (errno == EAGAIN ||
 				    errno == EWOULDBLOCK)) {
 					slow = fillflags == 0;
 					goto c;
 				}
 				s2c->eof = 1;
-				(void)relay_flush(s2c);
+				(void)relay_flush(s2c, NULL);
 				end = RELAY_SERVER_GONE;
 				break;
 			}
@@ -597,19 +755,21 @@ s:
 				end = RELAY_SERVER_GONE;
 				break;
 			}
-			if (relay_flush(s2c) == -1) {
+			if (relay_flush(s2c, NULL) == -1) {
 				end = RELAY_CLIENT_GONE;
 				break;
 			}
 		} else if (pfd[0].revents & POLLOUT &&
-		    relay_flush(s2c) == -1) {
+		    relay_flush(s2c, NULL) == -1) {
 			end = RELAY_CLIENT_GONE;
 			break;
 		}
 c:
+		if (st.held)
+			continue;
 		if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR) &&
 		    relay_room(c2s)) {
-			n = relay_fill(c2s, &old, clientflags);
+			n = relay_fill(c2s, &old, clientflags, RELAY_BUFSZ);
 			if (n == -1 && (errno == EAGAIN ||
 			    errno == EWOULDBLOCK)) {
 				slow = clientflags == 0;
@@ -626,13 +786,12 @@ c:
 			idle = st.pending == 0 && !st.unsynced && !st.copy &&
 			    c2s->start == c2s->end - c2s->hold &&
 			    srv->txstatus == 'I';
+			/* Bytes that end a message begun before these. */
+			skip = c2s->scan.hdrlen == 5 ? c2s->scan.remain : 0;
 			c2s->end += n;
 			st.slot->bytes_in += n;
 			if (timed)
 				last = net_now_ms();
-			if (cap != NULL)
-				capture_client(cap, c2s->buf + old, n,
-				    mqueue_now_ns());
 			if (relay_scan_client(c2s, &st, old) == -1) {
 				end = st.too_large ? RELAY_TOO_LARGE :
 				    RELAY_PROTOCOL;
@@ -648,37 +807,35 @@ c:
 				if (relay_maintenance(cl->database)) {
 					/* Sent with its Terminate: it leaves. */
 					if (st.terminated) {
+						st.held_skip = skip;
 						relay_drop_request(&st);
 						end = RELAY_CLIENT_TERMINATE;
 						break;
 					}
-					held = relay_maint_wait(cl, &st, &end);
-					if (held == -1)
-						break;
-					if (held == 1)
-						continue;
+					relay_hold(&st, skip);
+					continue;
 				}
-				/* A reload may have moved our database. */
-				if (move_check(cl, srvp) == -1) {
+				if (relay_request_out(cl, &st, srvp) == -1) {
 					end = RELAY_MOVE_FAILED;
 					srv = *srvp;	/* maybe none left */
 					break;
 				}
-				if (*srvp != srv) {
-					srv = *srvp;
-					relay_switch_server(&st, srv);
-				}
+				srv = *srvp;
 			}
-			if (relay_flush(c2s) == -1) {
+			if (relay_flush(c2s, cap) == -1) {
 				end = RELAY_SERVER_GONE;
 				break;
 			}
 		} else if (pfd[1].revents & POLLOUT &&
-		    relay_flush(c2s) == -1) {
+		    relay_flush(c2s, cap) == -1) {
 			end = RELAY_SERVER_GONE;
 			break;
 		}
 	}
+	if (end == RELAY_MOVE_FAILED)
+		relay_out_drain(cl);
+	buf_reset(&relay_out);
+	relay_out_off = 0;
 	if (srv != NULL && srv->ssl == NULL)
 		relay_blocking(srv->fd, 0);
 	if (cl->ssl == NULL)

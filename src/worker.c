@@ -337,7 +337,13 @@ worker_route(struct pgm_client *cl)
 	return 0;
 }
 
-/* Send the client what completes its login, as if from PostgreSQL. */
+/*
+ * Send the client what completes its login, as if from PostgreSQL.  Its
+ * BackendKeyData names the server backend it runs on, so that the pid
+ * it sees is the one in pg_stat_activity and pg_locks, with a secret
+ * key of pgmirror's own: a CancelRequest comes to pgmirror, which finds
+ * the session by both and forwards it with the server's key.
+ */
 static int
 worker_welcome(struct pgm_client *cl, const struct pgm_server *s)
 {
@@ -347,9 +353,13 @@ worker_welcome(struct pgm_client *cl, const struct pgm_server *s)
 
 	if (RAND_bytes(key, sizeof(key)) != 1)
 		return -1;
-	cl->cancel_pid = proto_get_u32(key) & 0x7fffffff;
-	if (cl->cancel_pid == 0)
-		cl->cancel_pid = 1;
+	cl->cancel_pid = s->be_pid;
+	if (cl->cancel_pid == 0) {
+		/* A server that sent no BackendKeyData: a pid of our own. */
+		cl->cancel_pid = proto_get_u32(key) & 0x7fffffff;
+		if (cl->cancel_pid == 0)
+			cl->cancel_pid = 1;
+	}
 	cl->cancel_key = proto_get_u32(key + 4);
 	buf_init(&b);
 	proto_auth_request(&b, 0, NULL, 0);

@@ -74,6 +74,37 @@ my $sleeping = sub {
 	$c->close;
 }
 
+# The backend pid a client is given is its server backend's: a client
+# that waits on a lock finds itself in pg_blocking_pids(), and its pid in
+# pg_stat_activity; a cancel through pgmirror still reaches it.
+{
+	require DBD::Pg;
+	$pg->psql('CREATE TABLE lockme (i int)', db => 'appdb', user => 'app');
+	my $holder = $pgm->dbh;
+	my $waiter = $pgm->dbh;
+	is($holder->{pg_pid}, $holder->selectrow_array('SELECT pg_backend_pid()'),
+		'PQbackendPID() is the server backend pid');
+	$holder->begin_work;
+	$holder->do('LOCK TABLE lockme IN ACCESS EXCLUSIVE MODE');
+	$waiter->do('SELECT count(*) FROM lockme', { pg_async => DBD::Pg::PG_ASYNC() });
+	my $wpid = $waiter->{pg_pid};
+	my $blocked;
+	ok(wait_until(sub {
+		$blocked = $pg->psql("SELECT array_to_string(pg_blocking_pids($wpid), ',')");
+		length $blocked;
+	}, 10, 0.1), 'the waiting client is blocked, found by its own PQbackendPID()');
+	is($blocked, $holder->{pg_pid}, '... by the holder, under the holder\'s PQbackendPID()');
+	is($pg->psql("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $wpid"), 'Lock',
+		'pg_stat_activity shows the waiter under that pid, waiting on a lock');
+	ok($waiter->pg_cancel, 'a cancel through pgmirror reaches the waiter');
+	is($waiter->state, '57014', '... 57014');
+	$holder->rollback;
+	is($waiter->selectrow_array('SELECT pg_backend_pid()'), $wpid,
+		'the waiter goes on, on the same backend');
+	$holder->disconnect;
+	$waiter->disconnect;
+}
+
 ok($pgm->alive, 'pgmirror still runs');
 unlike($pgm->log, qr/killed by signal|exited with status/, 'no worker died');
 

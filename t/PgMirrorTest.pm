@@ -1121,8 +1121,71 @@ sub ctl_raw {
 	return $ans;
 }
 
+# The answer of the control protocol to $line, parsed (see
+# PgMirrorTest::parse_answer).
+sub answer {
+	my ($self, $line, %o) = @_;
+	return PgMirrorTest::parse_answer($self->ctl_raw($line, %o));
+}
+
+# The rows of "show clients", as hashes keyed by column name.
+sub clients {
+	my ($self) = @_;
+	return PgMirrorTest::row_hashes($self->answer('show clients'));
+}
+
+# Waits up to $o{timeout} (5) seconds for a client in state $state (and,
+# with port => P, the one whose address ends in :P); returns its row or
+# undef.
+sub wait_client_state {
+	my ($self, $state, %o) = @_;
+	my $row;
+	PgMirrorTest::wait_until(sub {
+		($row) = grep {
+			$_->{state} eq $state
+			  && (!defined $o{port} || $_->{address} =~ /:\Q$o{port}\E$/)
+		} $self->clients;
+		$row;
+	}, $o{timeout} // 5, 0.05);
+	return $row;
+}
+
 # ===========================================================================
 package PgMirrorTest;
+
+# Parses an answer of the control protocol: { ok => 1|0, reason =>,
+# header => [..], rows => [[..], ..] }; the first line must be OK or
+# ERROR.
+sub parse_answer {
+	my ($text) = @_;
+	return { ok => 0, reason => '(no answer)', header => [], rows => [] }
+	  unless defined $text && length $text;
+	my @lines = split /\n/, $text;
+	my $first = shift @lines;
+	my %a = (header => [], rows => []);
+	if ($first eq 'OK') {
+		$a{ok} = 1;
+	} elsif ($first =~ /^ERROR (.*)$/) {
+		$a{ok} = 0;
+		$a{reason} = $1;
+	} else {
+		$a{ok} = 0;
+		$a{reason} = "(malformed first line: $first)";
+		$a{malformed} = 1;
+	}
+	if (@lines) {
+		$a{header} = [ split /\t/, shift(@lines), -1 ];
+		$a{rows} = [ map { [ split /\t/, $_, -1 ] } @lines ];
+	}
+	return \%a;
+}
+
+# The rows of a parsed answer as hashes keyed by the column names.
+sub row_hashes {
+	my ($a) = @_;
+	my @h = @{ $a->{header} };
+	return map { my $r = $_; +{ map { $h[$_] => $r->[$_] } 0 .. $#h } } @{ $a->{rows} };
+}
 
 # Common psql runner; see Pg::psql for the return convention.
 sub _psql_result {

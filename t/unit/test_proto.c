@@ -1139,10 +1139,101 @@ test_frontend_types(void)
 	    "backend types Z, R and NUL are not frontend types");
 }
 
+
+/* Append a message of type t with body b (n bytes) to out. */
+static size_t
+msg_put(uint8_t *out, uint8_t t, const char *b, size_t n)
+{
+	out[0] = t;
+	proto_put_u32(out + 1, (uint32_t)(4 + n));
+	memcpy(out + 5, b, n);
+	return 5 + n;
+}
+
+/* Count the messages of each type in b: "E" errors, "Z" readies. */
+static void
+count_answers(const struct pgm_buf *b, int *errors, int *readies, int *bad)
+{
+	size_t		 off = 0, len;
+
+	*errors = *readies = *bad = 0;
+	while (b->len - off >= 5) {
+		len = proto_get_u32(b->data + off + 1);
+		if (b->data[off] == 'E')
+			(*errors)++;
+		else if (b->data[off] == 'Z' && len == 5 &&
+		    b->data[off + 5] == 'I')
+			(*readies)++;
+		else
+			(*bad)++;
+		off += 1 + len;
+	}
+	if (off != b->len)
+		(*bad)++;
+}
+
+static void
+test_cancel_requests(void)
+{
+	uint8_t		 in[512];
+	struct pgm_buf	 b;
+	size_t		 n = 0, q1, q2, got, cut;
+	int		 nreq, e, z, bad;
+
+	buf_init(&b);
+	n += msg_put(in + n, 'Q', "SELECT 1", 9);
+	q1 = n;
+	n += msg_put(in + n, 'Q', "INSERT INTO t VALUES (666)", 27);
+	q2 = n;
+	got = proto_cancel_requests(in, n, &b, &nreq);
+	count_answers(&b, &e, &z, &bad);
+	tap_ok(got == q2 && nreq == 2 && e == 2 && z == 2 && !bad,
+	    "two Queries: both dropped, each ERROR + ReadyForQuery");
+
+	/* Every cut inside the second Query leaves it whole, undropped. */
+	for (cut = q1; cut < q2; cut++) {
+		buf_reset(&b);
+		got = proto_cancel_requests(in, cut, &b, &nreq);
+		count_answers(&b, &e, &z, &bad);
+		if (got != q1 || nreq != 1 || e != 1 || z != 1 || bad)
+			break;
+	}
+	tap_ok(cut == q2, "a Query cut short at any byte is not dropped");
+	buf_reset(&b);
+	got = proto_cancel_requests(in, 7, &b, &nreq);
+	tap_ok(got == 0 && nreq == 0 && b.len == 0,
+	    "nothing complete: nothing dropped, nothing answered");
+
+	/* Extended: Parse/Bind/Execute/Sync, a lone Sync, then an unsynced Parse. */
+	n = 0;
+	n += msg_put(in + n, 'P', "\0SELECT 1\0\0\0", 12);
+	n += msg_put(in + n, 'B', "\0\0\0\0\0\0\0\0", 8);
+	n += msg_put(in + n, 'E', "\0\0\0\0\0", 5);
+	n += msg_put(in + n, 'S', "", 0);
+	n += msg_put(in + n, 'S', "", 0);
+	q1 = n;
+	n += msg_put(in + n, 'P', "\0SELECT 2\0\0\0", 12);
+	buf_reset(&b);
+	got = proto_cancel_requests(in, n, &b, &nreq);
+	count_answers(&b, &e, &z, &bad);
+	tap_ok(got == q1 && nreq == 2 && e == 1 && z == 2 && !bad,
+	    "extended request: ERROR + ReadyForQuery; lone Sync: ReadyForQuery; "
+	    "an unsynced Parse stays");
+
+	/* A broken length stops the walk: nothing beyond is ours to drop. */
+	n = msg_put(in, 'Q', "SELECT 1", 9);
+	in[n] = 'Q';
+	proto_put_u32(in + n + 1, 2);
+	buf_reset(&b);
+	got = proto_cancel_requests(in, n + 5, &b, &nreq);
+	tap_ok(got == n && nreq == 1, "a length under 4 ends the walk");
+	buf_free(&b);
+}
+
 int
 main(void)
 {
-	tap_plan(119);
+	tap_plan(124);
 	test_buf();
 	test_compose();
 	test_reader();
@@ -1150,5 +1241,6 @@ main(void)
 	test_scan();
 	test_error_tag();
 	test_frontend_types();
+	test_cancel_requests();
 	return tap_done();
 }
