@@ -26,6 +26,11 @@
 #  5. Extended protocol: Parse/Bind/Execute/Sync of an INSERT, and a lone
 #     Sync, held and cancelled: ERROR 57014 + ReadyForQuery for the
 #     first, ReadyForQuery alone for the second; nothing inserted.
+#  6. A session with a result it has not read moves to another server
+#     (a reload points movedb at a second cluster whose TimeZone
+#     differs): the client reads the result whole, and only then the
+#     ParameterStatus TimeZone of the new server, then the answer of its
+#     next query, from the new server.
 
 use strict;
 use warnings;
@@ -41,10 +46,17 @@ for my $db (qw(appdb mirrordb)) {
 	$pg->psql('CREATE TABLE t (k int)', db => $db, user => 'app');
 }
 
+# A second cluster, with another TimeZone, where movedb moves in 6.
+my $pg2 = pg_start();
+$pg2->setup_app;
+$pg2->psql("ALTER SYSTEM SET timezone = 'Asia/Tokyo'");
+$pg2->psql('SELECT pg_reload_conf()');
+
 my $pgm = pgm_start($pg,
 	databases => [
 		{ name => 'appdb', database => 'appdb' },
 		{ name => 'mirrordb', database => 'mirrordb' },
+		{ name => 'movedb', database => 'appdb' },
 	],
 	log => { stats_period => 1 },
 	extra => <<'EOC');
@@ -201,39 +213,54 @@ sub unread {
 	return unpack('i', $n);
 }
 
-# The result must be larger than what the kernel buffers between
-# pgmirror and the client, and small enough for pgmirror to have read
-# it whole (its ReadyForQuery makes the session idle): over a Unix
-# socket that capacity is fixed, so it is measured first with a result
-# larger than it, which is then read and thrown away.
-{
+# Leaves a result the client $c (over the Unix socket) has not read,
+# larger than what the kernel buffers between pgmirror and the client
+# and small enough for pgmirror to have read it whole (its
+# ReadyForQuery makes the session idle), so that pgmirror holds part of
+# it unsent.  Over a Unix socket that capacity is fixed: it is measured
+# first with a larger result, which is then read and thrown away.
+# Returns the number of rows, each two columns: 8 digits and 80 x.
+sub unread_result {
+	my ($c, $what) = @_;
 	my $rowsql = "SELECT lpad(i::text, 8, '0'), repeat('x', 80) FROM generate_series(1, %d) i";
 	my $rowlen = 1 + 4 + 2 + 4 + 8 + 4 + 80;	# one DataRow
-	my ($c, $r) = $pgm->raw_login(unix => 1);
-	ok($r->{ok}, '4: raw client over the Unix socket');
 	$c->send_bytes(qmsg(sprintf($rowsql, 20000)));
 	my $cap = 0;
 	wait_until(sub { my $n = unread($c); my $same = $n == $cap && $n > 0; $cap = $n; $same }, 10, 0.3);
 	$c->collect(timeout => 20);
 	my $rows = int(($cap + 64 * 1024) / $rowlen);
-	diag("kernel holds $cap bytes for the client: $rows rows");
 	$c->send_bytes(qmsg(sprintf($rowsql, $rows)));
 	ok($pgm->wait_client_state('idle', timeout => 10),
-		'4: the session is idle with its result unread');
+		"$what: the session is idle with its result unread");
 	sleep 0.3;
 	cmp_ok(unread($c), '<', $rows * $rowlen,
-		'4: (pgmirror holds part of the result, unsent)');
+		"$what: (pgmirror holds part of the result, unsent)");
+	return $rows;
+}
+
+# The answer to unread_result's query, read now: every row whole.
+sub result_ok {
+	my ($c, $rows, $what) = @_;
+	my $a = $c->collect(timeout => 20);
+	is(scalar @{ $a->{rows} }, $rows, "$what: the client reads all $rows rows");
+	my @bad = grep { @$_ != 2 || $_->[1] ne 'x' x 80 } @{ $a->{rows} };
+	is(scalar @bad, 0, "$what: ... every DataRow whole");
+	ok(!$a->{error} && !%{ $a->{params} }, "$what: ... nothing of pgmirror's inside the result")
+	  or diag(explain([ $a->{error}, $a->{params} ]));
+	is_deeply($a->{tags}, [ "SELECT $rows" ], "$what: ... then its CommandComplete");
+	is($a->{status}, 'I', "$what: ... and ReadyForQuery");
+}
+
+{
+	my ($c, $r) = $pgm->raw_login(unix => 1);
+	ok($r->{ok}, '4: raw client over the Unix socket');
+	my $rows = unread_result($c, '4');
 	maintenance('on');
 	$c->send_bytes(qmsg('SELECT 4'));
 	ok($pgm->wait_client_state('waiting (maintenance)'), '4: the next query is held');
 	cancel($r->{key});
 	sleep 0.3;
-	my $a1 = $c->collect(timeout => 20);
-	is(scalar @{ $a1->{rows} }, $rows, "4: the client reads all $rows rows");
-	my @bad = grep { @$_ != 2 || $_->[1] ne 'x' x 80 } @{ $a1->{rows} };
-	is(scalar @bad, 0, '4: ... every DataRow whole');
-	ok(!$a1->{error}, '4: ... no error inside the result') or diag(explain($a1->{error}));
-	is_deeply($a1->{tags}, [ "SELECT $rows" ], '4: ... then its CommandComplete');
+	result_ok($c, $rows, '4');
 	my $a2 = $c->collect(timeout => 5);
 	is($a2->{error}{C}, '57014', '4: then the held query gets ERROR 57014');
 	is($a2->{status}, 'I', '4: ... and ReadyForQuery');
@@ -272,6 +299,29 @@ sub unread {
 	marker_ok('5');
 	is(count_k('appdb', 999), 0, '5: nothing was inserted on the source');
 	is(count_k('mirrordb', 999), 0, '5: ... nor on the destination');
+}
+
+# --- 6. a session with an unread result moves ------------------------------------
+
+{
+	my ($c, $r) = $pgm->raw_login(unix => 1, database => 'movedb');
+	ok($r->{ok}, '6: raw client of movedb');
+	is($r->{params}{TimeZone}, $pg->psql('SHOW timezone'), "6: the first server's TimeZone");
+	my $rows = unread_result($c, '6');
+	my $conf = slurp($pgm->conffile);
+	my $port1 = $pg->port;
+	my $port2 = $pg2->port;
+	ok($conf =~ s/(name = "movedb";[^}]*port = )$port1;/$1$port2;/, '6: movedb now on the second cluster');
+	write_file($pgm->conffile, $conf);
+	my ($rc, undef, $err) = $pgm->ctl('reload');
+	is($rc, 0, '6: reload') or diag($err);
+	$c->send_bytes(qmsg('SELECT inet_server_port()'));
+	result_ok($c, $rows, '6');
+	my $a = $c->collect(timeout => 20);
+	is($a->{messages}[0], 'S', '6: then a ParameterStatus, first') or diag(explain($a->{messages}));
+	is($a->{params}{TimeZone}, 'Asia/Tokyo', "6: ... the new server's TimeZone");
+	is_deeply($a->{rows}, [ [ $port2 ] ], '6: then the answer, from the new server');
+	$c->close;
 }
 
 my $st = mstats();
