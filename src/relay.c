@@ -225,8 +225,18 @@ relay_hold_check(struct pgm_client *cl, struct relay_state *st)
 		relay_cancel_held(st);
 	if (!st->held || relay_maintenance(cl->database))
 		return 0;
-	st->held = 0;
+	/*
+	 * Seen active first, then the cancel flag looked at once more (a
+	 * canceller does the opposite): a cancel that saw us waiting is
+	 * never lost between the two.
+	 */
 	relay_set_state(st->slot, SLOT_TX_ACTIVE);
+	if (__atomic_exchange_n(&st->slot->cancel_held, 0, __ATOMIC_SEQ_CST)) {
+		relay_cancel_held(st);
+		if (!st->held)
+			return 0;
+	}
+	st->held = 0;
 	return 1;
 }
 
@@ -834,6 +844,11 @@ c:
 	}
 	if (end == RELAY_MOVE_FAILED)
 		relay_out_drain(cl);
+	/* A burst of answers is not kept for the life of the worker. */
+	if (relay_out.cap > 64 * 1024) {
+		buf_free(&relay_out);
+		buf_init(&relay_out);
+	}
 	buf_reset(&relay_out);
 	relay_out_off = 0;
 	if (srv != NULL && srv->ssl == NULL)
