@@ -686,7 +686,9 @@ mw_result(struct msess *s, const uint8_t *tag, size_t len)
 	memset(t, 0, sizeof(t));
 	if (len > 0 && tag[len - 1] == '\0')
 		len--;
-	memcpy(t, tag, len < sizeof(t) - 1 ? len : sizeof(t) - 1);
+	/* An empty CommandComplete has no tag: tag is NULL then. */
+	if (len > 0)
+		memcpy(t, tag, len < sizeof(t) - 1 ? len : sizeof(t) - 1);
 	if (s->stmt < r->nstmts && !s->error && !s->diverged) {
 		src = &MREC_STMTS(r)[s->stmt];
 		if (strcmp(src->tag, t) != 0) {
