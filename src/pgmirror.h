@@ -689,6 +689,14 @@ struct sockaddr_un;
 int	 net_unix_in_use(const struct sockaddr_un *);
 
 /* shm.c */
+/* Where to forward a client's cancel (shm_cancel_lookup). */
+struct pgm_cancel_dest {
+	struct sockaddr_storage addr;	/* the session's server */
+	socklen_t	 addrlen;
+	uint32_t	 pid;		/* its backend's key */
+	uint32_t	 key;
+};
+
 extern struct pgm_shm *pgm_shm;
 int	 shm_create(const struct pgm_config *);
 void	 shm_config_put(const struct pgm_config *, int);
@@ -698,6 +706,7 @@ int	 shm_pool_try_acquire(int, int);
 void	 shm_pool_release(int);
 int	 shm_count_state(int);
 void	 shm_slot_reclaim(struct pgm_slot *);
+int	 shm_cancel_lookup(uint32_t, uint32_t, struct pgm_cancel_dest *);
 
 /* supervisor.c */
 int	 supervisor_main(struct pgm_config *, int);
