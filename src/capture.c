@@ -242,8 +242,10 @@ capture_stmt(struct pgm_capture *c, const uint8_t *tag, size_t len,
 	memset(s->tag, 0, sizeof(s->tag));
 	if (len > 0 && tag[len - 1] == '\0')
 		len--;
-	memcpy(s->tag, tag, len < sizeof(s->tag) - 1 ? len :
-	    sizeof(s->tag) - 1);
+	/* An empty CommandComplete has no tag: tag is NULL then. */
+	if (len > 0)
+		memcpy(s->tag, tag, len < sizeof(s->tag) - 1 ? len :
+		    sizeof(s->tag) - 1);
 	s->sent_ns = c->nunits > 0 ? c->units[0].sent_ns : now;
 	s->answered_ns = now;
 	s->rows = c->rows;

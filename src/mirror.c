@@ -358,6 +358,25 @@ mw_ring(const struct msess *s)
 }
 
 /*
+ * The mirror worker itself failed (memory, poll): log it with the
+ * errno text, count an error for each mirror it replays, and exit, for
+ * the supervisor to fork a new one, which counts what this one held as
+ * dropped.  Not fatal(): that is for the daemon's startup.
+ */
+__attribute__((noreturn))
+static void
+mw_fail(const char *what)
+{
+	int		 m;
+
+	log_warnx("%s: %s; exiting, for the supervisor to start this mirror "
+	    "worker again", what, strerror(errno));
+	for (m = 0; m < pgm_conf->nmirrors; m++)
+		mirror_ring(m, mw_index)->errors++;
+	_exit(1);
+}
+
+/*
  * The start of the text of statement k of a record, for logs: the k-th
  * Query or Execute (a Query with several statements counts once), the
  * text of an Execute being that of the last Parse before it.
@@ -686,7 +705,9 @@ mw_result(struct msess *s, const uint8_t *tag, size_t len)
 	memset(t, 0, sizeof(t));
 	if (len > 0 && tag[len - 1] == '\0')
 		len--;
-	memcpy(t, tag, len < sizeof(t) - 1 ? len : sizeof(t) - 1);
+	/* An empty CommandComplete has no tag: tag is NULL then. */
+	if (len > 0)
+		memcpy(t, tag, len < sizeof(t) - 1 ? len : sizeof(t) - 1);
 	if (s->stmt < r->nstmts && !s->error && !s->diverged) {
 		src = &MREC_STMTS(r)[s->stmt];
 		if (strcmp(src->tag, t) != 0) {
@@ -945,7 +966,7 @@ mirror_main(int index, int death_fd)
 	mw_down_until = calloc(pgm_conf->nmirrors, sizeof(int64_t));
 	mw_backoff = calloc(pgm_conf->nmirrors, sizeof(int64_t));
 	if (mw_down_until == NULL || mw_backoff == NULL)
-		fatal("mirror worker: out of memory");
+		mw_fail("calloc");
 	for (m = 0; m < pgm_conf->nmirrors; m++)
 		mqueue_consumer_start(mirror_ring(m, index));
 	log_debug("mirror worker %d started", index);
@@ -995,7 +1016,7 @@ mirror_main(int index, int death_fd)
 			pfd = realloc(pfd, cap * sizeof(*pfd));
 			ps = realloc(ps, cap * sizeof(*ps));
 			if (pfd == NULL || ps == NULL)
-				fatal("mirror worker: out of memory");
+				mw_fail("realloc");
 		}
 		pfd[0].fd = me->efd;
 		pfd[0].events = POLLIN;
@@ -1027,7 +1048,7 @@ mirror_main(int index, int death_fd)
 			    mw_ssl_pending(s->conn))
 				timeout = 0;
 		if (poll(pfd, i, timeout) == -1 && errno != EINTR)
-			fatal("mirror worker: poll");
+			mw_fail("poll");
 		for (m = 0; m < pgm_conf->nmirrors; m++)
 			__atomic_store_n(&mirror_ring(m, index)->sleeping, 0,
 			    __ATOMIC_RELAXED);

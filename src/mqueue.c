@@ -17,15 +17,27 @@
  *
  * Concurrency: head, tail and count change only under the ring's
  * mutex, which is process-shared and robust.  head and tail alone say
- * what the ring holds; count is for the budget and the statistics.  A
- * producer copies its record into the free space and only then moves
- * head, in one store, still under the mutex; the consumer copies the
- * oldest record out to its own memory and then moves tail.  So a
- * process killed while holding the mutex has changed nothing that the
- * positions make visible: the next locker gets EOWNERDEAD, marks the
- * mutex consistent and goes on, and no lock stays held by a dead
- * process.  The only loss is a counter update the dead process had not
- * made yet (count then errs by one until the ring is next empty).
+ * what the ring holds; count is for the budget and the statistics.
+ * Invariant: each store to the positions leaves a whole ring, so that
+ * a process killed at any instruction leaves one.  A producer copies
+ * its record into the free space and only then moves head, in one
+ * store; the consumer copies the oldest record out to its own memory
+ * and then moves tail.  To start an empty ring again at offset 0, a
+ * producer writes a filler from head to the end of the data, moves
+ * head past it, and only then moves tail to head: killed in between,
+ * it leaves that filler alone queued, which counts as empty (never the
+ * old records behind head).  These stores are atomic release stores,
+ * so no build reorders them.  The next locker after a death gets
+ * EOWNERDEAD, marks the mutex consistent and goes on; there is nothing
+ * to repair, and no lock stays held by a dead process.  The only loss
+ * is the record being put and a counter update the dead process had
+ * not made yet (count then errs by one until the ring is next empty).
+ * The consumer counts a record as held before it moves tail, and a new
+ * consumer counts what the dead one held as dropped before clearing
+ * it: a consumer killed in between leaves a drop counted that did not
+ * happen (the record is still queued, or was counted already), never
+ * a loss uncounted.  The unit test kills a process at each of these
+ * points (MQUEUE_TEST_POINT, empty in the daemon).
  *
  * The budget of a ring counts what the consumer holds as well (taken
  * from the ring, not yet replayed: held_txns and held_bytes, written by
@@ -50,6 +62,10 @@
 _Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits the lock field");
 _Static_assert(sizeof(struct pgm_mrec) % 8 == 0, "records stay aligned");
 _Static_assert(sizeof(struct pgm_mstmt) % 8 == 0, "records stay aligned");
+
+#ifdef PGM_TEST_HOOKS
+void (*mqueue_test_hook)(int);
+#endif
 
 #define MQ_LOCK(q)	((pthread_mutex_t *)(void *)(q)->lock)
 
@@ -95,7 +111,7 @@ static void
 mqueue_lock(struct pgm_mqueue *q)
 {
 	if (pthread_mutex_lock(MQ_LOCK(q)) == EOWNERDEAD) {
-		/* Positions change last, so the ring is as it was. */
+		/* Each store left a whole ring: nothing to repair. */
 		pthread_mutex_consistent(MQ_LOCK(q));
 		log_warnx("a process died holding a mirror queue: recovered");
 	}
@@ -119,6 +135,50 @@ mqueue_wake(struct pgm_mqueue *q)
 }
 
 /*
+ * Is the ring empty?  A filler alone counts as empty: a producer
+ * killed in mqueue_restart leaves one, and no put leaves one otherwise.
+ */
+static int
+mqueue_empty(struct pgm_mqueue *q)
+{
+	const struct pgm_mrec *w;
+
+	if (q->head == q->tail)
+		return 1;
+	w = (const struct pgm_mrec *)(q->data + q->tail % q->size);
+	return w->mirror == MREC_WRAP && q->tail + w->len == q->head;
+}
+
+/*
+ * Start an empty ring again at offset 0, where any record fits: a
+ * filler from head to the end of the data, head moved past it, then
+ * tail.  Each store leaves a whole ring (see the header).
+ */
+static void
+mqueue_restart(struct pgm_mqueue *q)
+{
+	struct pgm_mrec	*w;
+	uint64_t	 off;
+
+	q->count = 0;
+	/* A filler alone, ending at the end of the data: skip it. */
+	if (q->tail != q->head)
+		__atomic_store_n(&q->tail, q->head, __ATOMIC_RELEASE);
+	if ((off = q->head % q->size) == 0)
+		return;
+	/* off and size are multiples of 8: the filler's header fits. */
+	w = (struct pgm_mrec *)(q->data + off);
+	w->len = (uint32_t)(q->size - off);
+	w->mirror = MREC_WRAP;
+	MQUEUE_TEST_POINT(MQTP_PUT_FILLER);
+	__atomic_store_n(&q->head, q->head + (q->size - off),
+	    __ATOMIC_RELEASE);
+	MQUEUE_TEST_POINT(MQTP_PUT_EMPTY_HEAD);
+	__atomic_store_n(&q->tail, q->head, __ATOMIC_RELEASE);
+	MQUEUE_TEST_POINT(MQTP_PUT_EMPTY_TAIL);
+}
+
+/*
  * Put a record: the header r (its len is set here) and the parts its
  * counts describe.  Returns 0 when queued, -1 when dropped for the
  * budget or a full ring, -2 when it can never fit.
@@ -139,14 +199,8 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	}
 	r->len = (uint32_t)len;
 	mqueue_lock(q);
-	if (q->head == q->tail) {
-		/* Empty: start again at the front, where everything fits. */
-		if (q->head % q->size != 0) {
-			q->head += q->size - q->head % q->size;
-			q->tail = q->head;
-		}
-		q->count = 0;
-	}
+	if (mqueue_empty(q))
+		mqueue_restart(q);
 	used = q->head - q->tail;
 	off = q->head % q->size;
 	pad = off + len > q->size ? q->size - off : 0;
@@ -179,8 +233,11 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	}
 	if (r->byteslen > 0)
 		memcpy(p, bytes, r->byteslen);
+	MQUEUE_TEST_POINT(MQTP_PUT_COPIED);
 	__atomic_store_n(&q->head, q->head + pad + len, __ATOMIC_RELEASE);
+	MQUEUE_TEST_POINT(MQTP_PUT_HEAD);
 	q->count++;
+	MQUEUE_TEST_POINT(MQTP_PUT_COUNT);
 	q->enqueued++;
 	mqueue_unlock(q);
 	mqueue_wake(q);
@@ -225,17 +282,23 @@ mqueue_get(struct pgm_mqueue *q)
 			break;
 		}
 		if (r->mirror == MREC_WRAP) {
-			q->tail += r->len;
+			__atomic_store_n(&q->tail, q->tail + r->len,
+			    __ATOMIC_RELEASE);
+			MQUEUE_TEST_POINT(MQTP_GET_WRAP);
 			continue;
 		}
 		if ((copy = malloc(r->len)) == NULL)
 			break;
 		memcpy(copy, r, r->len);
+		/* Held first: the budget never counts it out too soon. */
 		__atomic_store_n(&q->held_txns, q->held_txns + 1,
 		    __ATOMIC_RELAXED);
+		MQUEUE_TEST_POINT(MQTP_GET_TXNS);
 		__atomic_store_n(&q->held_bytes, q->held_bytes + r->len,
 		    __ATOMIC_RELAXED);
+		MQUEUE_TEST_POINT(MQTP_GET_BYTES);
 		__atomic_store_n(&q->tail, q->tail + r->len, __ATOMIC_RELEASE);
+		MQUEUE_TEST_POINT(MQTP_GET_TAIL);
 		if (q->count > 0)
 			q->count--;
 		break;
@@ -249,6 +312,7 @@ void
 mqueue_done(struct pgm_mqueue *q, const struct pgm_mrec *r)
 {
 	__atomic_store_n(&q->held_txns, q->held_txns - 1, __ATOMIC_RELAXED);
+	MQUEUE_TEST_POINT(MQTP_DONE_TXNS);
 	__atomic_store_n(&q->held_bytes, q->held_bytes - r->len,
 	    __ATOMIC_RELAXED);
 }
@@ -261,8 +325,11 @@ mqueue_done(struct pgm_mqueue *q, const struct pgm_mrec *r)
 void
 mqueue_consumer_start(struct pgm_mqueue *q)
 {
-	q->dropped += q->held_txns;
-	__atomic_store_n(&q->held_txns, 0, __ATOMIC_RELAXED);
+	/* Counted before cleared: a death between counts twice, not never. */
+	__atomic_store_n(&q->dropped, q->dropped + q->held_txns,
+	    __ATOMIC_RELEASE);
+	MQUEUE_TEST_POINT(MQTP_START_DROPPED);
+	__atomic_store_n(&q->held_txns, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&q->held_bytes, 0, __ATOMIC_RELAXED);
 	q->held_oldest_ns = 0;
 	__atomic_add_fetch(&q->epoch, 1, __ATOMIC_SEQ_CST);
@@ -288,9 +355,9 @@ mqueue_stats(struct pgm_mqueue *q, struct pgm_mstats *st, int64_t now)
 	st->enqueued += q->enqueued;
 	st->dropped += q->dropped_full;
 	st->queue_length += q->count;
-	st->queue_bytes += q->head - q->tail;
 	oldest = 0;
-	if (q->head != q->tail) {
+	if (!mqueue_empty(q)) {
+		st->queue_bytes += q->head - q->tail;
 		off = q->tail % q->size;
 		r = (struct pgm_mrec *)(q->data + off);
 		if (r->mirror == MREC_WRAP)

@@ -547,6 +547,36 @@ int	 mqueue_pending(struct pgm_mqueue *);
 void	 mqueue_wake(struct pgm_mqueue *);
 int64_t	 mqueue_now_ns(void);
 
+/*
+ * Test hooks of mqueue.c, compiled in only with PGM_TEST_HOOKS (the
+ * unit test): when mqueue_test_hook is set, it is called at each point
+ * between two stores to a ring, so that a test can kill the process
+ * there.
+ */
+#ifdef PGM_TEST_HOOKS
+enum mqueue_test_point {
+	MQTP_PUT_FILLER = 1,	/* empty ring: filler written, head not moved */
+	MQTP_PUT_EMPTY_HEAD,	/* ... head moved past the filler, tail not */
+	MQTP_PUT_EMPTY_TAIL,	/* ... tail moved too */
+	MQTP_PUT_COPIED,	/* record copied in, head not moved */
+	MQTP_PUT_HEAD,		/* head moved, count not */
+	MQTP_PUT_COUNT,		/* count moved, enqueued not */
+	MQTP_GET_TXNS,		/* held_txns counted, held_bytes not */
+	MQTP_GET_BYTES,		/* held_bytes counted, tail not moved */
+	MQTP_GET_TAIL,		/* tail moved, count not */
+	MQTP_GET_WRAP,		/* tail moved past a filler */
+	MQTP_DONE_TXNS,		/* held_txns down, held_bytes not */
+	MQTP_START_DROPPED	/* what was held counted, not yet cleared */
+};
+extern void (*mqueue_test_hook)(int);
+#define MQUEUE_TEST_POINT(n)	do {					\
+	if (mqueue_test_hook != NULL)					\
+		mqueue_test_hook(n);					\
+} while (0)
+#else
+#define MQUEUE_TEST_POINT(n)	do { } while (0)
+#endif
+
 /* mirror.c */
 __attribute__((noreturn))
 void	 mirror_main(int, int);
@@ -661,6 +691,14 @@ struct sockaddr_un;
 int	 net_unix_in_use(const struct sockaddr_un *);
 
 /* shm.c */
+/* Where to forward a client's cancel (shm_cancel_lookup). */
+struct pgm_cancel_dest {
+	struct sockaddr_storage addr;	/* the session's server */
+	socklen_t	 addrlen;
+	uint32_t	 pid;		/* its backend's key */
+	uint32_t	 key;
+};
+
 extern struct pgm_shm *pgm_shm;
 int	 shm_create(const struct pgm_config *);
 void	 shm_config_put(const struct pgm_config *, int);
@@ -670,6 +708,7 @@ int	 shm_pool_try_acquire(int, int);
 void	 shm_pool_release(int);
 int	 shm_count_state(int);
 void	 shm_slot_reclaim(struct pgm_slot *);
+int	 shm_cancel_lookup(uint32_t, uint32_t, struct pgm_cancel_dest *);
 
 /* supervisor.c */
 int	 supervisor_main(struct pgm_config *, int);

@@ -22,7 +22,11 @@
  * it; when a worker dies its connections are closed by the kernel and
  * the supervisor gives back what held[] says (shm_slot_reclaim).  A
  * kill between the count and the record leaks one count of that pool
- * until restart: a window of a few instructions.
+ * until restart: a window of a few instructions.  A slot's cancel key
+ * is written by its worker under a seqlock (cancel_gen, odd during the
+ * write); a worker killed inside the write leaves it odd, so readers
+ * (shm_cancel_lookup) skip a slot that stays odd after a bounded wait,
+ * and the reclaim makes it even again with the key withdrawn.
  */
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -31,12 +35,19 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
 
 #include "pgmirror.h"
 
 struct pgm_shm	*pgm_shm;
 
 #define SHM_MAGIC	0x70676d31	/* "pgm1" */
+
+/* Reads of a cancel key being written, and the pause between two. */
+#define SHM_CANCEL_TRIES	100
+#define SHM_CANCEL_PAUSE_NS	100000
 
 /* Round up to a cache line. */
 static size_t
@@ -182,7 +193,8 @@ shm_count_state(int state)
 
 /*
  * Give back the pool counts a dead worker's slot still holds: its
- * server connections, its parked ones and its wait for a pool.
+ * server connections, its parked ones and its wait for a pool; and
+ * withdraw its cancel key.
  */
 void
 shm_slot_reclaim(struct pgm_slot *slot)
@@ -204,6 +216,75 @@ shm_slot_reclaim(struct pgm_slot *slot)
 	slot->waiting = 0;
 	slot->idle_servers = 0;
 	slot->session = 0;
+	/*
+	 * Withdraw its cancel key, as a write under the seqlock.  A worker
+	 * killed inside its own write left cancel_gen odd: then this write
+	 * only ends that one, and cancel_gen is even again for the next
+	 * worker.
+	 */
+	if ((__atomic_load_n(&slot->cancel_gen, __ATOMIC_ACQUIRE) & 1) == 0)
+		__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
+	slot->cancel_pid = 0;
+	slot->cancel_key = 0;
+	slot->server_pid = 0;
+	slot->server_key = 0;
+	slot->server_addrlen = 0;
+	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
+}
+
+/*
+ * Find the slot whose client was given the cancel key (pid, key),
+ * compared in constant time, and copy where to forward a cancel into
+ * *to.  Returns the slot's index, or -1 when no slot has that key.
+ * A slot's key is read under its seqlock (cancel_gen, odd while its
+ * worker writes it); one that stays odd or keeps changing for
+ * SHM_CANCEL_TRIES reads, some 10 ms (its worker died inside the
+ * write, and the supervisor has not reclaimed the slot yet), is
+ * skipped with a log line, so that it cannot hold up the search.
+ */
+int
+shm_cancel_lookup(uint32_t pid, uint32_t key, struct pgm_cancel_dest *to)
+{
+	const struct timespec pause = { 0, SHM_CANCEL_PAUSE_NS };
+	struct pgm_slot	*slot;
+	uint32_t	 want[2], have[2];
+	int		 i, gen, tries;
+
+	want[0] = pid;
+	want[1] = key;
+	for (i = 0; i < pgm_shm->nslots; i++) {
+		slot = &pgm_shm->slots[i];
+		for (tries = 0; tries < SHM_CANCEL_TRIES; tries++) {
+			if (tries > 0)
+				nanosleep(&pause, NULL);
+			gen = __atomic_load_n(&slot->cancel_gen,
+			    __ATOMIC_ACQUIRE);
+			if (gen & 1)
+				continue;
+			have[0] = slot->cancel_pid;
+			have[1] = slot->cancel_key;
+			to->pid = slot->server_pid;
+			to->key = slot->server_key;
+			to->addrlen = slot->server_addrlen;
+			if (to->addrlen > sizeof(to->addr))
+				to->addrlen = 0;
+			memcpy(&to->addr, (const void *)&slot->server_addr,
+			    sizeof(to->addr));
+			__atomic_thread_fence(__ATOMIC_ACQUIRE);
+			if (gen == __atomic_load_n(&slot->cancel_gen,
+			    __ATOMIC_ACQUIRE))
+				break;
+		}
+		if (tries == SHM_CANCEL_TRIES) {
+			log_warnx("cancel request: the key of worker slot %d "
+			    "is still being written: slot skipped", i);
+			continue;
+		}
+		if (have[0] != 0 && to->addrlen > 0 &&
+		    CRYPTO_memcmp(want, have, sizeof(want)) == 0)
+			return i;
+	}
+	return -1;
 }
 
 /*

@@ -28,7 +28,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "pgmirror.h"
@@ -160,48 +159,29 @@ worker_cancel_withdraw(void)
 
 /*
  * A CancelRequest arrived: find the session it names in the scoreboard
- * (keys compared in constant time) and forward it to that session's
- * server with the server's own key.  Unknown keys are ignored, as
- * PostgreSQL does.
+ * (shm_cancel_lookup) and forward it to that session's server with the
+ * server's own key.  Unknown keys are ignored, as PostgreSQL does.
  */
 void
 worker_cancel_request(const struct pgm_startup *st)
 {
+	struct pgm_cancel_dest to;
 	struct sockaddr_storage addr;
-	socklen_t	 addrlen = 0;
-	uint32_t	 spid = 0, skey = 0;
-	struct pgm_slot	*slot = NULL;
-	int		 i, found = 0, gen;
+	socklen_t	 addrlen;
+	uint32_t	 spid, skey;
+	struct pgm_slot	*slot;
+	int		 i;
 
-	for (i = 0; i < pgm_shm->nslots && !found; i++) {
-		uint32_t	 want[2], have[2];
-
-		slot = shm_slot(i);
-
-		do {
-			gen = __atomic_load_n(&slot->cancel_gen,
-			    __ATOMIC_ACQUIRE);
-			have[0] = slot->cancel_pid;
-			have[1] = slot->cancel_key;
-			spid = slot->server_pid;
-			skey = slot->server_key;
-			addrlen = slot->server_addrlen;
-			if (addrlen > sizeof(addr))
-				addrlen = 0;
-			memcpy(&addr, (const void *)&slot->server_addr,
-			    sizeof(addr));
-		} while ((gen & 1) || gen != __atomic_load_n(&slot->cancel_gen,
-		    __ATOMIC_ACQUIRE));
-		want[0] = st->cancel_pid;
-		want[1] = st->cancel_key;
-		if (have[0] != 0 && addrlen > 0 &&
-		    CRYPTO_memcmp(want, have, sizeof(want)) == 0)
-			found = 1;
-	}
-	if (!found) {
+	if ((i = shm_cancel_lookup(st->cancel_pid, st->cancel_key,
+	    &to)) == -1) {
 		log_info("cancel request with an unknown key ignored");
 		return;
 	}
+	slot = shm_slot(i);
+	addr = to.addr;
+	addrlen = to.addrlen;
+	spid = to.pid;
+	skey = to.key;
 	/* A request held by maintenance never reached the server. */
 	__atomic_store_n(&slot->cancel_held, 1, __ATOMIC_SEQ_CST);
 	if (__atomic_load_n(&slot->txstate, __ATOMIC_SEQ_CST) ==

@@ -91,6 +91,12 @@
 #     (inet_server_port()); its INSERT is there at once and is mirrored
 #     to the src cluster; enqueued never went back after the reload.
 #     No worker of the second daemon died.
+# 12. A mirror worker that fails at run time: prlimit(1) lowers the
+#     RLIMIT_NOFILE of mirror worker 0 of the second daemon to 1, so its
+#     poll(2) of two descriptors fails with EINVAL.  It logs why it
+#     leaves, counts one error for its mirror and exits; the supervisor
+#     logs its death and forks a new one, which mirrors a new session's
+#     INSERT; the daemon is alive.
 # The tag mirroring gives an ErrorResponse ("ERROR " and the SQLSTATE,
 # from a body that may be cut short) is unit-tested in
 # t/unit/test_proto.c.
@@ -762,6 +768,41 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 	my $log2 = $pgm2->log;
 	unlike($log2, qr/died|killed by signal|exited with status/, '11: no worker of the second daemon died');
 	unlike($log2, qr/AddressSanitizer|runtime error/, '11: no sanitizer report in its log');
+}
+
+# --- 12. a mirror worker whose poll fails ----------------------------------------------
+
+SKIP: {
+	my ($prlimit) = grep { -x } map { "$_/prlimit" } split /:/, "$ENV{PATH}:/usr/bin:/bin";
+	skip 'no prlimit(1) to make a poll fail', 9 unless $prlimit;
+	my $st0 = drained($MAIN, 10, $pgm2);
+	my $mw = mirror_pid(0, $pgm2);
+	ok($mw, '12: mirror worker 0 of the second daemon: pid ' . ($mw // 'none'));
+	$mw //= 0;
+	my $from = length $pgm2->log;
+	# poll(2) of more descriptors than RLIMIT_NOFILE gives EINVAL.
+	my ($rc, $out, $err) = PgMirrorTest::run_cmd([ $prlimit, "--pid=$mw", '--nofile=1:1' ]);
+	is($rc, 0, '12: its RLIMIT_NOFILE is lowered to 1') or diag($err);
+	my $new = '';
+	ok(wait_until(sub { $new = substr($pgm2->log, $from);
+		$new =~ /mirror worker 0 \(pid $mw\) died/ }, 10, 0.05),
+		'12: it dies, and the supervisor logs it');
+	like($new, qr/mirror 0: poll: Invalid argument; exiting, for the supervisor to start this mirror worker again/,
+		'12: the mirror worker logs why it leaves');
+	my $mw2;
+	ok(wait_until(sub { $mw2 = mirror_pid(0, $pgm2); $mw2 && $mw2 != $mw }, 10),
+		'12: a new mirror worker 0 runs: pid ' . ($mw2 // 'none'));
+	my $st1 = {};
+	wait_until(sub { $st1 = stats($MAIN, $pgm2); ($st1->{errors} // 0) > (($st0 // {})->{errors} // 0) }, 5);
+	is(delta($st0 // {}, $st1)->{errors}, 1, '12: the failure is counted: errors 1');
+	$pgm2->psql('INSERT INTO t10 VALUES (1200)');
+	my $got;
+	ok(wait_until(sub { $got = q_src('SELECT count(*) FROM t10 WHERE id = 1200'); $got eq '1' }, 20, 0.2),
+		'12: a new session\'s INSERT is mirrored by the new mirror worker');
+	my $d = delta($st0 // {}, drained($MAIN, 30, $pgm2) // {});
+	ok($d->{enqueued} == 1 && $d->{replayed} == 1 && $d->{errors} == 1,
+		"12: enqueued 1, replayed 1, errors still 1 ($d->{enqueued}, $d->{replayed}, $d->{errors})");
+	ok($pgm2->alive, '12: the daemon is alive');
 }
 
 my $log = $pgm->log;

@@ -8,7 +8,8 @@
  * FROM STDIN over the simple and the extended protocol; the DataRow
  * count and order-free hash of each statement; the commit order (seq);
  * the same results whatever way both streams are split into reads;
- * overflow past max_bytes; capture_reset between sessions.
+ * overflow past max_bytes; capture_reset between sessions; a
+ * CommandComplete with an empty body.
  *
  * A test is a script of steps, each the bytes one side sends, built by
  * hand with the helpers below and fed to capture_client/capture_server
@@ -1650,10 +1651,38 @@ test_reset(void)
 	b_free(&q);
 }
 
+/*
+ * A CommandComplete with an empty body (length 4, no tag): a statement
+ * with an empty tag, and no copy from the NULL tag the scanner gives
+ * (UBSan reports memcpy from NULL, even of 0 bytes).
+ */
+static void
+test_empty_tag(void)
+{
+	struct script	 sc = { .n = 0 };
+	struct recorder	 r;
+	struct bytes	*b;
+	const struct rtxn *t;
+
+	c_query(cli(&sc), "SELECT 1");
+	b = srv(&sc);
+	m_empty(b, 'C');
+	s_ready(b, 'I');
+	run(&sc, BIG, NULL, &r);
+	t = txn(&r, 0);
+	tap_ok(r.n == 1 && t->committed && bytes_are(t, step_bytes(&sc, 0)),
+	    "empty CommandComplete: one committed transaction, its Query");
+	tap_ok(t->nstmts == 1 && stmt(t, 0)->tag[0] == '\0' &&
+	    stmt(t, 0)->rows == 0, "empty CommandComplete: one statement, "
+	    "empty tag");
+	rec_free(&r);
+	script_free(&sc);
+}
+
 int
 main(void)
 {
-	tap_plan(74);
+	tap_plan(76);
 	test_autocommit();
 	test_explicit();
 	test_failures();
@@ -1666,5 +1695,6 @@ main(void)
 	test_splits();
 	test_overflow();
 	test_reset();
+	test_empty_tag();
 	return tap_done();
 }

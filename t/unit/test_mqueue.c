@@ -7,9 +7,10 @@
  * records counted; records that can never fit; an empty ring taking any
  * record that fits it; mqueue_stats totals and lag; a new consumer
  * taking over (mqueue_consumer_start); the eventfd wake-up; recovery
- * of the robust mutex from a process killed holding it; four producer
- * processes and one consumer at once, nothing lost, corrupted or out of
- * order.
+ * of the robust mutex from a process killed holding it; a producer or
+ * consumer killed at each point between two stores to a ring (the test
+ * hook), no record then taken twice or lost; four producer processes
+ * and one consumer at once, nothing lost, corrupted or out of order.
  *
  * Every ring lives in its own mmap(MAP_SHARED | MAP_ANONYMOUS) region,
  * so forked children share it as the daemon's processes do, and its
@@ -21,6 +22,7 @@
 #include <sys/wait.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -772,6 +774,235 @@ test_robust(void)
 	ring_free(q);
 }
 
+/*
+ * A process killed at any point between two stores to a ring.  The
+ * build of this test has mqueue's test hook (PGM_TEST_HOOKS): a child
+ * process, producer or consumer, sets it to kill itself with SIGKILL
+ * at one point; then this process goes on as the next producer and
+ * consumer and takes everything.  No record may come out twice and
+ * none may be lost but the one the producer was putting, or the ones
+ * the dead consumer held (those counted in dropped: at most one more,
+ * never fewer).  Records are of exact sizes in a ring of 4096 bytes.
+ */
+static int	 kill_point;
+
+/* A child's test hook: die at kill_point. */
+static void
+die_at(int point)
+{
+	if (point == kill_point)
+		kill(getpid(), SIGKILL);
+}
+
+/* A record of exactly len bytes. */
+static struct shape
+sized(uint32_t len)
+{
+	struct shape	 s = { 0, 0, len - (uint32_t)sizeof(struct pgm_mrec) };
+
+	return s;
+}
+
+/* Where a ring is left before the child runs. */
+enum kill_setup {
+	KS_EMPTY,	/* empty at offset 512, old records 2..7 after it */
+	KS_PAD,		/* 7 queued, at 3072; the next 1024 needs a filler */
+	KS_FILLER,	/* a filler at the tail, then 8 (1024 bytes) */
+	KS_THREE,	/* 1, 2 and 3 queued */
+	KS_HELD		/* 1 taken and never done, 2 and 3 queued */
+};
+
+/* What the child does. */
+enum kill_child {
+	KC_PUT,		/* puts 9, of 1024 bytes */
+	KC_TAKE,	/* takes and is done with records until the ring is empty */
+	KC_START	/* starts as the new consumer */
+};
+
+struct kill_case {
+	int		 point;
+	const char	*where;
+	enum kill_setup	 setup;
+	enum kill_child	 child;
+	uint32_t	 want[6];	/* what comes out after, 0 ends */
+	uint64_t	 lost;		/* held by a dead consumer */
+};
+
+static const struct kill_case kill_cases[] = {
+	{ MQTP_PUT_FILLER, "put into an empty ring, its filler written",
+	    KS_EMPTY, KC_PUT, { 10 }, 0 },
+	{ MQTP_PUT_EMPTY_HEAD, "put into an empty ring, between moving head "
+	    "and tail", KS_EMPTY, KC_PUT, { 10 }, 0 },
+	{ MQTP_PUT_EMPTY_TAIL, "put into an empty ring, both moved",
+	    KS_EMPTY, KC_PUT, { 10 }, 0 },
+	{ MQTP_PUT_COPIED, "put into an empty ring, record copied",
+	    KS_EMPTY, KC_PUT, { 10 }, 0 },
+	{ MQTP_PUT_HEAD, "put into an empty ring, head moved",
+	    KS_EMPTY, KC_PUT, { 9, 10 }, 0 },
+	{ MQTP_PUT_COUNT, "put into an empty ring, count moved",
+	    KS_EMPTY, KC_PUT, { 9, 10 }, 0 },
+	{ MQTP_PUT_COPIED, "put with a filler, record copied",
+	    KS_PAD, KC_PUT, { 7, 10 }, 0 },
+	{ MQTP_PUT_HEAD, "put with a filler, head moved",
+	    KS_PAD, KC_PUT, { 7, 9, 10 }, 0 },
+	{ MQTP_PUT_COUNT, "put with a filler, count moved",
+	    KS_PAD, KC_PUT, { 7, 9, 10 }, 0 },
+	{ MQTP_GET_TXNS, "get, held_txns counted",
+	    KS_THREE, KC_TAKE, { 1, 2, 3, 10 }, 0 },
+	{ MQTP_GET_BYTES, "get, held_bytes counted",
+	    KS_THREE, KC_TAKE, { 1, 2, 3, 10 }, 0 },
+	{ MQTP_GET_TAIL, "get, tail moved",
+	    KS_THREE, KC_TAKE, { 2, 3, 10 }, 1 },
+	{ MQTP_GET_WRAP, "get, past a filler",
+	    KS_FILLER, KC_TAKE, { 8, 10 }, 0 },
+	{ MQTP_DONE_TXNS, "done, held_txns down",
+	    KS_THREE, KC_TAKE, { 2, 3, 10 }, 0 },
+	{ MQTP_START_DROPPED, "consumer_start, held counted as dropped",
+	    KS_HELD, KC_START, { 2, 3, 10 }, 1 },
+};
+
+/* Leave the ring as setup says.  Returns 0, or -1 if it went wrong. */
+static int
+kill_setup(struct pgm_mqueue *q, enum kill_setup setup)
+{
+	struct pgm_mrec	*r;
+	uint32_t	 t;
+	int		 ok = 1;
+
+	if (setup == KS_THREE || setup == KS_HELD) {
+		for (t = 1; t <= 3; t++)
+			if (put_rec(q, 20, t, sized(512)) != 0)
+				return -1;
+		if (setup == KS_HELD) {
+			/* Taken by a consumer that then died. */
+			if ((r = mqueue_get(q)) == NULL || r->txn != 1)
+				return -1;
+			free(r);
+		}
+		return 0;
+	}
+	for (t = 1; t <= 7; t++)
+		if (put_rec(q, 20, t, sized(512)) != 0)
+			return -1;
+	for (t = 1; t <= (setup == KS_EMPTY ? 7u : 6u); t++)
+		if (take(q, 0, &ok) != t)
+			return -1;
+	if (setup == KS_EMPTY) {
+		if (put_rec(q, 20, 8, sized(512)) != 0 || take(q, 0, &ok) != 8)
+			return -1;
+	} else if (setup == KS_FILLER) {
+		if (put_rec(q, 20, 8, sized(1024)) != 0 || take(q, 0, &ok) != 7)
+			return -1;
+	}
+	return ok ? 0 : -1;
+}
+
+/* The child: what c says, dying at c->point. */
+static void
+kill_child(struct pgm_mqueue *q, const struct kill_case *c)
+{
+	struct pgm_mrec	*r;
+
+	kill_point = c->point;
+	mqueue_test_hook = die_at;
+	switch (c->child) {
+	case KC_PUT:
+		(void)put_rec(q, 20, 9, sized(1024));
+		break;
+	case KC_TAKE:
+		while ((r = mqueue_get(q)) != NULL) {
+			mqueue_done(q, r);
+			free(r);
+		}
+		break;
+	case KC_START:
+		mqueue_consumer_start(q);
+		break;
+	}
+	_exit(0);
+}
+
+static void
+test_kill_points(void)
+{
+	const struct kill_case *c;
+	struct pgm_mqueue *q;
+	char		 got[64], want[64];
+	uint32_t	 txn;
+	pid_t		 pid;
+	size_t		 i, k;
+	struct pgm_mstats st;
+	int		 status, ok, rc, saved, devnull, stats_ok;
+
+	for (i = 0; i < sizeof(kill_cases) / sizeof(kill_cases[0]); i++) {
+		c = &kill_cases[i];
+		q = ring_new(4096, 1000, 4096, -1);
+		if (kill_setup(q, c->setup) == -1) {
+			tap_ok(0, "killed in %s: setup", c->where);
+			tap_ok(0, "killed in %s: records", c->where);
+			tap_ok(0, "killed in %s: counters", c->where);
+			ring_free(q);
+			continue;
+		}
+		fflush(stdout);
+		fflush(stderr);
+		if ((pid = fork()) == -1) {
+			perror("fork");
+			abort();
+		}
+		if (pid == 0)
+			kill_child(q, c);
+		status = 0;
+		waitpid(pid, &status, 0);
+		tap_ok(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		    "killed in %s: the child died at that point", c->where);
+
+		/* The recovery warning is test_robust's business. */
+		if ((devnull = open("/dev/null", O_WRONLY)) == -1 ||
+		    (saved = dup(2)) == -1 || dup2(devnull, 2) == -1) {
+			perror("dup");
+			abort();
+		}
+		if (c->child != KC_PUT)
+			mqueue_consumer_start(q);
+		/* Nothing queued but 10 to come: stats must say empty. */
+		memset(&st, 0, sizeof(st));
+		mqueue_stats(q, &st, 10000000000000LL);
+		stats_ok = (c->want[0] == 10) == (st.queue_bytes == 0 &&
+		    st.lag_ms == 0);
+		rc = put_rec(q, 20, 10, sized(2048));
+		ok = 1;
+		got[0] = '\0';
+		while ((txn = take(q, 0, &ok)) != 0 && strlen(got) < 48)
+			snprintf(got + strlen(got), sizeof(got) - strlen(got),
+			    "%s%u", got[0] ? " " : "", txn);
+		dup2(saved, 2);
+		close(saved);
+		close(devnull);
+		want[0] = '\0';
+		for (k = 0; c->want[k] != 0; k++)
+			snprintf(want + strlen(want), sizeof(want) -
+			    strlen(want), "%s%u", k ? " " : "", c->want[k]);
+		if (strcmp(got, want) != 0)
+			tap_diag("taken: \"%s\", want \"%s\"", got, want);
+		tap_ok(rc == 0 && ok && strcmp(got, want) == 0 &&
+		    q->head == q->tail, "killed in %s: then %s taken, each "
+		    "once and intact, and a 2048-byte record put after it "
+		    "too; the ring ends empty", c->where, want);
+		if (!stats_ok)
+			tap_diag("stats before 10: queue_bytes %llu, lag_ms "
+			    "%lld", (unsigned long long)st.queue_bytes,
+			    (long long)st.lag_ms);
+		tap_ok(stats_ok && q->dropped_full == 0 && q->held_txns == 0 &&
+		    q->dropped >= c->lost && q->dropped <= c->lost + 1,
+		    "killed in %s: stats see what is queued; dropped %llu for "
+		    "the %llu the dead consumer held (never fewer, at most one "
+		    "more)", c->where, (unsigned long long)q->dropped,
+		    (unsigned long long)c->lost);
+		ring_free(q);
+	}
+}
+
 /* Four producer processes, one consumer. */
 #define NPROD		4
 #define PER_PROD	4000
@@ -888,7 +1119,7 @@ main(void)
 {
 	log_init(1, 0);
 	log_setproc("test_mqueue", -1);
-	tap_plan(58);
+	tap_plan(58 + 3 * 15);
 	test_roundtrip();
 	test_fifo();
 	test_wrap();
@@ -898,6 +1129,7 @@ main(void)
 	test_consumer_start();
 	test_wake();
 	test_robust();
+	test_kill_points();
 	test_producers();
 	return tap_done();
 }
