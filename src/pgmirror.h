@@ -626,6 +626,13 @@ void	 proto_ready(struct pgm_buf *, uint8_t);
 void	 proto_negotiate_version(struct pgm_buf *, uint32_t,
 	    const struct pgm_startup *);
 void	 proto_query(struct pgm_buf *, const char *);
+void	 proto_parse(struct pgm_buf *, const char *, const char *, int,
+	    const uint32_t *);
+void	 proto_bind_text(struct pgm_buf *, const char *, const char *, int,
+	    const char *const *);
+void	 proto_execute(struct pgm_buf *, const char *);
+void	 proto_close_statement(struct pgm_buf *, const char *);
+void	 proto_sync(struct pgm_buf *);
 int	 proto_error_fields(const uint8_t *, size_t, const char **,
 	    const char **, const char **);
 void	 proto_error_tag(const uint8_t *, size_t, char *, size_t);

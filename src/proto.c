@@ -474,6 +474,90 @@ proto_query(struct pgm_buf *b, const char *sql)
 	buf_msg_end(b);
 }
 
+/* Append a big-endian 16-bit word. */
+static void
+proto_put_u16(struct pgm_buf *b, uint16_t v)
+{
+	buf_put_u8(b, v >> 8);
+	buf_put_u8(b, v & 0xff);
+}
+
+/*
+ * Append a Parse of sql as statement name ("" the unnamed one), with
+ * the type OIDs of its n parameters (0: for the server to infer).
+ */
+void
+proto_parse(struct pgm_buf *b, const char *name, const char *sql, int n,
+    const uint32_t *oids)
+{
+	int		 i;
+
+	buf_msg_begin(b, 'P');
+	buf_put_str(b, name);
+	buf_put_str(b, sql);
+	proto_put_u16(b, n);
+	for (i = 0; i < n; i++)
+		buf_put_u32(b, oids[i]);
+	buf_msg_end(b);
+}
+
+/*
+ * Append a Bind of statement stmt to portal, with n parameters in text
+ * format (NULL: an SQL NULL) and results in text format.
+ */
+void
+proto_bind_text(struct pgm_buf *b, const char *portal, const char *stmt,
+    int n, const char *const *values)
+{
+	size_t		 len;
+	int		 i;
+
+	buf_msg_begin(b, 'B');
+	buf_put_str(b, portal);
+	buf_put_str(b, stmt);
+	proto_put_u16(b, 0);		/* every parameter in text */
+	proto_put_u16(b, n);
+	for (i = 0; i < n; i++) {
+		if (values[i] == NULL) {
+			buf_put_u32(b, 0xffffffff);
+			continue;
+		}
+		len = strlen(values[i]);
+		buf_put_u32(b, len);
+		buf_put(b, values[i], len);
+	}
+	proto_put_u16(b, 0);		/* every result in text */
+	buf_msg_end(b);
+}
+
+/* Append an Execute of portal, every row. */
+void
+proto_execute(struct pgm_buf *b, const char *portal)
+{
+	buf_msg_begin(b, 'E');
+	buf_put_str(b, portal);
+	buf_put_u32(b, 0);
+	buf_msg_end(b);
+}
+
+/* Append a Close of prepared statement name. */
+void
+proto_close_statement(struct pgm_buf *b, const char *name)
+{
+	buf_msg_begin(b, 'C');
+	buf_put_u8(b, 'S');
+	buf_put_str(b, name);
+	buf_msg_end(b);
+}
+
+/* Append a Sync. */
+void
+proto_sync(struct pgm_buf *b)
+{
+	buf_msg_begin(b, 'S');
+	buf_msg_end(b);
+}
+
 /*
  * Pick the severity, SQLSTATE and message out of an ErrorResponse or
  * NoticeResponse body.  Missing fields are set to "".  Returns -1 if the

@@ -4,12 +4,13 @@
  * Owns: the composed messages (lengths and fields parsed back), the
  * bounds-checked reader, the startup packet parser (every form, every
  * malformation, every prefix), the incremental message scanner fed
- * in every kind of split, and the tag mirroring gives an ErrorResponse
- * (proto_error_tag: whole, without a C field, cut short), and the pool
- * key of startup parameters (proto_params_key: injective, read back
- * exactly by proto_params_split, which refuses malformed keys).  Inputs are
- * copied into exact-size heap buffers so AddressSanitizer catches any
- * read past the given length.
+ * in every kind of split, the extended-query messages pgmirror sends
+ * itself (Parse, Bind, Execute, Close, Sync), the tag mirroring gives
+ * an ErrorResponse (proto_error_tag: whole, without a C field, cut
+ * short), and the pool key of startup parameters (proto_params_key:
+ * injective, read back exactly by proto_params_split, which refuses
+ * malformed keys).  Inputs are copied into exact-size heap buffers so
+ * AddressSanitizer catches any read past the given length.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -1141,6 +1142,40 @@ test_frontend_types(void)
 	    "backend types Z, R and NUL are not frontend types");
 }
 
+/* The extended-query messages: Parse, Bind, Execute, Close, Sync. */
+static void
+test_extended(void)
+{
+	static const uint8_t parse[] = { 'P', 0, 0, 0, 27, 'p', 'q', 0,
+	    'S', 'E', 'L', 'E', 'C', 'T', ' ', '$', '1', 0, 0, 2,
+	    0, 0, 0, 25, 0, 0, 0, 23 };
+	static const uint8_t bind[] = { 'B', 0, 0, 0, 30, 0, 'p', 'q', 0,
+	    0, 0, 0, 3, 0, 0, 0, 4, 0x95, 0x5c, '\'', '\\',
+	    0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t rest[] = { 'E', 0, 0, 0, 9, 0, 0, 0, 0, 0,
+	    'C', 0, 0, 0, 6, 'S', 0, 'S', 0, 0, 0, 4 };
+	static const char *const vals[] = { "\x95\x5c'\\", NULL, "" };
+	static const uint32_t oids[] = { 25, 23 };
+	struct pgm_buf	 b;
+
+	buf_init(&b);
+	proto_parse(&b, "pq", "SELECT $1", 2, oids);
+	tap_ok(b.len == sizeof(parse) && memcmp(b.data, parse, b.len) == 0,
+	    "Parse: name, text, 2 parameter type OIDs");
+	buf_reset(&b);
+	proto_bind_text(&b, "", "pq", 3, vals);
+	tap_ok(b.len == sizeof(bind) && memcmp(b.data, bind, b.len) == 0,
+	    "Bind: text parameters sent as they are (0x5C, quote, "
+	    "backslash), NULL as -1, empty as 0");
+	buf_reset(&b);
+	proto_execute(&b, "");
+	proto_close_statement(&b, "");
+	proto_sync(&b);
+	tap_ok(b.len == sizeof(rest) && memcmp(b.data, rest, b.len) == 0,
+	    "Execute of every row, Close of a statement, Sync");
+	buf_free(&b);
+}
+
 /* Startup parameters from alternating name/value strings, NULL-ended. */
 static void
 params_of(struct pgm_startup *st, const char *const *nv)
@@ -1259,7 +1294,7 @@ test_params_key(void)
 int
 main(void)
 {
-	tap_plan(129);
+	tap_plan(132);
 	test_buf();
 	test_compose();
 	test_reader();
@@ -1268,5 +1303,6 @@ main(void)
 	test_error_tag();
 	test_frontend_types();
 	test_params_key();
+	test_extended();
 	return tap_done();
 }
