@@ -17,9 +17,9 @@
  *   3. The old connection is closed (its pool place freed), then a
  *      new server connection on the new server, with the client's
  *      startup parameters; the settings applied again with set_config
- *      and the statements prepared again (a statement prepared through
- *      the protocol becomes a PREPARE with the same name and parameter
- *      types, which Bind and Execute use the same way).
+ *      and the statements prepared again: an SQL PREPARE by running it
+ *      again, a statement prepared through the protocol by a Parse with
+ *      the same name, text and parameter types.
  *   4. The client is told, with ParameterStatus, the values that differ
  *      on the new server; the old connection is closed and the held
  *      request goes to the new one.
@@ -29,6 +29,14 @@
  * session had, the session ends with a FATAL saying why.  Both are
  * composed into a buffer the relay sends between the server's messages,
  * never written to the client directly.
+ *
+ * What is read on the old server comes in the session's client
+ * encoding, which may be one (SJIS, BIG5, GBK) whose second bytes can
+ * be a backslash or a quote: none of it is ever quoted into SQL.  The
+ * new connection is first given that client_encoding, alone, and the
+ * settings are then sent as parameters of an extended-protocol
+ * set_config; the statement texts follow in the same encoding they
+ * were read in.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -101,13 +109,14 @@ move_datarow(struct move_result *r, const uint8_t *body, size_t len)
 }
 
 /*
- * Run simple queries on a server connection and read every answer up
- * to the last ReadyForQuery: the rows of the last result set, the first
- * error.  ParameterStatus values are recorded on the connection.
- * Returns 0, or -1 if the connection failed.
+ * Send the messages in out on a server connection and read every
+ * answer up to the nready-th ReadyForQuery: the rows of the last result
+ * set, the first error.  ParameterStatus values are recorded on the
+ * connection.  Returns 0, or -1 if the connection failed.
  */
 static int
-move_query(struct pgm_server *s, const char *sql, struct move_result *r)
+move_exchange(struct pgm_server *s, const struct pgm_buf *out, int nready,
+    struct move_result *r)
 {
 	struct pgm_buf	 b;
 	struct pgm_reader rd;
@@ -118,11 +127,10 @@ move_query(struct pgm_server *s, const char *sql, struct move_result *r)
 
 	memset(r, 0, sizeof(*r));
 	buf_init(&b);
-	proto_query(&b, sql);
-	if (b.failed || net_write_full(s->fd, s->ssl, b.data, b.len,
+	if (out->failed || net_write_full(s->fd, s->ssl, out->data, out->len,
 	    deadline) == -1)
 		goto out;
-	for (;;) {
+	while (nready > 0) {
 		if (net_read_message(s->fd, s->ssl, &b, &type, 64 * 1024 * 1024,
 		    deadline) == -1)
 			goto out;
@@ -158,40 +166,29 @@ move_query(struct pgm_server *s, const char *sql, struct move_result *r)
 			break;
 		case 'Z':
 			s->txstatus = b.len > 5 ? b.data[5] : 'I';
-			rc = 0;
-			goto out;
+			nready--;
+			deadline = net_now_ms() + MOVE_TIMEOUT;
+			break;
 		}
 	}
+	rc = 0;
 out:
 	buf_free(&b);
 	return rc;
 }
 
-/* Append s to b as an SQL string literal. */
-static void
-move_literal(struct pgm_buf *b, const char *s)
+/* Run a simple query on a server connection, as move_exchange. */
+static int
+move_query(struct pgm_server *s, const char *sql, struct move_result *r)
 {
-	buf_put_u8(b, 'E');
-	buf_put_u8(b, '\'');
-	for (; *s != '\0'; s++) {
-		if (*s == '\'' || *s == '\\')
-			buf_put_u8(b, (uint8_t)*s);
-		buf_put_u8(b, (uint8_t)*s);
-	}
-	buf_put_u8(b, '\'');
-}
+	struct pgm_buf	 b;
+	int		 rc;
 
-/* Append s to b as a quoted SQL identifier. */
-static void
-move_ident(struct pgm_buf *b, const char *s)
-{
-	buf_put_u8(b, '"');
-	for (; *s != '\0'; s++) {
-		if (*s == '"')
-			buf_put_u8(b, '"');
-		buf_put_u8(b, (uint8_t)*s);
-	}
-	buf_put_u8(b, '"');
+	buf_init(&b);
+	proto_query(&b, sql);
+	rc = move_exchange(s, &b, 1, r);
+	buf_free(&b);
+	return rc;
 }
 
 /*
@@ -232,51 +229,112 @@ move_blockers(struct pgm_server *s, char *why, size_t len)
 	return 0;
 }
 
+/* What a session takes to its new server, read on the old one. */
+struct move_state {
+	char		*encoding;	/* its client_encoding */
+	struct move_result settings;	/* name, value */
+	struct move_result stmts;	/* name, statement, from_sql, OIDs */
+};
+
+static void
+move_state_free(struct move_state *st)
+{
+	free(st->encoding);
+	move_result_free(&st->settings);
+	move_result_free(&st->stmts);
+	memset(st, 0, sizeof(*st));
+}
+
 /*
- * Build the statements that give a new session what the old one had:
- * its session settings and its prepared statements.  -1 if the old
- * server failed or refused.
+ * Read the parameter type OIDs of a prepared statement, "23,25" (empty:
+ * none), into a new array in *oids.  Their count, or -1 if the list is
+ * malformed or memory runs out.
  */
 static int
-move_state(struct pgm_server *s, struct pgm_buf *out, char *why, size_t len)
+move_oids(const char *list, uint32_t **oids)
+{
+	const char	*p;
+	char		*end;
+	unsigned long	 v;
+	int		 n;
+
+	*oids = NULL;
+	if (list == NULL || *list == '\0')
+		return 0;
+	for (n = 1, p = list; *p != '\0'; p++)
+		if (*p == ',')
+			n++;
+	if (n > 65535 || (*oids = calloc(n, sizeof(**oids))) == NULL)
+		return -1;
+	for (n = 0, p = list; ; p = end + 1) {
+		if (*p < '0' || *p > '9')
+			break;
+		errno = 0;
+		v = strtoul(p, &end, 10);
+		if (errno != 0 || v > 0xffffffffUL)
+			break;
+		(*oids)[n++] = v;
+		if (*end == '\0')
+			return n;
+		if (*end != ',')
+			break;
+	}
+	free(*oids);
+	*oids = NULL;
+	return -1;
+}
+
+/*
+ * Read on the old server what a new session needs to be the same: its
+ * client encoding, its session settings and its prepared statements.
+ * -1 if the old server failed or refused, or a statement cannot move
+ * (why says so).
+ */
+static int
+move_state(struct pgm_server *s, struct move_state *st, char *why,
+    size_t len)
 {
 	struct move_result r;
+	uint32_t	*oids;
 	int		 i;
 
+	memset(st, 0, sizeof(*st));
+	if (move_query(s, "SELECT pg_catalog.current_setting("
+	    "'client_encoding')", &r) == -1)
+		return -1;
+	if (r.error[0] != '\0' || r.nrows != 1 || r.rows[0].col[0] == NULL) {
+		snprintf(why, len, "reading its client_encoding: %s",
+		    r.error[0] ? r.error : "no answer");
+		move_result_free(&r);
+		return -1;
+	}
+	st->encoding = r.rows[0].col[0];
+	r.rows[0].col[0] = NULL;
+	move_result_free(&r);
 	/* Settings from the startup packet come back with the login. */
 	if (move_query(s, "SELECT name, setting FROM pg_settings WHERE "
 	    "source = 'session' AND name NOT IN ('is_superuser', "
 	    "'server_encoding', 'server_version', 'integer_datetimes', "
 	    "'session_authorization', 'transaction_isolation', "
-	    "'transaction_read_only', 'transaction_deferrable')", &r) == -1)
-		return -1;
-	if (r.error[0] != '\0') {
-		snprintf(why, len, "reading its settings: %s", r.error);
-		move_result_free(&r);
-		return -1;
+	    "'transaction_read_only', 'transaction_deferrable')",
+	    &st->settings) == -1)
+		goto fail;
+	if (st->settings.error[0] != '\0') {
+		snprintf(why, len, "reading its settings: %s",
+		    st->settings.error);
+		goto fail;
 	}
-	for (i = 0; i < r.nrows; i++) {
-		if (r.rows[i].col[0] == NULL || r.rows[i].col[1] == NULL)
-			continue;
-		buf_put_strn(out, "SELECT pg_catalog.set_config(");
-		move_literal(out, r.rows[i].col[0]);
-		buf_put_strn(out, ", ");
-		move_literal(out, r.rows[i].col[1]);
-		buf_put_strn(out, ", false);\n");
-	}
-	move_result_free(&r);
 	if (move_query(s, "SELECT name, statement, from_sql::text, "
-	    "array_to_string(parameter_types::text[], ',') FROM "
-	    "pg_prepared_statements", &r) == -1)
-		return -1;
-	if (r.error[0] != '\0') {
+	    "array_to_string(parameter_types::oid[], ',') FROM "
+	    "pg_prepared_statements", &st->stmts) == -1)
+		goto fail;
+	if (st->stmts.error[0] != '\0') {
 		snprintf(why, len, "reading its prepared statements: %s",
-		    r.error);
-		move_result_free(&r);
-		return -1;
+		    st->stmts.error);
+		goto fail;
 	}
-	for (i = 0; i < r.nrows; i++) {
-		struct move_row *row = &r.rows[i];
+	for (i = 0; i < st->stmts.nrows; i++) {
+		struct move_row *row = &st->stmts.rows[i];
 
 		if (row->col[0] == NULL || row->col[1] == NULL)
 			continue;
@@ -290,27 +348,96 @@ move_state(struct pgm_server *s, struct pgm_buf *out, char *why, size_t len)
 				snprintf(why, len, "prepared statement \"%s\" "
 				    "was made by a query string that did more "
 				    "than PREPARE it", row->col[0]);
-				move_result_free(&r);
-				return -1;
+				goto fail;
 			}
-			buf_put_strn(out, row->col[1]);
-			buf_put_strn(out, ";\n");
 			continue;
 		}
-		buf_put_strn(out, "PREPARE ");
-		move_ident(out, row->col[0]);
-		if (row->col[3] != NULL && row->col[3][0] != '\0') {
-			buf_put_strn(out, " (");
-			buf_put_strn(out, row->col[3]);
-			buf_put_strn(out, ")");
+		if (move_oids(row->col[3], &oids) == -1) {
+			snprintf(why, len, "prepared statement \"%s\" has "
+			    "parameter types that cannot be read", row->col[0]);
+			goto fail;
 		}
-		buf_put_strn(out, " AS ");
-		buf_put_strn(out, row->col[1]);
-		buf_put_strn(out, ";\n");
+		free(oids);
 	}
-	move_result_free(&r);
-	buf_put_u8(out, 0);
-	return out->failed ? -1 : 0;
+	return 0;
+fail:
+	move_state_free(st);
+	return -1;
+}
+
+/*
+ * Give the new server's session what the old one had.  Returns 0 with
+ * the first error the server answered in r (empty: none), or -1 if the
+ * connection failed.
+ */
+static int
+move_apply(struct pgm_server *s, const struct move_state *st,
+    struct move_result *r)
+{
+	static const char *set = "SELECT pg_catalog.set_config($1, $2, false)";
+	static const uint32_t textoids[2] = { 25, 25 };	/* text, text */
+	struct pgm_buf	 b;
+	const char	*v[2];
+	uint32_t	*oids;
+	int		 i, n, nready, rc;
+
+	/*
+	 * The client encoding first, alone: the server reads every text
+	 * that follows in it, and it is the one they were read in.
+	 */
+	buf_init(&b);
+	v[0] = "client_encoding";
+	v[1] = st->encoding;
+	proto_parse(&b, "", set, 2, textoids);
+	proto_bind_text(&b, "", "", 2, v);
+	proto_execute(&b, "");
+	proto_close_statement(&b, "");
+	proto_sync(&b);
+	if ((rc = move_exchange(s, &b, 1, r)) == -1 || r->error[0] != '\0')
+		goto out;
+	move_result_free(r);
+	/* The settings, then each statement, each with its own Sync. */
+	buf_reset(&b);
+	nready = 0;
+	if (st->settings.nrows > 0) {
+		proto_parse(&b, "", set, 2, textoids);
+		for (i = 0; i < st->settings.nrows; i++) {
+			v[0] = st->settings.rows[i].col[0];
+			v[1] = st->settings.rows[i].col[1];
+			if (v[0] == NULL || v[1] == NULL)
+				continue;
+			proto_bind_text(&b, "", "", 2, v);
+			proto_execute(&b, "");
+		}
+		/* The client's unnamed statement is not ours to leave. */
+		proto_close_statement(&b, "");
+		proto_sync(&b);
+		nready++;
+	}
+	for (i = 0; i < st->stmts.nrows; i++) {
+		const struct move_row *row = &st->stmts.rows[i];
+
+		if (row->col[0] == NULL || row->col[1] == NULL)
+			continue;
+		if (row->col[2] != NULL && strcmp(row->col[2], "true") == 0)
+			proto_query(&b, row->col[1]);
+		else {
+			if ((n = move_oids(row->col[3], &oids)) == -1) {
+				b.failed = 1;
+				break;
+			}
+			proto_parse(&b, row->col[0], row->col[1], n, oids);
+			free(oids);
+			proto_sync(&b);
+		}
+		nready++;
+	}
+	rc = 0;
+	if (nready > 0)
+		rc = move_exchange(s, &b, nready, r);
+out:
+	buf_free(&b);
+	return rc;
 }
 
 /* The ParameterStatus values a session had, kept past its connection. */
@@ -454,11 +581,12 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 {
 	struct pgm_server *old = *srvp, *nw;
 	struct pgm_config *nc, *oc;
-	struct pgm_buf	 sql, out;
+	struct pgm_buf	 out;
 	struct move_result r;
+	struct move_state state;
 	struct move_status was;
 	char		 why[512];
-	int		 gen;
+	int		 gen, rc;
 
 	gen = __atomic_load_n(&pgm_shm->generation, __ATOMIC_ACQUIRE);
 	if (gen == move_gen)
@@ -497,10 +625,8 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 		config_free(nc);
 		return -1;
 	}
-	buf_init(&sql);
 	why[0] = '\0';
-	if (move_state(old, &sql, why, sizeof(why)) == -1) {
-		buf_free(&sql);
+	if (move_state(old, &state, why, sizeof(why)) == -1) {
 		config_free(nc);
 		move_fail(tell, "57P01", "terminating connection: database "
 		    "moved to another server and this session cannot follow: %s",
@@ -530,22 +656,21 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 			    "database moved and the new server cannot be "
 			    "reached");
 		buf_free(&out);
-		buf_free(&sql);
+		move_state_free(&state);
 		move_status_free(&was);
 		return -1;
 	}
 	buf_free(&out);
-	memset(&r, 0, sizeof(r));
-	if (sql.len > 1 && move_query(nw, (const char *)sql.data, &r) ==
-	    -1) {
-		buf_free(&sql);
+	rc = move_apply(nw, &state, &r);
+	move_state_free(&state);
+	if (rc == -1) {
+		move_result_free(&r);
 		pool_put(nw, 0);
 		move_status_free(&was);
 		move_fail(tell, "08006", "terminating connection: the new "
 		    "server failed while the session moved");
 		return -1;
 	}
-	buf_free(&sql);
 	if (r.error[0] != '\0') {
 		log_warnx("session could not take its state to the new "
 		    "server: %s", r.error);

@@ -645,6 +645,8 @@ void	 proto_put_u32(uint8_t *, uint32_t);
 int	 proto_parse_startup(uint8_t *, size_t, struct pgm_startup *,
 	    const char **);
 const char *proto_startup_param(const struct pgm_startup *, const char *);
+char	*proto_params_key(const struct pgm_startup *);
+int	 proto_params_split(char *, struct pgm_startup *);
 void	 proto_error(struct pgm_buf *, const char *, const char *,
 	    const char *, ...) __attribute__((format(printf, 4, 5)));
 void	 proto_auth_request(struct pgm_buf *, uint32_t, const void *, size_t);
@@ -654,6 +656,13 @@ void	 proto_ready(struct pgm_buf *, uint8_t);
 void	 proto_negotiate_version(struct pgm_buf *, uint32_t,
 	    const struct pgm_startup *);
 void	 proto_query(struct pgm_buf *, const char *);
+void	 proto_parse(struct pgm_buf *, const char *, const char *, int,
+	    const uint32_t *);
+void	 proto_bind_text(struct pgm_buf *, const char *, const char *, int,
+	    const char *const *);
+void	 proto_execute(struct pgm_buf *, const char *);
+void	 proto_close_statement(struct pgm_buf *, const char *);
+void	 proto_sync(struct pgm_buf *);
 int	 proto_error_fields(const uint8_t *, size_t, const char **,
 	    const char **, const char **);
 void	 proto_error_tag(const uint8_t *, size_t, char *, size_t);
@@ -777,7 +786,6 @@ void	 pool_put(struct pgm_server *, int);
 void	 pool_release_for_waiters(void);
 void	 pool_maintain(void);
 void	 pool_close_all(void);
-char	*pool_params_key(const struct pgm_startup *);
 
 /* relay.c */
 enum pgm_relay_end {

@@ -126,54 +126,6 @@ pool_unlink(struct pgm_server *s)
 	    __ATOMIC_RELAXED);
 }
 
-/* Compare two startup parameter names for sorting. */
-static int
-pool_cmp_param(const void *a, const void *b)
-{
-	const char *const *x = a, *const *y = b;
-
-	return strcmp(x[0], y[0]);
-}
-
-/*
- * The canonical key of a client's startup parameters: every parameter
- * but user and database, sorted by name, as "name=value" joined by
- * 0x01.  Connections are reused only between equal keys.
- */
-char *
-pool_params_key(const struct pgm_startup *st)
-{
-	const char	*pairs[PGM_MAXPARAMS][2];
-	struct pgm_buf	 b;
-	int		 i, n = 0;
-	char		*key;
-
-	for (i = 0; i < st->nparams; i++) {
-		if (strcmp(st->name[i], "user") == 0 ||
-		    strcmp(st->name[i], "database") == 0 ||
-		    strncmp(st->name[i], "_pq_.", 5) == 0)
-			continue;
-		pairs[n][0] = st->name[i];
-		pairs[n][1] = st->value[i];
-		n++;
-	}
-	qsort(pairs, n, sizeof(pairs[0]), pool_cmp_param);
-	buf_init(&b);
-	for (i = 0; i < n; i++) {
-		buf_put(&b, pairs[i][0], strlen(pairs[i][0]));
-		buf_put_u8(&b, '=');
-		buf_put(&b, pairs[i][1], strlen(pairs[i][1]));
-		buf_put_u8(&b, 1);
-	}
-	buf_put_u8(&b, 0);
-	if (b.failed) {
-		buf_free(&b);
-		return NULL;
-	}
-	key = (char *)b.data;
-	return key;
-}
-
 /* Ask the workers that park idle connections of a pool to close one. */
 static void
 pool_poke_holders(int pool)
@@ -290,7 +242,7 @@ pool_get(const struct pgm_client *cl, struct pgm_buf *out)
 
 	pool = config_pool_index(pgm_conf, cl->user, cl->database);
 	max = config_pool_size(pgm_conf, pool);
-	if ((key = pool_params_key(&cl->startup)) == NULL) {
+	if ((key = proto_params_key(&cl->startup)) == NULL) {
 		proto_error(out, "FATAL", "53200", "out of memory");
 		return NULL;
 	}
@@ -396,8 +348,7 @@ pool_fill_min(int pool)
 	static struct pgm_client cl;
 	struct pgm_buf	 err;
 	struct pgm_server *s;
-	char		*key, *p, *eq, *next;
-
+	char		*key;
 	int		 min = pgm_conf->pool_min_size;
 
 	if (config_pool_size(pgm_conf, pool) < min)
@@ -414,17 +365,12 @@ pool_fill_min(int pool)
 		shm_pool_release(pool);
 		return -1;
 	}
-	/* Rebuild the startup parameters from "name=value\1..." */
-	for (p = key; *p != '\0' && cl.startup.nparams < PGM_MAXPARAMS;
-	    p = next) {
-		if ((next = strchr(p, 1)) == NULL)
-			break;
-		*next++ = '\0';
-		if ((eq = strchr(p, '=')) == NULL)
-			continue;
-		*eq = '\0';
-		cl.startup.name[cl.startup.nparams] = p;
-		cl.startup.value[cl.startup.nparams++] = eq + 1;
+	/* The startup parameters back from the key, exactly as sent. */
+	if (proto_params_split(key, &cl.startup) == -1) {
+		log_warnx("pool.min_size: a stored parameter key is corrupt");
+		free(key);
+		shm_pool_release(pool);
+		return -1;
 	}
 	pool_hold(pool);
 	buf_init(&err);

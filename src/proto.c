@@ -270,6 +270,112 @@ proto_startup_param(const struct pgm_startup *st, const char *name)
 	return NULL;
 }
 
+/* Compare two startup parameter names for sorting. */
+static int
+proto_cmp_param(const void *a, const void *b)
+{
+	const char *const *x = a, *const *y = b;
+
+	return strcmp(x[0], y[0]);
+}
+
+/* Append s to b as its length in decimal, a colon and its bytes. */
+static void
+proto_key_put(struct pgm_buf *b, const char *s)
+{
+	char		 n[24];
+	size_t		 len = strlen(s);
+
+	snprintf(n, sizeof(n), "%zu:", len);
+	buf_put_strn(b, n);
+	buf_put(b, s, len);
+}
+
+/*
+ * The canonical key of a client's startup parameters, which pooled
+ * server connections are matched on: every parameter but user,
+ * database and _pq_.*, sorted by name, each name and each value as
+ * "LENGTH:BYTES" (decimal length), end to end.  A value may hold any
+ * byte but NUL, so only lengths can tell where it ends: two clients get
+ * the same key only if they sent the same parameters.  The key is a C
+ * string (NULL if out of memory); proto_params_split reads it back.
+ */
+char *
+proto_params_key(const struct pgm_startup *st)
+{
+	const char	*pairs[PGM_MAXPARAMS][2];
+	struct pgm_buf	 b;
+	int		 i, n = 0;
+
+	for (i = 0; i < st->nparams && i < PGM_MAXPARAMS; i++) {
+		if (strcmp(st->name[i], "user") == 0 ||
+		    strcmp(st->name[i], "database") == 0 ||
+		    strncmp(st->name[i], "_pq_.", 5) == 0)
+			continue;
+		pairs[n][0] = st->name[i];
+		pairs[n][1] = st->value[i];
+		n++;
+	}
+	qsort(pairs, n, sizeof(pairs[0]), proto_cmp_param);
+	buf_init(&b);
+	for (i = 0; i < n; i++) {
+		proto_key_put(&b, pairs[i][0]);
+		proto_key_put(&b, pairs[i][1]);
+	}
+	buf_put_u8(&b, 0);
+	if (b.failed) {
+		buf_free(&b);
+		return NULL;
+	}
+	return (char *)b.data;
+}
+
+/*
+ * Read a key of proto_params_key back into startup parameters, in
+ * place: the names and values of st point into key, which is
+ * overwritten (each string is moved left over its length and ended with
+ * a NUL; it never passes bytes not yet read).  Returns 0, or -1 if key
+ * is not such a key.
+ */
+int
+proto_params_split(char *key, struct pgm_startup *st)
+{
+	char		*r = key, *w = key, *s;
+	size_t		 len, left = strlen(key);
+	int		 k = 0;
+
+	memset(st, 0, sizeof(*st));
+	while (left > 0) {
+		if (*r < '0' || *r > '9')
+			return -1;
+		for (len = 0; left > 0 && *r >= '0' && *r <= '9'; r++, left--) {
+			if (len > left / 10)
+				return -1;	/* longer than the key */
+			len = len * 10 + (size_t)(*r - '0');
+		}
+		if (left == 0 || *r != ':')
+			return -1;
+		r++;
+		left--;
+		if (len > left)
+			return -1;
+		memmove(w, r, len);
+		s = w;
+		w[len] = '\0';
+		w += len + 1;
+		r += len;
+		left -= len;
+		if (k % 2 == 0) {
+			if (st->nparams == PGM_MAXPARAMS)
+				return -1;
+			st->name[st->nparams] = s;
+		} else
+			st->value[st->nparams++] = s;
+		k++;
+	}
+	return k % 2 == 0 ? 0 : -1;
+}
+
 /*
  * Append an ErrorResponse: severity ("FATAL", "ERROR"), SQLSTATE and a
  * formatted message, in the fields PostgreSQL itself sends.
@@ -365,6 +471,90 @@ proto_query(struct pgm_buf *b, const char *sql)
 {
 	buf_msg_begin(b, 'Q');
 	buf_put_str(b, sql);
+	buf_msg_end(b);
+}
+
+/* Append a big-endian 16-bit word. */
+static void
+proto_put_u16(struct pgm_buf *b, uint16_t v)
+{
+	buf_put_u8(b, v >> 8);
+	buf_put_u8(b, v & 0xff);
+}
+
+/*
+ * Append a Parse of sql as statement name ("" the unnamed one), with
+ * the type OIDs of its n parameters (0: for the server to infer).
+ */
+void
+proto_parse(struct pgm_buf *b, const char *name, const char *sql, int n,
+    const uint32_t *oids)
+{
+	int		 i;
+
+	buf_msg_begin(b, 'P');
+	buf_put_str(b, name);
+	buf_put_str(b, sql);
+	proto_put_u16(b, n);
+	for (i = 0; i < n; i++)
+		buf_put_u32(b, oids[i]);
+	buf_msg_end(b);
+}
+
+/*
+ * Append a Bind of statement stmt to portal, with n parameters in text
+ * format (NULL: an SQL NULL) and results in text format.
+ */
+void
+proto_bind_text(struct pgm_buf *b, const char *portal, const char *stmt,
+    int n, const char *const *values)
+{
+	size_t		 len;
+	int		 i;
+
+	buf_msg_begin(b, 'B');
+	buf_put_str(b, portal);
+	buf_put_str(b, stmt);
+	proto_put_u16(b, 0);		/* every parameter in text */
+	proto_put_u16(b, n);
+	for (i = 0; i < n; i++) {
+		if (values[i] == NULL) {
+			buf_put_u32(b, 0xffffffff);
+			continue;
+		}
+		len = strlen(values[i]);
+		buf_put_u32(b, len);
+		buf_put(b, values[i], len);
+	}
+	proto_put_u16(b, 0);		/* every result in text */
+	buf_msg_end(b);
+}
+
+/* Append an Execute of portal, every row. */
+void
+proto_execute(struct pgm_buf *b, const char *portal)
+{
+	buf_msg_begin(b, 'E');
+	buf_put_str(b, portal);
+	buf_put_u32(b, 0);
+	buf_msg_end(b);
+}
+
+/* Append a Close of prepared statement name. */
+void
+proto_close_statement(struct pgm_buf *b, const char *name)
+{
+	buf_msg_begin(b, 'C');
+	buf_put_u8(b, 'S');
+	buf_put_str(b, name);
+	buf_msg_end(b);
+}
+
+/* Append a Sync. */
+void
+proto_sync(struct pgm_buf *b)
+{
+	buf_msg_begin(b, 'S');
 	buf_msg_end(b);
 }
 

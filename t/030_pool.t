@@ -4,7 +4,12 @@
 # cannot get one within pool.wait_timeout gets 53300; a server connection
 # is reused by the next client after a reset (no SET, temporary table,
 # prepared statement or open transaction leaks into it); pool.min_size
-# connections are kept open.
+# connections are kept open.  A startup parameter cannot pose as others:
+# a client whose application_name is "x\x01options=-c search_path=evil"
+# never shares a server connection with one that sent application_name x
+# and options "-c search_path=evil" (either coming first), and the
+# connections pool.min_size opens in its shape carry that one
+# application_name, not extra options.
 
 use strict;
 use warnings;
@@ -166,6 +171,63 @@ $pg->psql('CREATE TABLE leak (x int)', db => 'appdb', user => 'app');
 	my ($top) = sort { $b <=> $a } values %count;
 	cmp_ok($top, '>=', 2, 'with a few workers, 8 sequential clients reuse a backend');
 	cmp_ok(scalar(keys %count), '<=', 4, 'no more backends than workers');
+	$pgm->stop;
+}
+
+# --- a startup parameter cannot pose as others ----------------------------------
+
+{
+	my $INJ = "x\x01options=-c search_path=evil";
+	my %who = (
+		inject => [ application_name => $INJ ],
+		real => [ application_name => 'x', options => '-c search_path=evil' ],
+	);
+	my %path = (inject => '"$user", public', real => 'evil');
+	my $q = q{SELECT pg_backend_pid(), current_setting('search_path'),
+		current_setting('application_name')};
+	# One session of kind $k through $pgm: [ pid, search_path, application_name ].
+	my $session = sub {
+		my ($pgm, $k) = @_;
+		my ($c, $r) = $pgm->raw_login(params => $who{$k});
+		return [ "login failed: " . ($r->{error}{M} // '?') ] unless $r->{ok};
+		my $a = $c->query($q);
+		$c->close;
+		return $a->{rows}[0] // [ 'no row: ' . ($a->{error}{M} // '?') ];
+	};
+	for my $order ([ 'inject', 'real' ], [ 'real', 'inject' ]) {
+		my ($first, $second) = @$order;
+		my $what = "$first, then $second";
+		# One worker: the second client meets the first one's parked connection.
+		my $pgm = pgm_start($pg, workers => { min_spare => 1, max_spare => 1, max => 1 });
+		my $a = $session->($pgm, $first);
+		my $b = $session->($pgm, $second);
+		is($a->[1], $path{$first}, "$what: the $first client's search_path is $path{$first}");
+		isnt($b->[0], $a->[0], "$what: the $second client does not get the $first"
+			. " client's server connection");
+		is($b->[1], $path{$second}, "$what: the $second client's search_path is $path{$second}");
+		my $c = $session->($pgm, $first);
+		is($c->[0], $a->[0], "$what: a second $first client reuses the first one's connection");
+		$pgm->stop;
+	}
+
+	# pool.min_size refills in the shape of the last client; server.lifetime
+	# makes the worker drop and refill.
+	my $what = 'pool.min_size after an application_name with \x01';
+	my $pgm = pgm_start($pg, pool => { min_size => 1 },
+		workers => { min_spare => 1, max_spare => 1, max => 1 },
+		extra => 'server = { lifetime = 2; };');
+	my $a = $session->($pgm, 'inject');
+	like($a->[0], qr/^\d+$/, "$what: the client ran (backend $a->[0])");
+	my $apps = '';
+	my $ok = wait_until(sub {
+		$apps = $pg->psql("SELECT string_agg(pid || '=' || application_name, ',')"
+			. " FROM pg_stat_activity WHERE usename = 'app' AND pid <> $a->[0]");
+		return grep { /^\d+=(.*)$/s && $1 eq $a->[2] } split /,/, $apps;
+	}, 15, 0.2);
+	ok($ok, "$what: a connection opened for min_size carries the client's"
+		. " application_name ($a->[2])") or diag("backends: $apps");
+	unlike($apps, qr/(^|,)\d+=x(,|$)/, "$what: none was opened with application_name x"
+		. " (and the rest as options)");
 	$pgm->stop;
 }
 

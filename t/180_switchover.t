@@ -75,6 +75,23 @@
 #     alone moves: 4); a raw client that ran the same string gets that
 #     FATAL with SQLSTATE 57P01 and the connection closed.  New sessions
 #     reach the new server.
+# 12. Encodings and protocol statements (raw clients, original on NEW,
+#     then swapped and reloaded): a session with client_encoding SJIS
+#     that set search_path to "表'\ソx", public (表 and ソ end with the
+#     byte 0x5C in SJIS; a search_path is free text, a custom setting
+#     such as myapp.name would not do: PostgreSQL lists no placeholder
+#     settings, so none moves), PREPAREd pj AS SELECT '表' and Parsed pq
+#     as SELECT $1::text || 'ソ' moves to OLD with no error, and there
+#     SHOW client_encoding is SJIS, SHOW search_path gives the same
+#     bytes, pj gives 表 and pq bound to 表 gives 表ソ.  The same
+#     search_path moves with a session that asked for SJIS in its
+#     startup packet (the new connection is in SJIS from the start: a
+#     backslash-doubling quote would end early there, the rest read as
+#     SQL).  A session with named
+#     protocol statements of the utility statements "SET search_path =
+#     public, pg_catalog" and "BEGIN" moves to OLD and Binds and Executes
+#     both there (SET, then the search_path it set; BEGIN, then in a
+#     transaction).
 # No worker dies along the way.
 
 use strict;
@@ -638,6 +655,105 @@ SKIP: {
 		"$what: ... naming pp") or diag($q->{error}{M});
 	ok($q->{eof} && !@{ $q->{rows} }, "$what: ... no rows, and the connection closed");
 	delete $raw->{sock};
+	is(port_via($pgm), $NEW->port, "$what: new sessions reach NEW");
+}
+
+# --- 12. encodings and protocol statements ----------------------------------------
+
+{
+	my $what = 'SJIS and protocol statements';
+	# Raw protocol helpers: Parse + Sync, and Bind + Execute + Sync.
+	my $parse = sub {
+		my ($c, $name, $sql, @oids) = @_;
+		$c->send_msg('P', "$name\0$sql\0" . pack('n N*', scalar(@oids), @oids));
+		$c->send_msg('S', '');
+		return $c->collect;
+	};
+	my $exec = sub {
+		my ($c, $name, @params) = @_;
+		$c->send_msg('B', "\0$name\0" . pack('n n', 0, scalar @params)
+			. join('', map { pack('N', length $_) . $_ } @params) . pack('n', 0));
+		$c->send_msg('E', "\0" . pack('N', 0));
+		$c->send_msg('S', '');
+		return $c->collect;
+	};
+	my $hex = sub { join ' ', map { sprintf '%02x', ord } split //, $_[0] // '' };
+	my $HYO = "\x95\x5c";    # 表 in SJIS
+	my $SO = "\x83\x5c";     # ソ in SJIS
+	my $V = "$HYO'\\${SO}x";
+
+	my ($a, $r) = $pgm->raw_login;
+	ok($r->{ok}, "$what: session A logs in");
+	my $q = $a->query("SET client_encoding = 'SJIS'");
+	ok(!$q->{error}, "$what: A sets client_encoding SJIS") or diag(explain($q->{error}));
+	my $PATH = qq{"$V", public};
+	$q = $a->query("SET search_path = $PATH");
+	ok(!$q->{error}, "$what: A sets search_path to \"表'\\ソx\", public in SJIS")
+	  or diag(explain($q->{error}));
+	is($hex->($a->query('SHOW search_path')->{rows}[0][0]), $hex->($PATH),
+		"$what: SHOW search_path gives those bytes");
+	$q = $a->query("PREPARE pj AS SELECT '$HYO'::text");
+	is_deeply($q->{tags}, [ 'PREPARE' ], "$what: A prepares pj AS SELECT '表'")
+	  or diag(explain($q->{error}));
+	$q = $parse->($a, 'pq', "SELECT \$1::text || '$SO'", 25);
+	ok(!$q->{error} && grep({ $_ eq '1' } @{ $q->{messages} }),
+		"$what: A parses pq AS SELECT \$1::text || 'ソ'") or diag(explain($q));
+	is($a->query('SELECT inet_server_port()')->{rows}[0][0], $NEW->port, "$what: A is on NEW");
+
+	my ($c, $rc) = $pgm->raw_login(params => [ client_encoding => 'SJIS' ]);
+	ok($rc->{ok}, "$what: session C logs in with client_encoding SJIS");
+	$q = $c->query("SET search_path = $PATH");
+	ok(!$q->{error}, "$what: C sets the same search_path") or diag(explain($q->{error}));
+
+	my ($b, $rb) = $pgm->raw_login;
+	ok($rb->{ok}, "$what: session B logs in");
+	$q = $parse->($b, 'pset', 'SET search_path = public, pg_catalog');
+	ok(!$q->{error}, "$what: B parses pset: SET search_path = public, pg_catalog")
+	  or diag(explain($q->{error}));
+	$q = $parse->($b, 'pbegin', 'BEGIN');
+	ok(!$q->{error}, "$what: B parses pbegin: BEGIN") or diag(explain($q->{error}));
+	is($b->query('SELECT inet_server_port()')->{rows}[0][0], $NEW->port, "$what: B is on NEW");
+
+	point($pgm, $OLD, $NEW);
+	is($pgm->ctl_raw('reload'), "OK\n", "$what: swapped, reload answers OK");
+
+	$q = $a->query('SELECT inet_server_port()', timeout => 20);
+	ok(!$q->{error} && !$q->{eof}, "$what: A's next statement runs without error")
+	  or diag(explain($q->{error}));
+	is($q->{rows}[0][0], $OLD->port, "$what: A now runs on OLD");
+	is($a->query('SHOW client_encoding')->{rows}[0][0], 'SJIS',
+		"$what: A's client_encoding is still SJIS");
+	is($hex->($a->query('SHOW search_path')->{rows}[0][0]), $hex->($PATH),
+		"$what: SHOW search_path gives the same SJIS bytes");
+	is($hex->($a->query('EXECUTE pj')->{rows}[0][0]), $hex->($HYO),
+		"$what: EXECUTE pj gives 表");
+	$q = $exec->($a, 'pq', $HYO);
+	is($hex->($q->{rows}[0][0]), $hex->($HYO . $SO), "$what: pq bound to 表 gives 表ソ")
+	  or diag(explain($q));
+
+	$q = $c->query('SHOW search_path', timeout => 20);
+	ok(!$q->{error} && !$q->{eof}, "$what: C's next statement runs without error")
+	  or diag(explain($q->{error}));
+	is($hex->($q->{rows}[0][0]), $hex->($PATH), "$what: C's search_path has the same bytes");
+	is($c->query('SELECT inet_server_port()')->{rows}[0][0], $OLD->port,
+		"$what: C now runs on OLD");
+
+	$q = $exec->($b, 'pset');
+	ok(!$q->{error} && !$q->{eof}, "$what: B Binds and Executes pset after the move")
+	  or diag(explain($q->{error}));
+	is_deeply($q->{tags}, [ 'SET' ], "$what: ... SET");
+	is($b->query('SHOW search_path')->{rows}[0][0], 'public, pg_catalog',
+		"$what: ... and the search_path is what it set");
+	is($b->query('SELECT inet_server_port()')->{rows}[0][0], $OLD->port,
+		"$what: B now runs on OLD");
+	$q = $exec->($b, 'pbegin');
+	is_deeply($q->{tags}, [ 'BEGIN' ], "$what: B executes pbegin: BEGIN")
+	  or diag(explain($q));
+	is($q->{status}, 'T', "$what: ... and is in a transaction");
+	is_deeply($b->query('ROLLBACK')->{tags}, [ 'ROLLBACK' ], "$what: B rolls back");
+	$_->close for $a, $b, $c;
+	point($pgm, $NEW, $OLD);    # the file as it runs... after the next reload
+	is($pgm->ctl_raw('reload'), "OK\n", "$what: swapped back, reload answers OK");
 	is(port_via($pgm), $NEW->port, "$what: new sessions reach NEW");
 }
 

@@ -4,10 +4,13 @@
  * Owns: the composed messages (lengths and fields parsed back), the
  * bounds-checked reader, the startup packet parser (every form, every
  * malformation, every prefix), the incremental message scanner fed
- * in every kind of split, and the tag mirroring gives an ErrorResponse
- * (proto_error_tag: whole, without a C field, cut short).  Inputs are
- * copied into exact-size heap buffers so AddressSanitizer catches any
- * read past the given length.
+ * in every kind of split, the extended-query messages pgmirror sends
+ * itself (Parse, Bind, Execute, Close, Sync), the tag mirroring gives
+ * an ErrorResponse (proto_error_tag: whole, without a C field, cut
+ * short), and the pool key of startup parameters (proto_params_key:
+ * injective, read back exactly by proto_params_split, which refuses
+ * malformed keys).  Inputs are copied into exact-size heap buffers so
+ * AddressSanitizer catches any read past the given length.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -1230,10 +1233,159 @@ test_cancel_requests(void)
 	buf_free(&b);
 }
 
+/* The extended-query messages: Parse, Bind, Execute, Close, Sync. */
+static void
+test_extended(void)
+{
+	static const uint8_t parse[] = { 'P', 0, 0, 0, 27, 'p', 'q', 0,
+	    'S', 'E', 'L', 'E', 'C', 'T', ' ', '$', '1', 0, 0, 2,
+	    0, 0, 0, 25, 0, 0, 0, 23 };
+	static const uint8_t bind[] = { 'B', 0, 0, 0, 30, 0, 'p', 'q', 0,
+	    0, 0, 0, 3, 0, 0, 0, 4, 0x95, 0x5c, '\'', '\\',
+	    0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0 };
+	static const uint8_t rest[] = { 'E', 0, 0, 0, 9, 0, 0, 0, 0, 0,
+	    'C', 0, 0, 0, 6, 'S', 0, 'S', 0, 0, 0, 4 };
+	static const char *const vals[] = { "\x95\x5c'\\", NULL, "" };
+	static const uint32_t oids[] = { 25, 23 };
+	struct pgm_buf	 b;
+
+	buf_init(&b);
+	proto_parse(&b, "pq", "SELECT $1", 2, oids);
+	tap_ok(b.len == sizeof(parse) && memcmp(b.data, parse, b.len) == 0,
+	    "Parse: name, text, 2 parameter type OIDs");
+	buf_reset(&b);
+	proto_bind_text(&b, "", "pq", 3, vals);
+	tap_ok(b.len == sizeof(bind) && memcmp(b.data, bind, b.len) == 0,
+	    "Bind: text parameters sent as they are (0x5C, quote, "
+	    "backslash), NULL as -1, empty as 0");
+	buf_reset(&b);
+	proto_execute(&b, "");
+	proto_close_statement(&b, "");
+	proto_sync(&b);
+	tap_ok(b.len == sizeof(rest) && memcmp(b.data, rest, b.len) == 0,
+	    "Execute of every row, Close of a statement, Sync");
+	buf_free(&b);
+}
+
+/* Startup parameters from alternating name/value strings, NULL-ended. */
+static void
+params_of(struct pgm_startup *st, const char *const *nv)
+{
+	memset(st, 0, sizeof(*st));
+	for (; nv[0] != NULL; nv += 2) {
+		st->name[st->nparams] = nv[0];
+		st->value[st->nparams++] = nv[1];
+	}
+}
+
+/*
+ * Does proto_params_split give back st's pooled parameters (all but
+ * user, database, _pq_.*), each once, sorted by name?
+ */
+static int
+params_round_trip(const struct pgm_startup *st, const char *key)
+{
+	struct pgm_startup back;
+	char		*k;
+	int		 i, j, n = 0, ok;
+
+	k = (char *)tap_dup_exact(key, strlen(key) + 1);
+	ok = proto_params_split(k, &back) == 0;
+	for (i = 0; ok && i < st->nparams; i++) {
+		if (strcmp(st->name[i], "user") == 0 ||
+		    strcmp(st->name[i], "database") == 0 ||
+		    strncmp(st->name[i], "_pq_.", 5) == 0)
+			continue;
+		n++;
+		for (j = 0; j < back.nparams; j++)
+			if (strcmp(back.name[j], st->name[i]) == 0 &&
+			    strcmp(back.value[j], st->value[i]) == 0)
+				break;
+		ok = j < back.nparams;
+	}
+	for (j = 1; ok && j < back.nparams; j++)
+		ok = strcmp(back.name[j - 1], back.name[j]) <= 0;
+	ok = ok && n == back.nparams;
+	free(k);
+	return ok;
+}
+
+/* proto_params_key and proto_params_split. */
+static void
+test_params_key(void)
+{
+	static const char *const inject[] = { "application_name",
+	    "x\001options=-c search_path=evil", NULL };
+	static const char *const real[] = { "application_name", "x",
+	    "options", "-c search_path=evil", NULL };
+	static const char *const sorted[] = { "a", "1", "b", "2", NULL };
+	static const char *const unsorted[] = { "user", "u", "b", "2",
+	    "_pq_.x", "y", "database", "d", "a", "1", NULL };
+	static const char *const odd[] = { "application_name", "3:abc",
+	    "options", "", "x:", "12:\001\002=:\\'\"", "client_encoding",
+	    "SJIS", NULL };
+	static const char *const bad[] = { "3", "3:", "3:ab", "x:abc",
+	    "1:a", "1:a1:b1:c", "1:a2b", ":a0:", "-1:a0:",
+	    "99999999999999999999999:a0:", "1:a18446744073709551617:b", NULL };
+	struct pgm_startup a, b, st;
+	char		*ka, *kb, *k;
+	int		 i, ok;
+
+	params_of(&a, inject);
+	params_of(&b, real);
+	ka = proto_params_key(&a);
+	kb = proto_params_key(&b);
+	tap_ok(ka != NULL && kb != NULL && strcmp(ka, kb) != 0,
+	    "an application_name holding \\001options=... has another key "
+	    "than a client that sent those options");
+	tap_ok(params_round_trip(&a, ka),
+	    "that application_name splits back as one parameter");
+	tap_ok(params_round_trip(&b, kb), "and the real options as two");
+	free(ka);
+	free(kb);
+
+	params_of(&a, sorted);
+	params_of(&b, unsorted);
+	ka = proto_params_key(&a);
+	kb = proto_params_key(&b);
+	tap_is_str(ka, "1:a1:11:b1:2",
+	    "the key: sorted LENGTH:BYTES, name then value");
+	tap_is_str(kb, ka,
+	    "user, database and _pq_.* are left out, the order does not count");
+	tap_ok(params_round_trip(&b, kb), "split back: a and b");
+	free(ka);
+	free(kb);
+
+	params_of(&a, odd);
+	ka = proto_params_key(&a);
+	tap_ok(ka != NULL && params_round_trip(&a, ka),
+	    "values with digits, colons, quotes, control bytes and empty "
+	    "strings split back exactly");
+	free(ka);
+
+	memset(&a, 0, sizeof(a));
+	ka = proto_params_key(&a);
+	tap_is_str(ka, "", "no parameters: an empty key");
+	tap_ok(proto_params_split(ka, &st) == 0 && st.nparams == 0,
+	    "which splits into no parameters");
+	free(ka);
+
+	for (ok = 1, i = 0; bad[i] != NULL; i++) {
+		k = (char *)tap_dup_exact(bad[i], strlen(bad[i]) + 1);
+		if (proto_params_split(k, &st) != -1) {
+			tap_diag("\"%s\" was accepted", bad[i]);
+			ok = 0;
+		}
+		free(k);
+	}
+	tap_ok(ok, "keys cut short, without lengths, with an odd count or "
+	    "huge lengths are refused");
+}
+
 int
 main(void)
 {
-	tap_plan(124);
+	tap_plan(137);
 	test_buf();
 	test_compose();
 	test_reader();
@@ -1242,5 +1394,7 @@ main(void)
 	test_error_tag();
 	test_frontend_types();
 	test_cancel_requests();
+	test_params_key();
+	test_extended();
 	return tap_done();
 }
