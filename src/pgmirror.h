@@ -711,14 +711,13 @@ void	 worker_cancel_request(const struct pgm_startup *);
 int	 auth_client(struct pgm_client *, int64_t);
 int	 auth_client_as(struct pgm_client *, const struct pgm_user *, int,
 	    int64_t);
+int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
+	    uint32_t, const uint8_t *, size_t, struct scram_client *, int64_t,
+	    const char **, const char **);
 
 /* admin.c */
 int	 admin_wanted(const struct pgm_client *);
 void	 admin_serve(struct pgm_client *, int64_t);
-int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
-	    uint32_t,
-	    const uint8_t *, size_t, struct scram_client *, int64_t,
-	    const char **);
 int	 client_send(struct pgm_client *, struct pgm_buf *);
 void	 client_fail(struct pgm_client *, const char *, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));
