@@ -4,11 +4,15 @@
  * auth_client runs the exchange with the client (trust, md5 or
  * SCRAM-SHA-256) against the users entry it routed to; auth_server_step
  * answers one authentication request of a PostgreSQL server during
- * login (cleartext password, md5 or SCRAM-SHA-256).  The cryptography
- * is in scram.c; this file moves the messages.  Passwords never reach
- * a log line.
+ * login (cleartext password, md5 or SCRAM-SHA-256).  Towards servers it
+ * also decides what not to answer: a clear-text password over a
+ * connection without TLS (unless allow_cleartext_password), and
+ * AuthenticationOk after a SCRAM exchange whose server signature was
+ * not verified.  The cryptography is in scram.c; this file moves the
+ * messages.  Passwords never reach a log line.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -17,6 +21,7 @@
 #include "pgmirror.h"
 
 /* Authentication request codes of the protocol ('R' messages). */
+#define AUTH_REQ_OK		0
 #define AUTH_REQ_CLEARTEXT	3
 #define AUTH_REQ_MD5		5
 #define AUTH_REQ_SASL		10
@@ -205,25 +210,75 @@ auth_server_send(int fd, struct ssl_st *ssl, const void *body, size_t len,
 }
 
 /*
+ * Refuse an authentication request: *err is why, and the client is told
+ * with SQLSTATE 28000, as for a login PostgreSQL's own rules forbid.
+ */
+static int
+auth_server_refuse(const char *why, const char **err, const char **sqlstate)
+{
+	*err = why;
+	*sqlstate = "28000";
+	return -1;
+}
+
+/*
  * Answer one authentication request (code and data) of a server during
  * login, with the credentials of the client's users entry.  SCRAM state
- * is kept in sc across the requests.  Returns 0, or -1 with *err.
+ * is kept in sc across the requests; the caller zeroes it before the
+ * first.  AuthenticationOk (code 0) comes here too: once a SCRAM
+ * exchange has begun, it is taken only after the server's signature in
+ * SASLFinal was verified, and no other request is answered in between.
+ * Returns 0, or -1 with *err and the SQLSTATE for the client in
+ * *sqlstate: 28000 when pgmirror will not authenticate to this server
+ * (it would give the password away, or the server did not prove that it
+ * knows it), else 08006.
  */
 int
 auth_server_step(int fd, struct ssl_st *ssl, const struct pgm_client *cl,
-    uint32_t code,
-    const uint8_t *data, size_t len, struct scram_client *sc,
-    int64_t deadline, const char **err)
+    uint32_t code, const uint8_t *data, size_t len, struct scram_client *sc,
+    int64_t deadline, const char **err, const char **sqlstate)
 {
 	const struct pgm_user *u = &pgm_conf->users[cl->user];
+	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	static char	 why[512];
 	char		 out[512];
 	size_t		 outlen;
 	struct pgm_reader r;
 	const char	*mech;
 	int		 have_scram = 0;
 
+	*sqlstate = "08006";
+	if (scram_client_begun(sc) && code != AUTH_REQ_SASL_CONTINUE &&
+	    code != AUTH_REQ_SASL_FINAL) {
+		if (code != AUTH_REQ_OK)
+			return auth_server_refuse("server changed the "
+			    "authentication method in the middle of SCRAM",
+			    err, sqlstate);
+		if (!scram_client_verified(sc))
+			return auth_server_refuse("server sent "
+			    "AuthenticationOk without a valid SCRAM server "
+			    "signature: the server did not prove that it knows "
+			    "the password", err, sqlstate);
+		return 0;
+	}
 	switch (code) {
+	case AUTH_REQ_OK:
+		return 0;
 	case AUTH_REQ_CLEARTEXT:
+		if (ssl == NULL && !config_allow_cleartext(pgm_conf, d)) {
+			/*
+			 * Whoever answers on this address without TLS (a
+			 * fake server, a man in the middle) would get the
+			 * password: refuse, as libpq's require_auth would.
+			 */
+			snprintf(why, sizeof(why), "server asks for the "
+			    "password in clear text over a connection without "
+			    "TLS: refused; set allow_cleartext_password = true "
+			    "in databases entry \"%s\" (or "
+			    "server.allow_cleartext_password = true), or use "
+			    "TLS", d->name);
+			return auth_server_refuse(why, err, sqlstate);
+		}
 		if (u->plain == NULL) {
 			*err = "server asks for a cleartext password, but the "
 			    "configured password is a hash";
@@ -286,11 +341,13 @@ auth_server_step(int fd, struct ssl_st *ssl, const struct pgm_client *cl,
 	case AUTH_REQ_SASL_CONTINUE:
 		if (scram_client_final(sc, (const char *)data, len, out,
 		    sizeof(out), &outlen, err) != 0)
-			return -1;
+			return auth_server_refuse(*err, err, sqlstate);
 		return auth_server_send(fd, ssl, out, outlen, deadline) == -1 ?
 		    (*err = "write failed", -1) : 0;
 	case AUTH_REQ_SASL_FINAL:
-		return scram_client_verify(sc, (const char *)data, len, err);
+		if (scram_client_verify(sc, (const char *)data, len, err) != 0)
+			return auth_server_refuse(*err, err, sqlstate);
+		return 0;
 	}
 	*err = "server asks for an authentication method pgmirror does not "
 	    "support";

@@ -134,6 +134,24 @@ config_get_int(struct config_ctx *cx, const config_setting_t *g,
 	return 1;
 }
 
+/* Fetch an optional boolean member (true or false). */
+static int
+config_get_bool(struct config_ctx *cx, const config_setting_t *g,
+    const char *key, const char *what, int *out)
+{
+	const config_setting_t *s;
+
+	if (g == NULL || (s = config_setting_get_member(g, key)) == NULL)
+		return 0;
+	if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+		config_err(cx, config_line(s), "%s must be true or false",
+		    what);
+		return -1;
+	}
+	*out = config_setting_get_bool(s) ? 1 : 0;
+	return 1;
+}
+
 /* Fetch a group member, checking that it is a group. */
 static const config_setting_t *
 config_get_group(struct config_ctx *cx, const config_setting_t *g,
@@ -293,7 +311,7 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 	    "idle_timeout", "idle_transaction_timeout", "max_connections",
 	    "max_message_size", NULL };
 	static const char *const k_server[] = { "connect_timeout", "lifetime",
-	    "idle_timeout", NULL };
+	    "idle_timeout", "allow_cleartext_password", NULL };
 	static const char *const k_tls[] = { "cert_file", "key_file",
 	    "client_mode", "server_mode", "ca_file", "client_ca_file",
 	    "server_cert_file", "server_key_file", NULL };
@@ -442,6 +460,9 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 		    31 * 86400, &c->server_lifetime);
 		config_get_int(cx, g, "idle_timeout", "server.idle_timeout", 0,
 		    31 * 86400, &c->server_idle_timeout);
+		config_get_bool(cx, g, "allow_cleartext_password",
+		    "server.allow_cleartext_password",
+		    &c->server_allow_cleartext);
 	}
 	config_get_int(cx, root, "mirror_queue", "mirror_queue", 1,
 	    10000000, &c->mirror_queue);
@@ -554,7 +575,8 @@ static void
 config_load_databases(struct config_ctx *cx, const config_setting_t *root)
 {
 	static const char *const keys[] = { "name", "host", "port",
-	    "database", "pool_size", "tls_mode", NULL };
+	    "database", "pool_size", "tls_mode", "allow_cleartext_password",
+	    NULL };
 	struct pgm_config *c = cx->conf;
 	const config_setting_t *list, *e;
 	char		*mode = NULL;
@@ -603,6 +625,9 @@ config_load_databases(struct config_ctx *cx, const config_setting_t *root)
 			    "\"verify-ca\" or \"verify-full\"");
 		free(mode);
 		mode = NULL;
+		d->allow_cleartext = -1;
+		config_get_bool(cx, e, "allow_cleartext_password",
+		    "databases.allow_cleartext_password", &d->allow_cleartext);
 		if (d->name == NULL || *d->name == '\0' || d->host == NULL ||
 		    *d->host == '\0') {
 			if (d->name == NULL || *d->name == '\0')
@@ -1007,6 +1032,7 @@ config_load_text(const char *path, const char *text,
 	c->server_connect_timeout = 15;
 	c->server_lifetime = 3600;
 	c->server_idle_timeout = 600;
+	c->server_allow_cleartext = 0;	/* refused without TLS */
 	c->tls_client_mode = -1;	/* resolved once the tls group is read */
 	c->mirror_queue = 20000;
 	c->mirror_workers = 2;
@@ -1157,6 +1183,19 @@ int
 config_pool_index(const struct pgm_config *c, int user, int db)
 {
 	return user * c->ndatabases + db;
+}
+
+/*
+ * May the server of database entry d have the password in clear text
+ * over a connection without TLS?  Its allow_cleartext_password, else
+ * server.allow_cleartext_password.
+ */
+int
+config_allow_cleartext(const struct pgm_config *c,
+    const struct pgm_database *d)
+{
+	return d->allow_cleartext >= 0 ? d->allow_cleartext :
+	    c->server_allow_cleartext;
 }
 
 /* Does a pool index name a (user, database) pair a client can reach? */

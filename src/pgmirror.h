@@ -74,6 +74,7 @@ struct pgm_database {
 	char		*dbname;	/* the database on the server */
 	int		 pool_size;	/* -1: pool.default_size */
 	int		 tls_mode;	/* -1: tls.server_mode */
+	int		 allow_cleartext; /* -1: server.allow_cleartext_password */
 	int		 line;
 };
 
@@ -129,6 +130,7 @@ struct pgm_config {
 	int		 server_connect_timeout;	/* seconds */
 	int		 server_lifetime;	/* seconds, 0: unlimited */
 	int		 server_idle_timeout;	/* seconds, 0: unlimited */
+	int		 server_allow_cleartext; /* password in clear without TLS */
 	char		*tls_cert_file;
 	char		*tls_key_file;
 	char		*tls_client_ca_file;
@@ -621,6 +623,8 @@ int	 config_find_user(const struct pgm_config *, const char *, int);
 int	 config_pool_size(const struct pgm_config *, int);
 int	 config_pool_index(const struct pgm_config *, int, int);
 int	 config_pool_valid(const struct pgm_config *, int);
+int	 config_allow_cleartext(const struct pgm_config *,
+	    const struct pgm_database *);
 const char *config_auth_name(int);
 
 /* proto.c */
@@ -757,14 +761,13 @@ void	 worker_cancel_request(const struct pgm_startup *);
 int	 auth_client(struct pgm_client *, int64_t);
 int	 auth_client_as(struct pgm_client *, const struct pgm_user *, int,
 	    int64_t);
+int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
+	    uint32_t, const uint8_t *, size_t, struct scram_client *, int64_t,
+	    const char **, const char **);
 
 /* admin.c */
 int	 admin_wanted(const struct pgm_client *);
 void	 admin_serve(struct pgm_client *, int64_t);
-int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
-	    uint32_t,
-	    const uint8_t *, size_t, struct scram_client *, int64_t,
-	    const char **);
 int	 client_send(struct pgm_client *, struct pgm_buf *);
 void	 client_fail(struct pgm_client *, const char *, const char *, ...)
 	    __attribute__((format(printf, 3, 4)));

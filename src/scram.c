@@ -24,6 +24,7 @@
 #define SCRAM_ST_FIRST	0x53430002	/* first message handled */
 #define SCRAM_ST_FINAL	0x53430003	/* client: final sent */
 #define SCRAM_ST_DONE	0x53430004	/* finished, ok or not */
+#define SCRAM_ST_VERIFIED 0x53430005	/* client: server signature good */
 
 #define SCRAM_ERR_MALFORMED	"malformed SCRAM message"
 #define SCRAM_ERR_TOOLONG	"SCRAM message too long"
@@ -33,6 +34,9 @@
 #define SCRAM_ERR_NONCE		"SCRAM nonce mismatch"
 
 #define SCRAM_VERIFIER_PREFIX	"SCRAM-SHA-256$"
+
+#define SCRAM_STR_(x)		#x
+#define SCRAM_STR(x)		SCRAM_STR_(x)
 
 static const char scram_b64_chars[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -1089,6 +1093,12 @@ scram_client_final(struct scram_client *c, const char *server_first,
 		scram_set_err(err, SCRAM_ERR_MALFORMED);
 		goto out;
 	}
+	/* Before any PBKDF2: the server chose the count (see scram.h). */
+	if (!c->use_keys && iterations > SCRAM_ITERATIONS_MAX) {
+		scram_set_err(err, "server asks for more SCRAM iterations than "
+		    "pgmirror runs (" SCRAM_STR(SCRAM_ITERATIONS_MAX) ")");
+		goto out;
+	}
 
 	if (c->use_keys) {
 		if (iterations != c->iterations || saltlen != c->saltlen ||
@@ -1186,10 +1196,26 @@ scram_client_verify(struct scram_client *c, const char *server_final,
 		return -1;
 	}
 	if (CRYPTO_memcmp(sig, c->server_signature, SCRAM_KEY_LEN) != 0) {
-		scram_set_err(err, "invalid SCRAM server signature");
+		scram_set_err(err, "wrong SCRAM server signature: the server "
+		    "did not prove that it knows the password");
 		return -1;
 	}
+	c->state = SCRAM_ST_VERIFIED;
 	return 0;
+}
+
+/* Client: has an exchange begun on this (once zeroed) struct? */
+int
+scram_client_begun(const struct scram_client *c)
+{
+	return c != NULL && c->state != 0;
+}
+
+/* Client: has the server's signature been verified? */
+int
+scram_client_verified(const struct scram_client *c)
+{
+	return c != NULL && c->state == SCRAM_ST_VERIFIED;
 }
 
 /* Client: wipes all state. */

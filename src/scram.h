@@ -27,6 +27,14 @@
 #define SCRAM_KEY_LEN		32	/* SHA-256 output */
 #define SCRAM_SALT_MAX		64	/* largest salt kept, bytes */
 #define SCRAM_DEFAULT_ITERATIONS 4096
+/*
+ * The most PBKDF2 iterations the client side runs for a server (password
+ * mode).  The count comes from the server, so without a bound a hostile
+ * or impersonated server could make one login cost minutes of a worker's
+ * CPU (one iteration is 1-3 us: 100000 is 0.1-0.3 s).  PostgreSQL's
+ * default (scram_iterations) is 4096; libpq has no bound.
+ */
+#define SCRAM_ITERATIONS_MAX	100000
 #define SCRAM_DEFAULT_SALT_LEN	16
 #define SCRAM_RAW_NONCE_LEN	18	/* random bytes; 24 in base64 */
 #define SCRAM_NONCE_MAX		512	/* full nonce incl. NUL */
@@ -191,14 +199,29 @@ int	scram_client_first(struct scram_client *, char *out, size_t outsz,
 /*
  * Takes server-first, writes client-final (NUL-terminated).  0 ok, -1
  * with *err.  In password mode this runs PBKDF2 with the server's
- * iteration count.
+ * iteration count, which must be 1..SCRAM_ITERATIONS_MAX (checked before
+ * any PBKDF2 runs).
  */
 int	scram_client_final(struct scram_client *, const char *server_first,
 	    size_t len, char *out, size_t outsz, size_t *outlen,
 	    const char **err);
-/* Checks server-final's v= signature (constant time): 0 ok, -1 with *err. */
+/*
+ * Checks server-final's v= signature (constant time): 0 ok, -1 with *err
+ * (an e= error, a malformed message or a wrong signature).
+ */
 int	scram_client_verify(struct scram_client *, const char *server_final,
 	    size_t len, const char **err);
+/*
+ * 1 once scram_client_verify() accepted the server's signature: only then
+ * has the server proved that it knows the password.  0 before, and after
+ * any failure.
+ */
+int	scram_client_verified(const struct scram_client *);
+/*
+ * 1 once an init function ran on a zeroed struct: the exchange has begun
+ * (and is over only when scram_client_verified() says so).
+ */
+int	scram_client_begun(const struct scram_client *);
 /* Wipes all state, including the password and keys. */
 void	scram_client_clear(struct scram_client *);
 

@@ -103,7 +103,8 @@ server_startup_packet(const struct pgm_client *cl, struct pgm_buf *b)
 
 /*
  * Log in on a freshly connected server socket.  Returns 0 at the first
- * ReadyForQuery; -1 with an ErrorResponse for the client in out.
+ * ReadyForQuery after AuthenticationOk; -1 with an ErrorResponse for
+ * the client in out.
  */
 static int
 server_login(struct pgm_server *s, const struct pgm_client *cl,
@@ -114,9 +115,10 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 	struct pgm_buf	 b;
 	struct pgm_reader r;
 	const char	*err = NULL, *name, *value, *sev, *code, *msg;
+	const char	*sqlstate = "08006";
 	uint32_t	 acode;
 	uint8_t		 type;
-	int		 rc = -1;
+	int		 rc = -1, authok = 0;
 
 	memset(&sc, 0, sizeof(sc));
 	buf_init(&b);
@@ -134,17 +136,32 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 			goto fail;
 		}
 		reader_init(&r, b.data + 5, b.len - 5);
+		/*
+		 * Until AuthenticationOk only authentication requests, as
+		 * libpq: a server that skips it has not authenticated.
+		 */
+		if (!authok && (type == 'S' || type == 'K' || type == 'Z')) {
+			err = "server sent session messages before "
+			    "AuthenticationOk";
+			sqlstate = "28000";
+			goto fail;
+		}
 		switch (type) {
 		case 'R':
 			if (reader_u32(&r, &acode) == -1) {
 				err = "malformed authentication request";
 				goto fail;
 			}
-			if (acode == 0)
-				break;
-			if (auth_server_step(s->fd, s->ssl, cl, acode, b.data + 9,
-			    b.len - 9, &sc, deadline, &err) == -1)
+			if (authok) {
+				err = "authentication request after "
+				    "AuthenticationOk";
 				goto fail;
+			}
+			/* AuthenticationOk too: it may come too early. */
+			if (auth_server_step(s->fd, s->ssl, cl, acode, b.data + 9,
+			    b.len - 9, &sc, deadline, &err, &sqlstate) == -1)
+				goto fail;
+			authok = acode == 0;
 			break;
 		case 'E':
 			/* The server's own refusal goes to the client as is. */
@@ -181,8 +198,8 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 	}
 fail:
 	log_warnx("login to server %s:%d failed: %s", d->host, d->port, err);
-	proto_error(out, "FATAL", "08006", "pgmirror: login to server failed: "
-	    "%s", err);
+	proto_error(out, "FATAL", sqlstate, "pgmirror: login to server "
+	    "failed: %s", err);
 done:
 	explicit_bzero(&sc, sizeof(sc));
 	buf_free(&b);

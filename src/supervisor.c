@@ -471,7 +471,8 @@ sup_same_str(const char *a, const char *b)
 
 /*
  * Would mirror workers connect to the destinations the same way under
- * both configs (same servers, credentials, TLS and timeouts)?  The
+ * both configs (same servers, credentials, TLS, clear-text password
+ * policy and timeouts)?  The
  * shapes are known to be the same.
  */
 static int
@@ -481,6 +482,9 @@ sup_same_mirroring(const struct pgm_config *a, const struct pgm_config *b)
 
 	for (i = 0; i < a->nmirrors; i++)
 		if (!sup_same_server(&a->databases[a->mirrors[i].dst],
+		    &b->databases[b->mirrors[i].dst]) ||
+		    config_allow_cleartext(a, &a->databases[a->mirrors[i].dst])
+		    != config_allow_cleartext(b,
 		    &b->databases[b->mirrors[i].dst]))
 			return 0;
 	for (i = 0; i < a->nusers; i++) {

@@ -3,7 +3,10 @@
 # override) accepts the right password and rejects a wrong one with 28P01,
 # whether the users entry holds the password in plain text, as an md5
 # verifier or as a SCRAM verifier.  Towards the server, pgmirror logs in
-# whatever the server asks: SCRAM, md5, cleartext password, trust.
+# whatever the server asks: SCRAM, md5, cleartext password, trust.  The
+# cleartext password goes over a connection without TLS here, so database
+# bdb allows it (allow_cleartext_password = true; 135_server_auth tests
+# the refusal without it).
 # Unknown users get 28000, unknown databases 3D000.
 
 use strict;
@@ -43,7 +46,7 @@ is($pgb->password_of('u_md5_verifier'), $md5_verifier, 'md5 verifier computed as
 my $pgm = pgm_start($pga,
 	databases => [
 		{ name => 'appdb', database => 'appdb' },
-		{ name => 'bdb', database => 'appdb', pg => $pgb },
+		{ name => 'bdb', database => 'appdb', pg => $pgb, allow_cleartext_password => 'true' },
 	],
 	users => [
 		{ name => 'u_scram_plain', password => 'pw1' },

@@ -755,6 +755,63 @@ test_mirrors(void)
 	config_free(c);
 }
 
+/*
+ * allow_cleartext_password: off by default, server.* for every database,
+ * a databases entry's own value over it, and only true or false.
+ */
+static void
+test_cleartext(void)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; },\n"
+	    "  { name = \"on\"; host = \"h\"; allow_cleartext_password = true; }"
+	    " );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	if (!tap_ok(c != NULL && errs.n == 0, "cleartext: config loads"))
+		show_errors(&errs);
+	tap_ok(c != NULL && c->server_allow_cleartext == 0 &&
+	    c->databases[0].allow_cleartext == -1 &&
+	    config_allow_cleartext(c, &c->databases[0]) == 0,
+	    "cleartext: refused by default");
+	tap_ok(c != NULL && config_allow_cleartext(c, &c->databases[1]) == 1,
+	    "cleartext: a databases entry allows it for itself");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "server = { allow_cleartext_password = true; };\n"
+	    "databases = ( { name = \"d\"; host = \"h\"; },\n"
+	    "  { name = \"off\"; host = \"h\"; allow_cleartext_password = false; }"
+	    " );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	if (!tap_ok(c != NULL && errs.n == 0, "cleartext: global on loads"))
+		show_errors(&errs);
+	tap_ok(c != NULL && c->server_allow_cleartext == 1 &&
+	    config_allow_cleartext(c, &c->databases[0]) == 1,
+	    "cleartext: server.allow_cleartext_password applies to an entry "
+	    "without its own");
+	tap_ok(c != NULL && config_allow_cleartext(c, &c->databases[1]) == 0,
+	    "cleartext: an entry's false overrides the global true");
+	config_free(c);
+
+	c = load("listen = [ \"127.0.0.1:6432\" ];\n"
+	    "server = { allow_cleartext_password = 1; };\n"
+	    "databases = ( { name = \"d\"; host = \"h\";\n"
+	    "  allow_cleartext_password = \"yes\"; } );\n"
+	    "users = ( { name = \"u\"; password = \"p\"; } );\n", &errs);
+	tap_ok(c == NULL && has_error(&errs, 2,
+	    "server.allow_cleartext_password must be true or false") &&
+	    has_error(&errs, 4,
+	    "databases.allow_cleartext_password must be true or false"),
+	    "cleartext: values other than true or false are errors, with "
+	    "their lines");
+	if (c != NULL || errs.n != 2)
+		show_errors(&errs);
+	config_free(c);
+}
+
 /* A file that cannot be read. */
 static void
 test_missing(void)
@@ -779,7 +836,7 @@ main(void)
 	struct scram_secret sec;
 	char		 verifier[SCRAM_VERIFIER_MAX];
 
-	tap_plan(114);
+	tap_plan(121);
 	if (mkdtemp(tmpdir) == NULL) {
 		perror("mkdtemp");
 		return 1;
@@ -797,6 +854,7 @@ main(void)
 	test_passwords(verifier, &sec);
 	test_lookups();
 	test_mirrors();
+	test_cleartext();
 	test_missing();
 	cleanup();
 	return tap_done();

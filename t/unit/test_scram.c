@@ -847,6 +847,116 @@ test_bad_server_msgs(void)
 	    "set_nonce refuses non-printable nonces");
 }
 
+/*
+ * The server is authenticated only by a verified server signature:
+ * scram_client_verified() says so after a good SASLFinal only, never
+ * before it, after a wrong signature or after an e= error.
+ */
+static void
+test_server_authenticated(void)
+{
+	struct scram_client c;
+	char		 out[SCRAM_MSG_MAX];
+	const char	*err;
+	size_t		 len = strlen(RFC_SERVER_FIRST);
+	int		 rc;
+
+	memset(&c, 0, sizeof(c));
+	tap_ok(!scram_client_begun(&c) && !scram_client_verified(&c),
+	    "zeroed client: not begun, not verified");
+	if (rfc_client_first(&c) != 0)
+		abort();
+	tap_ok(scram_client_begun(&c) && !scram_client_verified(&c),
+	    "after client-first: begun, not verified");
+	if (cli_final_n(&c, RFC_SERVER_FIRST, len, out, sizeof(out),
+	    &err) != 0)
+		abort();
+	tap_ok(!scram_client_verified(&c),
+	    "after client-final, before server-final: not verified "
+	    "(AuthenticationOk now must be refused)");
+	rc = cli_verify_n(&c, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL),
+	    &err);
+	tap_ok(rc == 0 && scram_client_verified(&c),
+	    "right server signature: verified");
+
+	/* One bit off in the signature's first byte. */
+	rfc_client_first(&c);
+	cli_final_n(&c, RFC_SERVER_FIRST, len, out, sizeof(out), &err);
+	rc = cli_verify_n(&c, "v=7rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
+	    strlen("v=7rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="), &err);
+	tap_ok(rc == -1 && !scram_client_verified(&c) && err != NULL &&
+	    strstr(err, "wrong SCRAM server signature") != NULL,
+	    "wrong server signature: refused, not verified: %s",
+	    err ? err : "(null)");
+	rc = cli_verify_n(&c, RFC_SERVER_FINAL, strlen(RFC_SERVER_FINAL),
+	    &err);
+	tap_ok(rc == -1 && !scram_client_verified(&c),
+	    "no second chance after a wrong signature");
+
+	rfc_client_first(&c);
+	cli_final_n(&c, RFC_SERVER_FIRST, len, out, sizeof(out), &err);
+	rc = cli_verify_n(&c, "e=other-error", 13, &err);
+	tap_ok(rc == -1 && !scram_client_verified(&c),
+	    "server-final e=: refused, not verified");
+	scram_client_clear(&c);
+}
+
+/* server-first with the RFC nonce and salt and iteration count i. */
+static int
+cli_final_iter(struct scram_client *c, const char *i, char *out,
+    size_t outsz, const char **err)
+{
+	char		 m[SCRAM_MSG_MAX];
+
+	snprintf(m, sizeof(m), "%s%s", "r=" RFC_CNONCE RFC_SNONCE ",s="
+	    RFC_SALT_B64 ",i=", i);
+	return cli_final_n(c, m, strlen(m), out, outsz, err);
+}
+
+/*
+ * The iteration count is the server's choice: in password mode it is
+ * bounded by SCRAM_ITERATIONS_MAX before PBKDF2 runs; in keys mode no
+ * PBKDF2 runs, and the count must equal the configured verifier's.
+ */
+static void
+test_iteration_bound(void)
+{
+	struct scram_client c;
+	char		 out[SCRAM_MSG_MAX], n[16];
+	uint8_t		 key[SCRAM_KEY_LEN];
+	const char	*err;
+	int		 rc;
+
+	tap_is_int(SCRAM_ITERATIONS_MAX, 100000, "the bound is 100000");
+	snprintf(n, sizeof(n), "%d", SCRAM_ITERATIONS_MAX + 1);
+	rfc_client_first(&c);
+	rc = cli_final_iter(&c, n, out, sizeof(out), &err);
+	tap_ok(rc == -1 && err != NULL && strstr(err, "iterations") != NULL,
+	    "i=%s refused: %s", n, err ? err : "(null)");
+	rfc_client_first(&c);
+	rc = cli_final_iter(&c, "2147483647", out, sizeof(out), &err);
+	tap_ok(rc == -1 && err != NULL && strstr(err, "iterations") != NULL,
+	    "i=2147483647 refused (without running it)");
+	rfc_client_first(&c);
+	rc = cli_final_iter(&c, "0", out, sizeof(out), &err);
+	tap_ok(rc == -1 && err != NULL, "i=0 refused");
+	snprintf(n, sizeof(n), "%d", SCRAM_ITERATIONS_MAX);
+	rfc_client_first(&c);
+	rc = cli_final_iter(&c, n, out, sizeof(out), &err);
+	tap_is_int(rc, 0, "i=SCRAM_ITERATIONS_MAX still accepted");
+
+	/* Keys mode: a large configured count is no CPU cost. */
+	memset(key, 7, sizeof(key));
+	scram_client_init_keys(&c, key, key, 1000000, rfc_salt,
+	    sizeof(rfc_salt));
+	if (scram_client_set_nonce(&c, RFC_CNONCE) != 0 ||
+	    scram_client_first(&c, out, sizeof(out), NULL) != 0)
+		abort();
+	rc = cli_final_iter(&c, "1000000", out, sizeof(out), &err);
+	tap_is_int(rc, 0, "keys mode: i=1000000 matching the verifier taken");
+	scram_client_clear(&c);
+}
+
 /* Byte-flip fuzzing of every message on both sides: no crashes. */
 static void
 test_fuzz(void)
@@ -899,7 +1009,7 @@ test_fuzz(void)
 int
 main(void)
 {
-	tap_plan(74);
+	tap_plan(87);
 	test_md5();
 	test_secret();
 	test_rfc_vector();
@@ -908,6 +1018,8 @@ main(void)
 	test_bad_client_first();
 	test_bad_client_final();
 	test_bad_server_msgs();
+	test_server_authenticated();
+	test_iteration_bound();
 	test_fuzz();
 	return tap_done();
 }
