@@ -16,7 +16,11 @@
  * starts again at offset 0, so any record up to its size fits.
  *
  * Concurrency: head, tail and count change only under the ring's
- * mutex, which is process-shared and robust.  head and tail alone say
+ * mutex, which is process-shared and robust.  Statistics are read
+ * without it (mqueue_stats, for the supervisor, which takes no lock in
+ * shared memory): every counter is stored atomically by its one writer
+ * or under the lock, and the oldest record's time is read between two
+ * equal loads of tail (mqueue_peek).  head and tail alone say
  * what the ring holds; count is for the budget and the statistics.
  * Invariant: each store to the positions leaves a whole ring, so that
  * a process killed at any instruction leaves one.  A producer copies
@@ -68,6 +72,10 @@ void (*mqueue_test_hook)(int);
 #endif
 
 #define MQ_LOCK(q)	((pthread_mutex_t *)(void *)(q)->lock)
+
+/* Store a value that mqueue_stats reads without the lock. */
+#define MQ_SET(field, v)	__atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define MQ_GET(field)		__atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 /* Monotonic clock in nanoseconds: enqueue times and lag. */
 int64_t
@@ -160,7 +168,7 @@ mqueue_restart(struct pgm_mqueue *q)
 	struct pgm_mrec	*w;
 	uint64_t	 off;
 
-	q->count = 0;
+	MQ_SET(q->count, 0);
 	/* A filler alone, ending at the end of the data: skip it. */
 	if (q->tail != q->head)
 		__atomic_store_n(&q->tail, q->head, __ATOMIC_RELEASE);
@@ -208,7 +216,7 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	    q->max_txns || used + __atomic_load_n(&q->held_bytes,
 	    __ATOMIC_RELAXED) + len > q->max_bytes ||
 	    used + pad + len > q->size) {
-		q->dropped_full++;
+		MQ_SET(q->dropped_full, q->dropped_full + 1);
 		mqueue_unlock(q);
 		return -1;
 	}
@@ -236,9 +244,9 @@ mqueue_put(struct pgm_mqueue *q, struct pgm_mrec *r,
 	MQUEUE_TEST_POINT(MQTP_PUT_COPIED);
 	__atomic_store_n(&q->head, q->head + pad + len, __ATOMIC_RELEASE);
 	MQUEUE_TEST_POINT(MQTP_PUT_HEAD);
-	q->count++;
+	MQ_SET(q->count, q->count + 1);
 	MQUEUE_TEST_POINT(MQTP_PUT_COUNT);
-	q->enqueued++;
+	MQ_SET(q->enqueued, q->enqueued + 1);
 	mqueue_unlock(q);
 	mqueue_wake(q);
 	return 0;
@@ -249,7 +257,7 @@ void
 mqueue_drop(struct pgm_mqueue *q)
 {
 	mqueue_lock(q);
-	q->dropped_full++;
+	MQ_SET(q->dropped_full, q->dropped_full + 1);
 	mqueue_unlock(q);
 }
 
@@ -276,10 +284,10 @@ mqueue_get(struct pgm_mqueue *q)
 			/* Only a bug can get here: start the ring afresh. */
 			log_warnx("mirror queue damaged: %llu bytes dropped",
 			    (unsigned long long)(q->head - q->tail));
-			q->dropped_full += q->count;
+			MQ_SET(q->dropped_full, q->dropped_full + q->count);
 			q->tail = q->head;
-			q->count = 0;
-			break;
+			MQ_SET(q->count, 0);
+					break;
 		}
 		if (r->mirror == MREC_WRAP) {
 			__atomic_store_n(&q->tail, q->tail + r->len,
@@ -300,7 +308,7 @@ mqueue_get(struct pgm_mqueue *q)
 		__atomic_store_n(&q->tail, q->tail + r->len, __ATOMIC_RELEASE);
 		MQUEUE_TEST_POINT(MQTP_GET_TAIL);
 		if (q->count > 0)
-			q->count--;
+			MQ_SET(q->count, q->count - 1);
 		break;
 	}
 	mqueue_unlock(q);
@@ -343,35 +351,73 @@ mqueue_pending(struct pgm_mqueue *q)
 	    __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
 }
 
-/* Add a ring's counters to a mirror's totals; lag is the largest. */
+/*
+ * What the ring holds, read without the lock: its bytes, and the
+ * enqueue time of its oldest record (0 if none).  The oldest record
+ * cannot be overwritten while tail stays where it was read (producers
+ * write only free space, and start an empty ring again only after
+ * moving tail), so what was read between two equal loads of tail is
+ * whole.  Returns 0, or -1 if tail kept moving.
+ */
+static int
+mqueue_peek(struct pgm_mqueue *q, uint64_t *bytes, int64_t *oldest)
+{
+	const struct pgm_mrec *r;
+	uint64_t	 tail, head;
+	uint32_t	 len;
+	int		 tries;
+
+	for (tries = 0; tries < 8; tries++) {
+		*bytes = 0;
+		*oldest = 0;
+		tail = __atomic_load_n(&q->tail, __ATOMIC_ACQUIRE);
+		head = __atomic_load_n(&q->head, __ATOMIC_ACQUIRE);
+		if (head != tail) {
+			r = (const struct pgm_mrec *)(q->data + tail % q->size);
+			len = __atomic_load_n(&r->len, __ATOMIC_RELAXED);
+			if (__atomic_load_n(&r->mirror, __ATOMIC_RELAXED) ==
+			    MREC_WRAP)
+				r = tail + len == head ? NULL :
+				    (const struct pgm_mrec *)q->data;
+			if (r != NULL) {
+				*bytes = head - tail;
+				*oldest = __atomic_load_n(&r->enqueued_ns,
+				    __ATOMIC_RELAXED);
+			}
+		}
+		if (__atomic_load_n(&q->tail, __ATOMIC_ACQUIRE) == tail)
+			return 0;
+	}
+	return -1;
+}
+
+/*
+ * Add a ring's counters to a mirror's totals; lag is the largest.
+ * Takes no lock: it reads what producers and the consumer publish, so
+ * the supervisor never waits on a process that holds the ring's mutex
+ * (one stopped, not dead, would hold it for ever).  Each value is
+ * whole; together they may be a moment apart.
+ */
 void
 mqueue_stats(struct pgm_mqueue *q, struct pgm_mstats *st, int64_t now)
 {
-	struct pgm_mrec	*r;
 	int64_t		 oldest, held;
-	uint64_t	 off;
+	uint64_t	 bytes;
 
-	mqueue_lock(q);
-	st->enqueued += q->enqueued;
-	st->dropped += q->dropped_full;
-	st->queue_length += q->count;
-	oldest = 0;
-	if (!mqueue_empty(q)) {
-		st->queue_bytes += q->head - q->tail;
-		off = q->tail % q->size;
-		r = (struct pgm_mrec *)(q->data + off);
-		if (r->mirror == MREC_WRAP)
-			r = (struct pgm_mrec *)q->data;
-		oldest = r->enqueued_ns;
-	}
-	mqueue_unlock(q);
-	st->replayed += q->replayed;
-	st->errors += q->errors;
-	st->divergent += q->divergent;
-	st->dropped += q->dropped;
-	st->queue_length += q->held_txns;
-	st->queue_bytes += q->held_bytes;
-	held = q->held_oldest_ns;
+	st->enqueued += MQ_GET(q->enqueued);
+	st->dropped += MQ_GET(q->dropped_full);
+	st->queue_length += MQ_GET(q->count);
+	if (mqueue_peek(q, &bytes, &oldest) == 0)
+		st->queue_bytes += bytes;
+	else
+		oldest = 0;	/* the consumer is busy: it is not behind */
+	st->replayed += MQ_GET(q->replayed);
+	st->errors += MQ_GET(q->errors);
+	st->divergent += MQ_GET(q->divergent);
+	st->dropped += MQ_GET(q->dropped);
+	st->queue_length += MQ_GET(q->held_txns);
+	st->queue_bytes += MQ_GET(q->held_bytes);
+	held = MQ_GET(q->held_oldest_ns);
 	if (held != 0 && (oldest == 0 || held < oldest))
 		oldest = held;
 	if (oldest != 0 && (now - oldest) / 1000000 > st->lag_ms)

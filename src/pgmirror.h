@@ -418,7 +418,6 @@ struct pgm_mirror_shared {
 struct pgm_mworker {
 	volatile pid_t	 pid;
 	int		 efd;		/* its wake-up eventfd */
-	int64_t		 respawn_at;	/* supervisor: fork again after, ms */
 };
 
 /* Totals of a mirror over its rings (mqueue_stats). */

@@ -13,6 +13,14 @@
  * then worker upkeep, including the refuser when every worker is busy.
  * Workers hold the read end of a pipe whose write end only the
  * supervisor has: when it dies, the pipe reads EOF and they leave.
+ *
+ * Like Postfix's master, the supervisor trusts only its own memory for
+ * its children: the pids it signals and reaps are in a private table,
+ * never read back from shared memory, which any worker could have
+ * scribbled on.  It takes no lock in shared memory either: what it
+ * shows of the workers and the mirror queues it reads from values that
+ * their writers publish atomically (mqueue_stats), so a worker stopped
+ * while it holds a lock cannot stall it.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -57,6 +65,11 @@ static int	 sup_lfd[SUP_MAX_LISTEN];
 static char	*sup_unix_path[SUP_MAX_LISTEN];
 static int	 sup_nlfd;
 static int	 sup_death[2] = { -1, -1 };
+
+/* The supervisor's own record of its children (0: none). */
+static pid_t	*sup_pid;		/* client worker of each slot */
+static pid_t	*sup_mpid;		/* each mirror worker */
+static int64_t	*sup_mrespawn;		/* fork mirror worker again after, ms */
 
 /* Signal handler: set a flag, wake the main loop. */
 static void
@@ -292,7 +305,7 @@ sup_spawn(int refuser)
 	int		 i;
 
 	for (i = 0; i < pgm_shm->nslots; i++)
-		if (shm_slot(i)->state == SLOT_FREE) {
+		if (sup_pid[i] == 0) {
 			slot = shm_slot(i);
 			break;
 		}
@@ -314,7 +327,8 @@ sup_spawn(int refuser)
 		slot->pid = getpid();
 		worker_main(i, sup_lfd, sup_nlfd, sup_death[0], refuser);
 	}
-	slot->pid = pid;
+	sup_pid[i] = pid;
+	slot->pid = pid;	/* for show clients; never read back here */
 	log_debug("worker %d started (pid %ld)", i, (long)pid);
 	return 0;
 }
@@ -358,7 +372,8 @@ sup_spawn_mirror(int w)
 			close(sup_lfd[w2]);	/* mirror workers take no clients */
 		mirror_main(w, sup_death[0]);
 	}
-	mw->pid = pid;
+	sup_mpid[w] = pid;
+	mw->pid = pid;		/* for status; never read back here */
 	log_debug("mirror worker %d started (pid %ld)", w, (long)pid);
 	return 0;
 }
@@ -370,7 +385,7 @@ sup_nmirror(void)
 	int		 w, n = 0;
 
 	for (w = 0; w < pgm_shm->nmworkers; w++)
-		if (pgm_shm->mworkers[w].pid > 0)
+		if (sup_mpid[w] > 0)
 			n++;
 	return n;
 }
@@ -382,8 +397,8 @@ sup_signal_mirrors(int sig)
 	int		 w;
 
 	for (w = 0; w < pgm_shm->nmworkers; w++)
-		if (pgm_shm->mworkers[w].pid > 0)
-			kill(pgm_shm->mworkers[w].pid, sig);
+		if (sup_mpid[w] > 0)
+			kill(sup_mpid[w], sig);
 }
 
 /* Send a signal to every live worker. */
@@ -392,12 +407,9 @@ sup_signal_workers(int sig)
 {
 	int		 i;
 
-	for (i = 0; i < pgm_shm->nslots; i++) {
-		struct pgm_slot *slot = shm_slot(i);
-
-		if (slot->state != SLOT_FREE && slot->pid > 0)
-			kill(slot->pid, sig);
-	}
+	for (i = 0; i < pgm_shm->nslots; i++)
+		if (sup_pid[i] > 0)
+			kill(sup_pid[i], sig);
 }
 
 /*
@@ -408,20 +420,22 @@ static void
 sup_retire_one(void)
 {
 	struct pgm_slot	*slot, *pick = NULL;
-	int		 i;
+	int		 i, picked = -1;
 
 	for (i = 0; i < pgm_shm->nslots; i++) {
 		slot = shm_slot(i);
-		if (slot->state != SLOT_IDLE || slot->pid <= 0)
+		if (sup_pid[i] <= 0 || slot->state != SLOT_IDLE)
 			continue;
 		if (pick == NULL || (pick->idle_servers > 0 &&
-		    slot->idle_servers == 0))
+		    slot->idle_servers == 0)) {
 			pick = slot;
+			picked = i;
+		}
 	}
 	if (pick == NULL)
 		return;
 	pick->state = SLOT_EXITING;
-	kill(pick->pid, SIGTERM);
+	kill(sup_pid[picked], SIGTERM);
 }
 
 /* Do two configs route the same databases and users, in the same order? */
@@ -666,12 +680,9 @@ supervisor_reload(char *why, size_t len)
 		sup_bump_epochs(-1);
 		sup_signal_mirrors(SIGUSR2);
 	}
-	for (i = 0; i < pgm_shm->nslots; i++) {
-		struct pgm_slot *slot = shm_slot(i);
-
-		if (slot->state == SLOT_IDLE && slot->pid > 0)
-			kill(slot->pid, SIGTERM);
-	}
+	for (i = 0; i < pgm_shm->nslots; i++)
+		if (sup_pid[i] > 0 && shm_slot(i)->state == SLOT_IDLE)
+			kill(sup_pid[i], SIGTERM);
 	log_info("configuration reloaded (generation %d)",
 	    pgm_shm->generation);
 	sd_notify(0, "READY=1");
@@ -711,7 +722,12 @@ sup_refusers(void)
 static int
 sup_nworkers(void)
 {
-	return pgm_shm->nslots - shm_count_state(SLOT_FREE);
+	int		 i, n = 0;
+
+	for (i = 0; i < pgm_shm->nslots; i++)
+		if (sup_pid[i] > 0)
+			n++;
+	return n;
 }
 
 /*
@@ -728,7 +744,7 @@ sup_reap(void)
 		struct pgm_slot *slot = NULL;
 
 		for (i = 0; i < pgm_shm->nmworkers; i++)
-			if (pgm_shm->mworkers[i].pid == pid) {
+			if (sup_mpid[i] == pid) {
 				if (WIFSIGNALED(status) ||
 				    WEXITSTATUS(status) != 0)
 					log_warnx("mirror worker %d (pid %ld) "
@@ -736,12 +752,12 @@ sup_reap(void)
 					    "dropped", i, (long)pid);
 				sup_bump_epochs(i);
 				/* A second's pause: no fork loop. */
-				pgm_shm->mworkers[i].respawn_at =
-				    net_now_ms() + 1000;
+				sup_mrespawn[i] = net_now_ms() + 1000;
+				sup_mpid[i] = 0;
 				pgm_shm->mworkers[i].pid = 0;
 			}
 		for (i = 0; i < pgm_shm->nslots; i++)
-			if (shm_slot(i)->pid == pid) {
+			if (sup_pid[i] == pid) {
 				slot = shm_slot(i);
 				break;
 			}
@@ -759,6 +775,7 @@ sup_reap(void)
 		    slot->served == 0)
 			early++;
 		shm_slot_reclaim(slot);
+		sup_pid[i] = 0;
 		slot->pid = 0;
 		slot->state = SLOT_FREE;
 	}
@@ -813,6 +830,12 @@ supervisor_main(struct pgm_config *c, int debug)
 	control_open(c);
 	if (shm_create(c) == -1)
 		fatal("cannot create shared memory");
+	if ((sup_pid = calloc(pgm_shm->nslots, sizeof(*sup_pid))) == NULL ||
+	    (sup_mpid = calloc(pgm_shm->nmworkers + 1,
+	    sizeof(*sup_mpid))) == NULL ||
+	    (sup_mrespawn = calloc(pgm_shm->nmworkers + 1,
+	    sizeof(*sup_mrespawn))) == NULL)
+		fatal("calloc");
 	shm_config_put(c, 0);
 	sup_drop_privileges(c);
 	if (pipe2(sup_death, O_CLOEXEC) == -1)
@@ -938,8 +961,7 @@ supervisor_main(struct pgm_config *c, int debug)
 
 		/* A mirror worker that left is replaced a second later. */
 		for (i = 0; i < pgm_shm->nmworkers; i++)
-			if (pgm_shm->mworkers[i].pid == 0 &&
-			    now >= pgm_shm->mworkers[i].respawn_at)
+			if (sup_mpid[i] == 0 && now >= sup_mrespawn[i])
 				sup_spawn_mirror(i);
 
 		/*

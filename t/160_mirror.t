@@ -805,6 +805,36 @@ SKIP: {
 	ok($pgm2->alive, '12: the daemon is alive');
 }
 
+# --- 13. stopped workers do not stall the supervisor ----------------------------------
+#
+# Every client worker and mirror worker is stopped (SIGSTOP) for 3 s in
+# the middle of a mirrored pgbench run: whatever ring lock one of them
+# holds, the supervisor still answers pgmirrorctl status and still logs
+# its stats line, as it reads shared memory without taking any lock
+# (that a producer stopped inside the lock cannot stall mqueue_stats is
+# shown exactly in t/unit/test_mqueue).  After SIGCONT pgbench ends with
+# no failed transaction.
+{
+	my $bg = PgMirrorTest::start_cmd([ PgMirrorTest::_bin('pgbench'), '-n', '-h', $pgm->host,
+		'-p', $pgm->port, '-U', 'app', '-c', '4', '-j', '2', '-T', '8', 'appdb' ],
+		env => { PGPASSWORD => 'secret' }, timeout => 60);
+	sleep 2;
+	my @kids = $pgm->workers;
+	ok(@kids >= 3, '13: ' . scalar(@kids) . ' workers to stop');
+	kill 'STOP', @kids;
+	my $from = length $pgm->log;
+	my $t0 = time;
+	my ($rc, $out, $err) = $pgm->ctl({ timeout => 10 }, 'status');
+	my $took = time - $t0;
+	is($rc, 0, '13: with every worker stopped, pgmirrorctl status answers') or diag($err);
+	cmp_ok($took, '<', 5, sprintf('13: ... at once (%.1f s)', $took));
+	ok(wait_until(sub { substr($pgm->log, $from) =~ /stats: mirror \Q$MAIN\E: / }, 5, 0.1),
+		'13: ... and the supervisor logs its stats line');
+	kill 'CONT', @kids;
+	bench_check('13: pgbench around the stop', $bg->finish);
+	ok($pgm->alive, '13: the daemon is alive');
+}
+
 my $log = $pgm->log;
 is(scalar(() = $log =~ /mirror worker \d+ \(pid \d+\) died/g), 1,
 	'no mirror worker died but the one killed');

@@ -1114,12 +1114,71 @@ test_producers(void)
 	ring_free(q);
 }
 
+/* The hook of a producer that stops, holding the lock, at kill_point. */
+static void
+stop_at(int point)
+{
+	if (point == kill_point)
+		kill(getpid(), SIGSTOP);
+}
+
+/*
+ * A producer stopped (not dead) while it holds the ring's mutex: the
+ * robust mutex does nothing for it, yet mqueue_stats, which the
+ * supervisor calls, must answer at once, and see what is queued.
+ */
+static void
+test_stopped_producer(void)
+{
+	struct pgm_mqueue *q;
+	struct pgm_mstats st;
+	pid_t		 pid, reader;
+	int		 status = 0, rstatus = 0;
+
+	q = ring_new(8192, 1000, 8192, -1);
+	tap_ok(put_rec(q, 1, 1, sized(512)) == 0 && put_rec(q, 1, 2,
+	    sized(512)) == 0, "stopped producer: two records queued");
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		perror("fork");
+		abort();
+	}
+	if (pid == 0) {
+		kill_point = MQTP_PUT_COPIED;
+		mqueue_test_hook = stop_at;
+		(void)put_rec(q, 2, 1, sized(512));
+		_exit(0);
+	}
+	waitpid(pid, &status, WUNTRACED);
+	tap_ok(WIFSTOPPED(status), "stopped producer: stopped inside put, "
+	    "the lock held");
+	/* The reader runs in a child of its own, killed if it hangs. */
+	if ((reader = fork()) == 0) {
+		alarm(5);
+		memset(&st, 0, sizeof(st));
+		mqueue_stats(q, &st, mqueue_now_ns() + 2000000000LL);
+		_exit(st.queue_length == 2 && st.queue_bytes == 1024 &&
+		    st.enqueued == 2 && st.lag_ms >= 2000 ? 0 : 1);
+	}
+	waitpid(reader, &rstatus, 0);
+	tap_ok(WIFEXITED(rstatus) && WEXITSTATUS(rstatus) == 0,
+	    "stopped producer: mqueue_stats answers without the lock, with "
+	    "2 records, 1024 bytes and their lag");
+	kill(pid, SIGCONT);
+	waitpid(pid, &status, 0);
+	tap_ok(WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	    mqueue_pending(q), "stopped producer: once continued, it puts its "
+	    "record");
+	ring_free(q);
+}
+
 int
 main(void)
 {
 	log_init(1, 0);
 	log_setproc("test_mqueue", -1);
-	tap_plan(58 + 3 * 15);
+	tap_plan(62 + 3 * 15);
 	test_roundtrip();
 	test_fifo();
 	test_wrap();
@@ -1131,5 +1190,6 @@ main(void)
 	test_robust();
 	test_kill_points();
 	test_producers();
+	test_stopped_producer();
 	return tap_done();
 }
