@@ -124,7 +124,7 @@ admin_control(const char *line, struct pgm_buf *ans)
 	for (;;) {
 		n = read(fd, buf, sizeof(buf));
 		if (n == -1 && errno == EINTR) {
-			if (worker_interrupted())
+			if (proc_interrupted())
 				break;
 			continue;
 		}

@@ -234,12 +234,12 @@ auth_server_refuse(const char *why, const char **err, const char **sqlstate)
  * knows it), else 08006.
  */
 int
-auth_server_step(int fd, struct ssl_st *ssl, const struct pgm_client *cl,
+auth_server_step(int fd, struct ssl_st *ssl, const struct pgm_login *lg,
     uint32_t code, const uint8_t *data, size_t len, struct scram_client *sc,
     int64_t deadline, const char **err, const char **sqlstate)
 {
-	const struct pgm_user *u = &pgm_conf->users[cl->user];
-	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	const struct pgm_user *u = &pgm_conf->users[lg->user];
+	const struct pgm_database *d = &pgm_conf->databases[lg->database];
 	static char	 why[512];
 	char		 out[512];
 	size_t		 outlen;
@@ -307,8 +307,8 @@ auth_server_step(int fd, struct ssl_st *ssl, const struct pgm_client *cl,
 		}
 		if (u->plain != NULL)
 			scram_client_init_password(sc, u->plain);
-		else if (u->has_scram && cl->have_client_key)
-			scram_client_init_keys(sc, cl->scram.client_key,
+		else if (u->has_scram && lg->client_key != NULL)
+			scram_client_init_keys(sc, lg->client_key,
 			    u->scram.server_key, u->scram.iterations,
 			    u->scram.salt, u->scram.saltlen);
 		else {

@@ -226,7 +226,7 @@ mirror_session_start(const struct pgm_client *cl)
 	ms.database = cl->database;
 	ms.txn = 0;
 	ms.active = 1;
-	__atomic_store_n(&shm_slot(worker_slot)->session, ms.id,
+	__atomic_store_n(&shm_slot(proc_slot)->session, ms.id,
 	    __ATOMIC_RELEASE);
 }
 
@@ -238,7 +238,7 @@ mirror_session_end(void)
 		return;
 	ms.active = 0;
 	/* After every record of the session: mqueue_put took a lock. */
-	__atomic_store_n(&shm_slot(worker_slot)->session, 0,
+	__atomic_store_n(&shm_slot(proc_slot)->session, 0,
 	    __ATOMIC_RELEASE);
 }
 
@@ -333,20 +333,19 @@ struct msess {
 
 static struct msess *mw_sessions;
 static int	 mw_index;
-static volatile sig_atomic_t mw_sig_term, mw_sig_int, mw_sig_retire;
+static volatile sig_atomic_t mw_sig_retire;	/* SIGUSR2: finish, restart */
 static int64_t	*mw_down_until;	/* per mirror: destination away until */
 static int64_t	*mw_backoff;
 static uint64_t	 mw_unlogged;
 static uint8_t	 mw_rbuf[64 * 1024];
-static struct pgm_client mw_client;
 
 static void
 mirror_signal(int sig)
 {
 	if (sig == SIGTERM)
-		mw_sig_term = 1;
+		proc_sig_term = 1;
 	else if (sig == SIGINT)
-		mw_sig_int = 1;
+		proc_sig_int = 1;
 	else if (sig == SIGUSR2)
 		mw_sig_retire = 1;
 }
@@ -575,37 +574,36 @@ static int
 mw_connect(struct msess *s)
 {
 	const struct pgm_mirror *m = &pgm_conf->mirrors[s->mirror];
-	struct pgm_client *cl = &mw_client;
-	struct pgm_buf	 out;
-	const char	*p, *end, *sev, *code, *msg;
+	static struct pgm_startup startup;
+	struct pgm_login lg;
+	struct pgm_server_error err;
+	const char	*p, *end;
 	int64_t		 now = net_now_ms();
 	int		 fl;
 
 	if (now < mw_down_until[s->mirror] || s->user < 0 ||
 	    s->params == NULL || s->refused)
 		return -1;
-	memset(&cl->startup, 0, sizeof(cl->startup));
-	cl->fd = -1;
-	cl->ssl = NULL;
-	cl->user = s->user;
-	cl->database = m->dst;
-	cl->have_client_key = 0;
+	memset(&startup, 0, sizeof(startup));
 	for (p = s->params, end = p + s->paramslen; p < end &&
-	    cl->startup.nparams < PGM_MAXPARAMS; ) {
-		cl->startup.name[cl->startup.nparams] = p;
+	    startup.nparams < PGM_MAXPARAMS; ) {
+		startup.name[startup.nparams] = p;
 		p += strlen(p) + 1;
 		if (p >= end)
 			break;
-		cl->startup.value[cl->startup.nparams++] = p;
+		startup.value[startup.nparams++] = p;
 		p += strlen(p) + 1;
 	}
-	buf_init(&out);
-	s->conn = server_open(cl, "", &out);
-	if (s->conn == NULL && out.len > 5 && out.data[0] == 'E' &&
-	    proto_error_fields(out.data + 5, out.len - 5, &sev, &code,
-	    &msg) == 0 && (strncmp(code, "28", 2) == 0 ||
-	    strncmp(code, "3D", 2) == 0 ||
-	    strstr(msg, "login to server failed") != NULL)) {
+	lg.user = s->user;
+	lg.database = m->dst;
+	lg.startup = &startup;
+	lg.client_key = NULL;
+	server_error_init(&err);
+	s->conn = server_open(&lg, "", &err);
+	if (s->conn == NULL && (err.stage == SERVER_ERR_LOGIN ||
+	    (err.stage == SERVER_ERR_REFUSED &&
+	    (strncmp(err.sqlstate, "28", 2) == 0 ||
+	    strncmp(err.sqlstate, "3D", 2) == 0)))) {
 		/*
 		 * The server is up but will not have this session (a
 		 * password, a missing role or database, an authentication
@@ -614,12 +612,13 @@ mw_connect(struct msess *s)
 		 */
 		log_warnx("mirror %s -> %s: the destination refused session "
 		    "%llu: %s (%s); its transactions are dropped", m->source,
-		    m->destination, (unsigned long long)s->id, msg, code);
+		    m->destination, (unsigned long long)s->id, err.message,
+		    err.sqlstate);
 		s->refused = 1;
-		buf_free(&out);
+		server_error_free(&err);
 		return -1;
 	}
-	buf_free(&out);
+	server_error_free(&err);
 	if (s->conn == NULL) {
 		mw_backoff[s->mirror] = mw_backoff[s->mirror] ?
 		    mw_backoff[s->mirror] * 2 : 1000;
@@ -946,7 +945,7 @@ mirror_main(int index, int death_fd)
 	uint64_t	 drain;
 
 	mw_index = index;
-	pgm_death_fd = death_fd;
+	proc_death_fd = death_fd;
 	log_setproc("mirror", index);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = mirror_signal;
@@ -961,7 +960,7 @@ mirror_main(int index, int death_fd)
 	sa.sa_handler = SIG_DFL;
 	sigaction(SIGQUIT, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
-	net_use_waitmask = 0;
+	proc_use_waitmask = 0;
 
 	mw_down_until = calloc(pgm_conf->nmirrors, sizeof(int64_t));
 	mw_backoff = calloc(pgm_conf->nmirrors, sizeof(int64_t));
@@ -972,7 +971,7 @@ mirror_main(int index, int death_fd)
 	log_debug("mirror worker %d started", index);
 
 	for (;;) {
-		if (mw_sig_int)
+		if (proc_sig_int)
 			break;
 		take = !mw_sig_retire;
 		now = net_now_ms();
@@ -1008,7 +1007,7 @@ mirror_main(int index, int death_fd)
 				n++;
 		}
 		mw_publish();
-		if ((mw_sig_term || mw_sig_retire) && n == 0 &&
+		if ((proc_sig_term || mw_sig_retire) && n == 0 &&
 		    (!take || !mw_rings_pending()))
 			break;
 		if (n + 2 > cap) {

@@ -499,20 +499,6 @@ move_tell_client(struct pgm_buf *b, const struct move_status *old,
 	}
 }
 
-/* The session ends: a FATAL for the client, appended to tell, and logged. */
-static void
-move_fail(struct pgm_buf *tell, const char *sqlstate, const char *fmt, ...)
-{
-	va_list		 ap;
-	char		 msg[512];
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_info("FATAL %s to client: %s", sqlstate, msg);
-	proto_error(tell, "FATAL", sqlstate, "%s", msg);
-}
-
 /* Does a database entry lead to the same server under both configs? */
 static int
 move_same_server(const struct pgm_database *a, const struct pgm_database *b)
@@ -593,7 +579,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 		return 0;
 	if ((nc = move_load(&gen)) == NULL) {
 		/* Staying on a server the config left would be wrong. */
-		move_fail(tell, "57P01", "terminating connection: pgmirror "
+		client_fatal(tell, "57P01", "terminating connection: pgmirror "
 		    "was reloaded and this session cannot load the new "
 		    "configuration");
 		return -1;
@@ -611,14 +597,14 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 	    nc->databases[cl->database].port);
 	if (move_blockers(old, why, sizeof(why)) == -1) {
 		config_free(nc);
-		move_fail(tell, "08006", "terminating connection: database "
+		client_fatal(tell, "08006", "terminating connection: database "
 		    "moved to another server and the old one failed while this "
 		    "session was leaving it");
 		return -1;
 	}
 	if (why[0] != '\0') {
 		log_info("session cannot move: it holds %s", why);
-		move_fail(tell, "57P01", "terminating connection: database "
+		client_fatal(tell, "57P01", "terminating connection: database "
 		    "\"%s\" moved to another server and this session holds %s, "
 		    "which cannot move with it",
 		    oc->databases[cl->database].name, why);
@@ -628,7 +614,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 	why[0] = '\0';
 	if (move_state(old, &state, why, sizeof(why)) == -1) {
 		config_free(nc);
-		move_fail(tell, "57P01", "terminating connection: database "
+		client_fatal(tell, "57P01", "terminating connection: database "
 		    "moved to another server and this session cannot follow: %s",
 		    why[0] != '\0' ? why : "the old server failed");
 		return -1;
@@ -652,7 +638,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 		if (out.len > 0)
 			buf_put(tell, out.data, out.len);
 		else
-			move_fail(tell, "08006", "terminating connection: "
+			client_fatal(tell, "08006", "terminating connection: "
 			    "database moved and the new server cannot be "
 			    "reached");
 		buf_free(&out);
@@ -667,14 +653,14 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 		move_result_free(&r);
 		pool_put(nw, 0);
 		move_status_free(&was);
-		move_fail(tell, "08006", "terminating connection: the new "
+		client_fatal(tell, "08006", "terminating connection: the new "
 		    "server failed while the session moved");
 		return -1;
 	}
 	if (r.error[0] != '\0') {
 		log_warnx("session could not take its state to the new "
 		    "server: %s", r.error);
-		move_fail(tell, "57P01", "terminating connection: database "
+		client_fatal(tell, "57P01", "terminating connection: database "
 		    "moved to another server and this session's settings or "
 		    "prepared statements failed there: %s", r.error);
 		move_result_free(&r);
@@ -686,7 +672,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 	move_tell_client(tell, &was, nw);
 	move_status_free(&was);
 	*srvp = nw;
-	worker_session_server(cl, nw);
+	cancel_publish(cl, nw);
 	log_info("session moved to %s:%d (backend pid %u)",
 	    pgm_conf->databases[cl->database].host,
 	    pgm_conf->databases[cl->database].port, nw->be_pid);

@@ -52,46 +52,6 @@ net_set_nonblock(int fd)
 	return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
-sigset_t	 net_waitmask;		/* signals let through while waiting */
-int		 net_use_waitmask;
-
-/*
- * poll(2) that lets the worker's blocked signals in only while it
- * sleeps, so a signal that arrives between checking a flag and
- * sleeping still wakes it.
- */
-int
-net_poll(struct pollfd *pfd, nfds_t n, int timeout)
-{
-	struct timespec	 ts, *tp = NULL;
-
-	sigset_t	 pending;
-	int		 rc;
-
-	if (!net_use_waitmask)
-		return poll(pfd, n, timeout);
-	if (timeout >= 0) {
-		ts.tv_sec = timeout / 1000;
-		ts.tv_nsec = (long)(timeout % 1000) * 1000000;
-		tp = &ts;
-	}
-	rc = ppoll(pfd, n, tp, &net_waitmask);
-	/*
-	 * When descriptors were ready, ppoll restores the mask without
-	 * delivering signals that came meanwhile: let them in now, or a
-	 * loop that is always busy would never see them.
-	 */
-	if (rc > 0 && sigpending(&pending) == 0 &&
-	    (sigismember(&pending, SIGTERM) == 1 ||
-	    sigismember(&pending, SIGINT) == 1 ||
-	    sigismember(&pending, SIGUSR1) == 1)) {
-		ts.tv_sec = 0;
-		ts.tv_nsec = 0;
-		(void)ppoll(NULL, 0, &ts, &net_waitmask);
-	}
-	return rc;
-}
-
 /*
  * Wait until fd is ready for events or the deadline passes; when
  * stoppable, also until the worker must stop.
@@ -103,7 +63,7 @@ net_wait_until(int fd, short events, int64_t deadline, int stoppable)
 	int		 timeout, n;
 
 	for (;;) {
-		if (stoppable && worker_interrupted()) {
+		if (stoppable && proc_interrupted()) {
 			errno = EINTR;
 			return -1;
 		}
@@ -120,17 +80,17 @@ net_wait_until(int fd, short events, int64_t deadline, int stoppable)
 			timeout = 1000;
 		pfd[0].fd = fd;
 		pfd[0].events = events;
-		pfd[1].fd = pgm_death_fd;
+		pfd[1].fd = proc_death_fd;
 		pfd[1].events = POLLIN;
-		n = net_poll(pfd, pgm_death_fd >= 0 && stoppable ? 2 : 1,
+		n = proc_poll(pfd, proc_death_fd >= 0 && stoppable ? 2 : 1,
 		    timeout);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
-		if (n > 0 && stoppable && pgm_death_fd >= 0 && pfd[1].revents) {
-			worker_sig_int = 1;
+		if (n > 0 && stoppable && proc_death_fd >= 0 && pfd[1].revents) {
+			proc_orphaned();
 			errno = EINTR;
 			return -1;
 		}

@@ -13,7 +13,6 @@
 #include "pgmirror.h"
 
 struct pgm_config *pgm_conf;
-int		 pgm_death_fd = -1;
 
 /* Print usage and exit with status. */
 static void __attribute__((noreturn))

@@ -504,6 +504,35 @@ struct pgm_server {
 	struct pgm_server *next;	/* in the worker's idle list */
 };
 
+/*
+ * Whom a server connection logs in for (server.c): a users entry on a
+ * databases entry, with startup parameters to pass on.  No client is
+ * needed: mirror workers open theirs with the same code.
+ */
+struct pgm_login {
+	int		 user;		/* users[] index */
+	int		 database;	/* databases[] index */
+	const struct pgm_startup *startup;	/* or NULL */
+	const uint8_t	*client_key;	/* SCRAM ClientKey the client proved,
+					   for a user without a plain
+					   password, or NULL */
+};
+
+/* Why server_open failed, and at which stage. */
+enum pgm_server_stage {
+	SERVER_ERR_CONNECT = 1,	/* no connection (or no memory) */
+	SERVER_ERR_TLS,		/* the TLS the config asks for failed */
+	SERVER_ERR_LOGIN,	/* pgmirror would not or could not log in */
+	SERVER_ERR_REFUSED	/* the server refused: its ErrorResponse */
+};
+
+struct pgm_server_error {
+	int		 stage;		/* enum pgm_server_stage, 0: none */
+	char		 sqlstate[6];
+	char		 message[512];
+	struct pgm_buf	 response;	/* the server's ErrorResponse, if any */
+};
+
 /* The client being served (worker.c, relay.c). */
 struct ssl_st;
 
@@ -680,10 +709,19 @@ size_t	 proto_cancel_requests(const uint8_t *, size_t, struct pgm_buf *,
 
 #define PROTO_HASH_INIT	0xcbf29ce484222325ULL	/* FNV-1a offset basis */
 
+/* proc.c */
+extern volatile sig_atomic_t proc_sig_term;
+extern volatile sig_atomic_t proc_sig_int;
+extern volatile sig_atomic_t proc_sig_usr1;
+extern int proc_slot;
+extern int proc_death_fd;	/* read end: EOF when the supervisor dies */
+extern sigset_t proc_waitmask;
+extern int proc_use_waitmask;
+int	 proc_interrupted(void);
+void	 proc_orphaned(void);
+int	 proc_poll(struct pollfd *, nfds_t, int);
+
 /* net.c */
-extern sigset_t net_waitmask;
-extern int net_use_waitmask;
-int	 net_poll(struct pollfd *, nfds_t, int);
 int64_t	 net_now_ms(void);
 int	 net_set_nonblock(int);
 int	 net_wait(int, short, int64_t);
@@ -746,33 +784,32 @@ int	 control_sync_database(const struct pgm_config *, int,
 	    const struct pgm_config *);
 
 /* worker.c */
-extern volatile sig_atomic_t worker_sig_term;
-extern volatile sig_atomic_t worker_sig_int;
-extern volatile sig_atomic_t worker_sig_usr1;
-extern int worker_slot;
 __attribute__((noreturn))
 void	 worker_main(int, int *, int, int, int);
-int	 worker_interrupted(void);
-void	 worker_session_server(struct pgm_client *, const struct pgm_server *);
-void	 worker_cancel_request(const struct pgm_startup *);
+
+/* cancel.c */
+void	 cancel_publish(const struct pgm_client *, const struct pgm_server *);
+void	 cancel_withdraw(void);
+void	 cancel_request(const struct pgm_startup *);
 
 /* auth.c */
 int	 auth_client(struct pgm_client *, int64_t);
 int	 auth_client_as(struct pgm_client *, const struct pgm_user *, int,
 	    int64_t);
-int	 auth_server_step(int, struct ssl_st *, const struct pgm_client *,
+int	 auth_server_step(int, struct ssl_st *, const struct pgm_login *,
 	    uint32_t, const uint8_t *, size_t, struct scram_client *, int64_t,
 	    const char **, const char **);
 
 /* admin.c */
 int	 admin_wanted(const struct pgm_client *);
 void	 admin_serve(struct pgm_client *, int64_t);
-int	 client_send(struct pgm_client *, struct pgm_buf *);
-void	 client_fail(struct pgm_client *, const char *, const char *, ...)
-	    __attribute__((format(printf, 3, 4)));
 
 /* server.c */
-struct pgm_server *server_open(const struct pgm_client *, const char *,
+struct pgm_server *server_open(const struct pgm_login *, const char *,
+	    struct pgm_server_error *);
+void	 server_error_init(struct pgm_server_error *);
+void	 server_error_free(struct pgm_server_error *);
+void	 server_error_response(const struct pgm_server_error *,
 	    struct pgm_buf *);
 void	 server_close(struct pgm_server *);
 int	 server_alive(struct pgm_server *);
@@ -804,6 +841,14 @@ enum pgm_relay_end {
 enum pgm_relay_end relay_session(struct pgm_client *, struct pgm_server **,
 	    int *, int *);
 
+/* client.c */
+int	 client_send(struct pgm_client *, struct pgm_buf *);
+void	 client_fatal(struct pgm_buf *, const char *, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	 client_fail(struct pgm_client *, const char *, const char *, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	 client_end(struct pgm_client *, enum pgm_relay_end, int);
+
 /* move.c */
 void	 move_init(int);
 int	 move_check(struct pgm_client *, struct pgm_server **,
@@ -811,6 +856,5 @@ int	 move_check(struct pgm_client *, struct pgm_server **,
 
 /* Globals set up by main and the supervisor, read everywhere. */
 extern struct pgm_config *pgm_conf;
-extern int pgm_death_fd;	/* read end: EOF when the supervisor dies */
 
 #endif /* PGMIRROR_H */

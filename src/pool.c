@@ -37,7 +37,7 @@ static void	 pool_remember(int, const char *);
 static void
 pool_hold(int pool)
 {
-	struct pgm_slot *slot = shm_slot(worker_slot);
+	struct pgm_slot *slot = shm_slot(proc_slot);
 	int		 i;
 
 	for (i = 0; i < PGM_SLOT_HELD; i++)
@@ -52,7 +52,7 @@ pool_hold(int pool)
 static void
 pool_unhold(int pool)
 {
-	struct pgm_slot *slot = shm_slot(worker_slot);
+	struct pgm_slot *slot = shm_slot(proc_slot);
 	int		 i;
 
 	for (i = 0; i < PGM_SLOT_HELD; i++)
@@ -86,7 +86,7 @@ pool_expired(const struct pgm_server *s, int64_t now)
 static void
 pool_park(struct pgm_server *s)
 {
-	struct pgm_slot *slot = shm_slot(worker_slot);
+	struct pgm_slot *slot = shm_slot(proc_slot);
 	int		 i;
 
 	s->used = net_now_ms();
@@ -106,7 +106,7 @@ pool_park(struct pgm_server *s)
 static void
 pool_unlink(struct pgm_server *s)
 {
-	struct pgm_slot *slot = shm_slot(worker_slot);
+	struct pgm_slot *slot = shm_slot(proc_slot);
 	struct pgm_server **pp;
 	int		 i;
 
@@ -135,7 +135,7 @@ pool_poke_holders(int pool)
 	for (i = 0; i < pgm_shm->nslots; i++) {
 		struct pgm_slot *slot = shm_slot(i);
 
-		if (i == worker_slot || slot->pid <= 0 ||
+		if (i == proc_slot || slot->pid <= 0 ||
 		    slot->idle_servers <= 0)
 			continue;
 		for (j = 0; j < PGM_SLOT_HELD; j++)
@@ -189,7 +189,7 @@ pool_evict_one(int pool)
 static int
 pool_wait(const struct pgm_client *cl, int pool, int max, int64_t deadline)
 {
-	struct pgm_slot	*slot = shm_slot(worker_slot);
+	struct pgm_slot	*slot = shm_slot(proc_slot);
 	struct pollfd	 pfd[2];
 	int		 rc = 0;
 
@@ -201,27 +201,27 @@ pool_wait(const struct pgm_client *cl, int pool, int max, int64_t deadline)
 			rc = 1;
 			break;
 		}
-		if (net_now_ms() >= deadline || worker_interrupted())
+		if (net_now_ms() >= deadline || proc_interrupted())
 			break;
 		/* Sleep one step; wake early only if the client hangs up. */
 		pfd[0].fd = cl->fd;
 		pfd[0].events = POLLRDHUP;
-		pfd[1].fd = pgm_death_fd;
+		pfd[1].fd = proc_death_fd;
 		pfd[1].events = POLLIN;
-		if (net_poll(pfd, 2, POOL_WAIT_STEP) > 0) {
+		if (proc_poll(pfd, 2, POOL_WAIT_STEP) > 0) {
 			if (pfd[0].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
 				rc = -1;
 				break;
 			}
 			if (pfd[1].revents) {
-				worker_sig_int = 1;
+				proc_orphaned();
 				break;
 			}
 		}
 	}
 	__atomic_sub_fetch(&pgm_shm->pools[pool].waiters, 1, __ATOMIC_ACQ_REL);
 	slot->waiting = 0;
-	if (rc == 0 && worker_interrupted())
+	if (rc == 0 && proc_interrupted())
 		rc = -1;
 	return rc;
 }
@@ -237,6 +237,8 @@ pool_get(const struct pgm_client *cl, struct pgm_buf *out)
 	const struct pgm_database *d = &pgm_conf->databases[cl->database];
 	const struct pgm_user *u = &pgm_conf->users[cl->user];
 	struct pgm_server *s, *next;
+	struct pgm_login lg;
+	struct pgm_server_error err;
 	int		 pool, max, rc;
 	char		*key;
 
@@ -286,12 +288,20 @@ pool_get(const struct pgm_client *cl, struct pgm_buf *out)
 	}
 	pool_hold(pool);
 	pool_remember(pool, key);
-	s = server_open(cl, key, out);
+	lg.user = cl->user;
+	lg.database = cl->database;
+	lg.startup = &cl->startup;
+	lg.client_key = cl->have_client_key ? cl->scram.client_key : NULL;
+	server_error_init(&err);
+	s = server_open(&lg, key, &err);
 	free(key);
 	if (s == NULL) {
+		server_error_response(&err, out);
+		server_error_free(&err);
 		pool_unhold(pool);
 		return NULL;
 	}
+	server_error_free(&err);
 	return s;
 }
 
@@ -306,7 +316,7 @@ pool_put(struct pgm_server *s, int reusable)
 	if (s == NULL)
 		return;
 	if (!reusable || pgm_shm->pools[s->pool].waiters > 0 ||
-	    worker_interrupted() || pool_expired(s, net_now_ms()) ||
+	    proc_interrupted() || pool_expired(s, net_now_ms()) ||
 	    server_reset(s) == -1) {
 		pool_drop(s);
 		return;
@@ -345,8 +355,9 @@ pool_remember(int pool, const char *key)
 static int
 pool_fill_min(int pool)
 {
-	static struct pgm_client cl;
-	struct pgm_buf	 err;
+	static struct pgm_startup startup;
+	struct pgm_login lg;
+	struct pgm_server_error err;
 	struct pgm_server *s;
 	char		*key;
 	int		 min = pgm_conf->pool_min_size;
@@ -355,10 +366,11 @@ pool_fill_min(int pool)
 		min = config_pool_size(pgm_conf, pool);
 	if (!shm_pool_try_acquire(pool, min))
 		return 0;
-	memset(&cl, 0, sizeof(cl));
-	cl.fd = -1;
-	cl.user = pool / pgm_conf->ndatabases;
-	cl.database = pool % pgm_conf->ndatabases;
+	memset(&lg, 0, sizeof(lg));
+	memset(&startup, 0, sizeof(startup));
+	lg.user = pool / pgm_conf->ndatabases;
+	lg.database = pool % pgm_conf->ndatabases;
+	lg.startup = &startup;
 	key = strdup(pool_last_key != NULL && pool_last_key[pool] != NULL ?
 	    pool_last_key[pool] : "");
 	if (key == NULL) {
@@ -366,17 +378,17 @@ pool_fill_min(int pool)
 		return -1;
 	}
 	/* The startup parameters back from the key, exactly as sent. */
-	if (proto_params_split(key, &cl.startup) == -1) {
+	if (proto_params_split(key, &startup) == -1) {
 		log_warnx("pool.min_size: a stored parameter key is corrupt");
 		free(key);
 		shm_pool_release(pool);
 		return -1;
 	}
 	pool_hold(pool);
-	buf_init(&err);
-	s = server_open(&cl, pool_last_key != NULL &&
+	server_error_init(&err);
+	s = server_open(&lg, pool_last_key != NULL &&
 	    pool_last_key[pool] != NULL ? pool_last_key[pool] : "", &err);
-	buf_free(&err);
+	server_error_free(&err);
 	free(key);
 	if (s == NULL) {
 		pool_unhold(pool);
@@ -397,7 +409,7 @@ pool_fill_min(int pool)
 void
 pool_maintain(void)
 {
-	struct pgm_slot	*slot = shm_slot(worker_slot);
+	struct pgm_slot	*slot = shm_slot(proc_slot);
 	struct pgm_server *s, *next;
 	int64_t		 now;
 	int		 pool;
@@ -422,7 +434,7 @@ pool_maintain(void)
 	for (pool = 0; pool < pgm_shm->npools; pool++) {
 		if (!config_pool_valid(pgm_conf, pool) ||
 		    pgm_shm->pools[pool].count >= pgm_conf->pool_min_size ||
-		    pool_nheld >= PGM_SLOT_HELD - 1 || worker_interrupted() ||
+		    pool_nheld >= PGM_SLOT_HELD - 1 || proc_interrupted() ||
 		    now < pool_retry[pool].at)
 			continue;
 		/* Busy while connecting, so the supervisor forks spares. */

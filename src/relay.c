@@ -589,7 +589,7 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 
 	memset(&st, 0, sizeof(st));
 	st.server = srv;
-	st.slot = shm_slot(worker_slot);
+	st.slot = shm_slot(proc_slot);
 	buf_reset(&relay_out);
 	relay_out_off = 0;
 	if (srv->ssl == NULL)
@@ -607,12 +607,12 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 	*reusable = 0;
 
 	for (;;) {
-		if (worker_sig_int) {
+		if (proc_sig_int) {
 			end = RELAY_SHUTDOWN;
 			break;
 		}
-		if (worker_sig_usr1) {
-			worker_sig_usr1 = 0;
+		if (proc_sig_usr1) {
+			proc_sig_usr1 = 0;
 			pool_release_for_waiters();
 		}
 		if (c2s->eof && c2s->start == c2s->end) {
@@ -696,7 +696,7 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 		pfd[1].fd = srv->fd;
 		pfd[1].events = (budget > 0 ? POLLIN : 0) | (!st.held &&
 		    c2s->end - c2s->hold > c2s->start ? POLLOUT : 0);
-		pfd[2].fd = pgm_death_fd;
+		pfd[2].fd = proc_death_fd;
 		pfd[2].events = POLLIN;
 		/* A side with nothing to wait for is left out of the poll. */
 		if (pfd[0].events == 0)
@@ -715,7 +715,7 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 		/* A held request looks at maintenance and cancels often. */
 		if (st.held && (timeout == -1 || timeout > 100))
 			timeout = 100;
-		if ((n = net_poll(pfd, 3, timeout)) == 0)
+		if ((n = proc_poll(pfd, 3, timeout)) == 0)
 			continue;
 		if (n == -1) {
 			if (errno == EINTR)
@@ -725,7 +725,7 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 			break;
 		}
 		if (pfd[2].revents) {
-			worker_sig_int = 1;
+			proc_orphaned();
 			continue;
 		}
 		if (st.held &&

@@ -1,16 +1,22 @@
 /*
  * server.c: connections from a worker to a PostgreSQL server.
  *
- * server_open connects to the host of the client's database entry,
- * sends a StartupMessage carrying the client's startup parameters,
+ * server_open connects to the host of a databases entry for a users
+ * entry (struct pgm_login: no client is needed, so mirror workers use
+ * it as client workers do), sends a StartupMessage carrying the
+ * startup parameters given,
  * answers the server's authentication requests (auth.c) and collects
  * ParameterStatus and BackendKeyData until the first ReadyForQuery.
  * server_reset brings a connection back to a clean session before it
  * is parked for the next client.  A connection belongs to one worker
- * for its whole life.
+ * for its whole life.  A failure comes back as a struct
+ * pgm_server_error, which each caller turns into what its peer needs
+ * (server_error_response: an ErrorResponse for a client).
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -73,13 +79,55 @@ server_close(struct pgm_server *s)
 	free(s);
 }
 
-/* Build the StartupMessage for the server from the client's. */
-static void
-server_startup_packet(const struct pgm_client *cl, struct pgm_buf *b)
+/* Note why a connection failed, at which stage. */
+static void __attribute__((format(printf, 4, 5)))
+server_error(struct pgm_server_error *e, int stage, const char *sqlstate,
+    const char *fmt, ...)
 {
-	const struct pgm_user *u = &pgm_conf->users[cl->user];
-	const struct pgm_database *d = &pgm_conf->databases[cl->database];
-	const struct pgm_startup *st = &cl->startup;
+	va_list		 ap;
+
+	e->stage = stage;
+	snprintf(e->sqlstate, sizeof(e->sqlstate), "%s", sqlstate);
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+}
+
+/* Start an error value: nothing failed yet. */
+void
+server_error_init(struct pgm_server_error *e)
+{
+	memset(e, 0, sizeof(*e));
+	buf_init(&e->response);
+}
+
+void
+server_error_free(struct pgm_server_error *e)
+{
+	buf_free(&e->response);
+}
+
+/*
+ * Append to out what a client is told of the failure: the server's own
+ * ErrorResponse as it is, or a FATAL of ours.
+ */
+void
+server_error_response(const struct pgm_server_error *e, struct pgm_buf *out)
+{
+	if (e->response.len > 0)
+		buf_put(out, e->response.data, e->response.len);
+	else
+		proto_error(out, "FATAL", e->sqlstate[0] ? e->sqlstate :
+		    "08006", "%s", e->message);
+}
+
+/* Build the StartupMessage for the server. */
+static void
+server_startup_packet(const struct pgm_login *lg, struct pgm_buf *b)
+{
+	const struct pgm_user *u = &pgm_conf->users[lg->user];
+	const struct pgm_database *d = &pgm_conf->databases[lg->database];
+	const struct pgm_startup *st = lg->startup;
 	int		 i;
 
 	buf_msg_begin(b, 0);
@@ -88,7 +136,7 @@ server_startup_packet(const struct pgm_client *cl, struct pgm_buf *b)
 	buf_put_str(b, u->name);
 	buf_put_str(b, "database");
 	buf_put_str(b, d->dbname);
-	for (i = 0; i < st->nparams; i++) {
+	for (i = 0; st != NULL && i < st->nparams; i++) {
 		if (strcmp(st->name[i], "user") == 0 ||
 		    strcmp(st->name[i], "database") == 0 ||
 		    strcmp(st->name[i], "replication") == 0 ||
@@ -103,14 +151,13 @@ server_startup_packet(const struct pgm_client *cl, struct pgm_buf *b)
 
 /*
  * Log in on a freshly connected server socket.  Returns 0 at the first
- * ReadyForQuery after AuthenticationOk; -1 with an ErrorResponse for
- * the client in out.
+ * ReadyForQuery after AuthenticationOk; -1 with why in e.
  */
 static int
-server_login(struct pgm_server *s, const struct pgm_client *cl,
-    struct pgm_buf *out, int64_t deadline)
+server_login(struct pgm_server *s, const struct pgm_login *lg,
+    struct pgm_server_error *e, int64_t deadline)
 {
-	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	const struct pgm_database *d = &pgm_conf->databases[lg->database];
 	struct scram_client sc;
 	struct pgm_buf	 b;
 	struct pgm_reader r;
@@ -122,7 +169,7 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 
 	memset(&sc, 0, sizeof(sc));
 	buf_init(&b);
-	server_startup_packet(cl, &b);
+	server_startup_packet(lg, &b);
 	if (b.failed || net_write_full(s->fd, s->ssl, b.data, b.len, deadline) == -1) {
 		err = strerror(errno);
 		goto fail;
@@ -158,7 +205,7 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 				goto fail;
 			}
 			/* AuthenticationOk too: it may come too early. */
-			if (auth_server_step(s->fd, s->ssl, cl, acode, b.data + 9,
+			if (auth_server_step(s->fd, s->ssl, lg, acode, b.data + 9,
 			    b.len - 9, &sc, deadline, &err, &sqlstate) == -1)
 				goto fail;
 			authok = acode == 0;
@@ -169,7 +216,8 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 			    &msg);
 			log_warnx("server %s:%d refused login: %s (%s)",
 			    d->host, d->port, msg, code);
-			buf_put(out, b.data, b.len);
+			server_error(e, SERVER_ERR_REFUSED, code, "%s", msg);
+			buf_put(&e->response, b.data, b.len);
 			goto done;
 		case 'S':
 			if (reader_str(&r, &name) == 0 &&
@@ -198,7 +246,7 @@ server_login(struct pgm_server *s, const struct pgm_client *cl,
 	}
 fail:
 	log_warnx("login to server %s:%d failed: %s", d->host, d->port, err);
-	proto_error(out, "FATAL", sqlstate, "pgmirror: login to server "
+	server_error(e, SERVER_ERR_LOGIN, sqlstate, "pgmirror: login to server "
 	    "failed: %s", err);
 done:
 	explicit_bzero(&sc, sizeof(sc));
@@ -209,11 +257,11 @@ done:
 /*
  * Ask the server for TLS as tls.server_mode (or the database's
  * tls_mode) says, and run the handshake when it agrees.  Returns 0, or
- * -1 with an ErrorResponse for the client in out.
+ * -1 with why in e.
  */
 static int
 server_tls(struct pgm_server *s, const struct pgm_database *d,
-    struct pgm_buf *out, int64_t deadline)
+    struct pgm_server_error *e, int64_t deadline)
 {
 	static const char *const names[] = { "disable", "allow", "prefer",
 	    "require", "verify-ca", "verify-full" };
@@ -247,21 +295,21 @@ server_tls(struct pgm_server *s, const struct pgm_database *d,
 fail:
 	log_warnx("TLS to server %s:%d failed (tls mode %s): %s", d->host,
 	    d->port, names[mode], why);
-	proto_error(out, "FATAL", "08006", "pgmirror: TLS to the server of "
-	    "database \"%s\" failed: %s", d->name, why);
+	server_error(e, SERVER_ERR_TLS, "08006", "pgmirror: TLS to the server "
+	    "of database \"%s\" failed: %s", d->name, why);
 	return -1;
 }
 
 /*
- * Open and log in a new server connection for the client's pool.
- * params is the canonical key of its startup parameters (kept).
- * Returns NULL with an ErrorResponse for the client in out.
+ * Open and log in a new server connection for lg.  params is the
+ * canonical key of its startup parameters (kept).  Returns NULL with
+ * why in e (server_error_init'ed by the caller).
  */
 struct pgm_server *
-server_open(const struct pgm_client *cl, const char *params,
-    struct pgm_buf *out)
+server_open(const struct pgm_login *lg, const char *params,
+    struct pgm_server_error *e)
 {
-	const struct pgm_database *d = &pgm_conf->databases[cl->database];
+	const struct pgm_database *d = &pgm_conf->databases[lg->database];
 	struct pgm_server *s;
 	int64_t		 deadline = net_now_ms() +
 	    (int64_t)pgm_conf->server_connect_timeout * 1000;
@@ -269,22 +317,22 @@ server_open(const struct pgm_client *cl, const char *params,
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->params = strdup(params)) == NULL) {
 		free(s);
-		proto_error(out, "FATAL", "53200", "out of memory");
+		server_error(e, SERVER_ERR_CONNECT, "53200", "out of memory");
 		return NULL;
 	}
-	s->pool = config_pool_index(pgm_conf, cl->user, cl->database);
+	s->pool = config_pool_index(pgm_conf, lg->user, lg->database);
 	s->fd = net_connect(d->host, d->port, deadline, &s->addr,
 	    &s->addrlen);
 	if (s->fd == -1) {
 		log_warn("cannot connect to server %s:%d", d->host, d->port);
-		proto_error(out, "FATAL", "08006", "pgmirror: cannot connect "
-		    "to server of database \"%s\": %s", d->name,
+		server_error(e, SERVER_ERR_CONNECT, "08006", "pgmirror: cannot "
+		    "connect to server of database \"%s\": %s", d->name,
 		    strerror(errno));
 		server_close(s);
 		return NULL;
 	}
-	if (server_tls(s, d, out, deadline) == -1 ||
-	    server_login(s, cl, out, deadline) == -1) {
+	if (server_tls(s, d, e, deadline) == -1 ||
+	    server_login(s, lg, e, deadline) == -1) {
 		server_close(s);
 		return NULL;
 	}

@@ -32,13 +32,8 @@
 
 #include "pgmirror.h"
 
-#define WORKER_WRITE_TIMEOUT	30000	/* ms for a message we compose */
 #define WORKER_REFUSE_TIMEOUT	5000	/* ms to read a refused startup */
 
-volatile sig_atomic_t worker_sig_term;
-volatile sig_atomic_t worker_sig_int;
-volatile sig_atomic_t worker_sig_usr1;
-int		 worker_slot = -1;
 
 static struct pgm_client worker_client;
 
@@ -48,52 +43,15 @@ worker_signal(int sig)
 {
 	switch (sig) {
 	case SIGTERM:
-		worker_sig_term = 1;
+		proc_sig_term = 1;
 		break;
 	case SIGINT:
-		worker_sig_int = 1;
+		proc_sig_int = 1;
 		break;
 	case SIGUSR1:
-		worker_sig_usr1 = 1;
+		proc_sig_usr1 = 1;
 		break;
 	}
-}
-
-/* Must the current session end at once (fast shutdown, orphaned)? */
-int
-worker_interrupted(void)
-{
-	return worker_sig_int != 0;
-}
-
-/* Send the composed messages in b to the client. */
-int
-client_send(struct pgm_client *cl, struct pgm_buf *b)
-{
-	if (b->failed) {
-		errno = ENOMEM;
-		return -1;
-	}
-	return net_write_full(cl->fd, cl->ssl, b->data, b->len,
-	    net_now_ms() + WORKER_WRITE_TIMEOUT);
-}
-
-/* Tell the client a FATAL error with its SQLSTATE, and log it. */
-void
-client_fail(struct pgm_client *cl, const char *sqlstate, const char *fmt, ...)
-{
-	struct pgm_buf	 b;
-	va_list		 ap;
-	char		 msg[512];
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_info("FATAL %s to client: %s", sqlstate, msg);
-	buf_init(&b);
-	proto_error(&b, "FATAL", sqlstate, "%s", msg);
-	(void)client_send(cl, &b);
-	buf_free(&b);
 }
 
 /*
@@ -120,80 +78,6 @@ worker_read_startup(struct pgm_client *cl, int64_t deadline)
 	    deadline) == -1)
 		return -1;
 	return (int)len;
-}
-
-/* Publish our client's cancel key and where to forward a cancel. */
-static void
-worker_cancel_publish(struct pgm_client *cl, const struct pgm_server *s)
-{
-	struct pgm_slot	*slot = shm_slot(worker_slot);
-
-	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
-	slot->cancel_pid = cl->cancel_pid;
-	slot->cancel_key = cl->cancel_key;
-	slot->server_pid = s->be_pid;
-	slot->server_key = s->be_key;
-	memcpy(&slot->server_addr, &s->addr, sizeof(s->addr));
-	slot->server_addrlen = s->addrlen;
-	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
-}
-
-/* The session runs on another server connection now (move.c). */
-void
-worker_session_server(struct pgm_client *cl, const struct pgm_server *s)
-{
-	worker_cancel_publish(cl, s);
-}
-
-/* Withdraw our client's cancel key. */
-static void
-worker_cancel_withdraw(void)
-{
-	struct pgm_slot	*slot = shm_slot(worker_slot);
-
-	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
-	slot->cancel_pid = 0;
-	slot->cancel_key = 0;
-	__atomic_add_fetch(&slot->cancel_gen, 1, __ATOMIC_ACQ_REL);
-}
-
-/*
- * A CancelRequest arrived: find the session it names in the scoreboard
- * (shm_cancel_lookup) and forward it to that session's server with the
- * server's own key.  Unknown keys are ignored, as PostgreSQL does.
- */
-void
-worker_cancel_request(const struct pgm_startup *st)
-{
-	struct pgm_cancel_dest to;
-	struct sockaddr_storage addr;
-	socklen_t	 addrlen;
-	uint32_t	 spid, skey;
-	struct pgm_slot	*slot;
-	int		 i;
-
-	if ((i = shm_cancel_lookup(st->cancel_pid, st->cancel_key,
-	    &to)) == -1) {
-		log_info("cancel request with an unknown key ignored");
-		return;
-	}
-	slot = shm_slot(i);
-	addr = to.addr;
-	addrlen = to.addrlen;
-	spid = to.pid;
-	skey = to.key;
-	/* A request held by maintenance never reached the server. */
-	__atomic_store_n(&slot->cancel_held, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&slot->txstate, __ATOMIC_SEQ_CST) ==
-	    SLOT_TX_WAITING) {
-		log_info("cancel request for a request held by maintenance");
-		return;
-	}
-	__atomic_store_n(&slot->cancel_held, 0, __ATOMIC_SEQ_CST);
-	if (server_cancel_addr(&addr, addrlen, spid, skey) == -1)
-		log_warn("cannot forward cancel request");
-	else
-		log_info("cancel request forwarded to backend %u", spid);
 }
 
 /*
@@ -229,7 +113,7 @@ worker_startup(struct pgm_client *cl, int64_t deadline)
 		}
 		switch (st->code) {
 		case PGM_CANCEL_CODE:
-			worker_cancel_request(st);
+			cancel_request(st);
 			return -1;
 		case PGM_SSL_CODE:
 			if (cl->ssl == NULL && tls_enabled()) {
@@ -357,7 +241,7 @@ worker_welcome(struct pgm_client *cl, const struct pgm_server *s)
 static void
 worker_publish(const struct pgm_client *cl)
 {
-	struct pgm_slot	*slot = shm_slot(worker_slot);
+	struct pgm_slot	*slot = shm_slot(proc_slot);
 
 	slot->queries = slot->bytes_in = slot->bytes_out = 0;
 	snprintf(slot->addr, sizeof(slot->addr), "%s", cl->addr);
@@ -371,7 +255,7 @@ worker_publish(const struct pgm_client *cl)
 static void
 worker_unpublish(const struct pgm_client *cl)
 {
-	struct pgm_slot	*slot = shm_slot(worker_slot);
+	struct pgm_slot	*slot = shm_slot(proc_slot);
 	struct pgm_db_stats *ds;
 
 	if (slot->database >= 0 && cl->database >= 0 &&
@@ -408,7 +292,7 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 	int		 reusable = 0, boundary = 0;
 
 	memset(cl, 0, offsetof(struct pgm_client, startup_buf));
-	shm_slot(worker_slot)->user = shm_slot(worker_slot)->database = -1;
+	shm_slot(proc_slot)->user = shm_slot(proc_slot)->database = -1;
 	explicit_bzero(&cl->scram, sizeof(cl->scram));
 	cl->have_client_key = 0;
 	cl->fd = fd;
@@ -446,14 +330,15 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 		goto done;
 	}
 	log_debug("session started");
-	shm_slot(worker_slot)->state_since = net_now_ms();
-	__atomic_store_n(&shm_slot(worker_slot)->txstate, SLOT_TX_IDLE,
+	shm_slot(proc_slot)->state_since = net_now_ms();
+	__atomic_store_n(&shm_slot(proc_slot)->txstate, SLOT_TX_IDLE,
 	    __ATOMIC_SEQ_CST);
-	worker_cancel_publish(cl, srv);
+	cancel_publish(cl, srv);
 	mirror_session_start(cl);
 	end = relay_session(cl, &srv, &reusable, &boundary);
 	mirror_session_end();
-	worker_cancel_withdraw();
+	cancel_withdraw();
+	client_end(cl, end, boundary);
 	switch (end) {
 	case RELAY_CLIENT_TERMINATE:
 	case RELAY_CLIENT_GONE:
@@ -464,35 +349,15 @@ worker_serve(int fd, const struct sockaddr_storage *peer, int refuse)
 		reusable = 0;
 		break;
 	case RELAY_PROTOCOL:
-		if (boundary)
-			client_fail(cl, "08P01", "invalid frontend message");
-		reusable = 0;
-		break;
 	case RELAY_TOO_LARGE:
-		if (boundary)
-			client_fail(cl, "08P01", "invalid message length: "
-			    "larger than client.max_message_size (%d bytes)",
-			    pgm_conf->client_max_message_size);
+	case RELAY_MOVE_FAILED:
+		/* A move failed: the old server saw nothing pending. */
 		reusable = 0;
 		break;
 	case RELAY_IDLE_TIMEOUT:
-		if (boundary)
-			client_fail(cl, "57P05", "terminating connection due "
-			    "to idle-session timeout");
-		break;
 	case RELAY_IDLE_IN_TRANSACTION:
-		if (boundary)
-			client_fail(cl, "25P03", "terminating connection due "
-			    "to idle-in-transaction timeout");
-		break;
-	case RELAY_MOVE_FAILED:
-		/* The client was told; the old server saw nothing pending. */
-		reusable = 0;
 		break;
 	case RELAY_SHUTDOWN:
-		if (boundary)
-			client_fail(cl, "57P01", "terminating connection due "
-			    "to administrator command");
 		/* Fast shutdown stops what the server is still running. */
 		if (!reusable)
 			server_cancel(srv);
@@ -521,12 +386,12 @@ worker_defer_accept(void)
 {
 	int		 i;
 
-	if (shm_slot(worker_slot)->idle_servers > 0)
+	if (shm_slot(proc_slot)->idle_servers > 0)
 		return;
 	for (i = 0; i < pgm_shm->nslots; i++) {
 		struct pgm_slot *slot = shm_slot(i);
 
-		if (i != worker_slot && slot->state == SLOT_IDLE &&
+		if (i != proc_slot && slot->state == SLOT_IDLE &&
 		    slot->idle_servers > 0) {
 			sched_yield();
 			return;
@@ -550,8 +415,8 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 	int64_t		 last_tick = net_now_ms();
 	int		 i, fd, n;
 
-	worker_slot = slotno;
-	pgm_death_fd = death_fd;
+	proc_slot = slotno;
+	proc_death_fd = death_fd;
 	move_init(shm_slot(slotno)->generation);
 	{
 		struct sched_param sp = { 0 };
@@ -578,18 +443,18 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &block, &net_waitmask);
-	sigdelset(&net_waitmask, SIGTERM);
-	sigdelset(&net_waitmask, SIGINT);
-	sigdelset(&net_waitmask, SIGUSR1);
-	net_use_waitmask = 1;
+	sigprocmask(SIG_BLOCK, &block, &proc_waitmask);
+	sigdelset(&proc_waitmask, SIGTERM);
+	sigdelset(&proc_waitmask, SIGINT);
+	sigdelset(&proc_waitmask, SIGUSR1);
+	proc_use_waitmask = 1;
 
 	if (nlfd > 63)
 		nlfd = 63;
 	slot->state = refuser ? SLOT_REFUSING : SLOT_IDLE;
 	if (refuser)
 		log_setproc("refuser", slotno);
-	while (!worker_sig_term && !worker_sig_int && !pgm_shm->shutdown &&
+	while (!proc_sig_term && !proc_sig_int && !pgm_shm->shutdown &&
 	    slot->generation == pgm_shm->generation &&
 	    (!refuser || shm_count_state(SLOT_IDLE) == 0) &&
 	    (pgm_conf->workers_max_clients == 0 ||
@@ -600,9 +465,9 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 		}
 		pfd[nlfd].fd = death_fd;
 		pfd[nlfd].events = POLLIN;
-		n = net_poll(pfd, nlfd + 1, 1000);
-		if (worker_sig_usr1) {
-			worker_sig_usr1 = 0;
+		n = proc_poll(pfd, nlfd + 1, 1000);
+		if (proc_sig_usr1) {
+			proc_sig_usr1 = 0;
 			pool_release_for_waiters();
 		}
 		if (!refuser && net_now_ms() - last_tick >= 1000) {
@@ -614,7 +479,7 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 		if (pfd[nlfd].revents)
 			break;
 		/* A signal or a reload may have come with the client. */
-		if (worker_sig_term || worker_sig_int ||
+		if (proc_sig_term || proc_sig_int ||
 		    slot->generation != __atomic_load_n(&pgm_shm->generation,
 		    __ATOMIC_ACQUIRE))
 			continue;
@@ -649,8 +514,8 @@ worker_main(int slotno, int *lfds, int nlfd, int death_fd, int refuser)
 			__atomic_add_fetch(&pgm_shm->clients_total, 1,
 			    __ATOMIC_RELAXED);
 			worker_serve(fd, &peer, 0);
-			if (worker_sig_usr1) {
-				worker_sig_usr1 = 0;
+			if (proc_sig_usr1) {
+				proc_sig_usr1 = 0;
 				pool_release_for_waiters();
 			}
 			slot->state = SLOT_IDLE;
