@@ -1,6 +1,6 @@
 /*
- * pgmirror.c: main(): command-line options, loading the config, and
- * handing over to the supervisor.
+ * main.c: main() of the daemon: command-line options, loading the
+ * config, and handing over to the supervisor.
  */
 #include <sys/stat.h>
 
