@@ -1198,6 +1198,28 @@ config_allow_cleartext(const struct pgm_config *c,
 	    c->server_allow_cleartext;
 }
 
+/*
+ * Do two databases entries (of two configs) lead to the same database
+ * on the same server?  Then its data is there under both.
+ */
+int
+config_same_server(const struct pgm_database *a, const struct pgm_database *b)
+{
+	return strcmp(a->host, b->host) == 0 && a->port == b->port &&
+	    strcmp(a->dbname, b->dbname) == 0;
+}
+
+/*
+ * ... and are they reached the same way (TLS mode too)?  Then a
+ * connection opened under one serves the other.
+ */
+int
+config_same_connection(const struct pgm_database *a,
+    const struct pgm_database *b)
+{
+	return config_same_server(a, b) && a->tls_mode == b->tls_mode;
+}
+
 /* Does a pool index name a (user, database) pair a client can reach? */
 int
 config_pool_valid(const struct pgm_config *c, int pool)

@@ -541,9 +541,8 @@ ctl_sync_child(const struct pgm_config *oc, const struct pgm_config *nc)
 		const struct pgm_database *a = &oc->databases[d];
 		const struct pgm_database *b = &nc->databases[d];
 
-		if (strcmp(a->host, b->host) == 0 && a->port == b->port &&
-		    strcmp(a->dbname, b->dbname) == 0)
-			continue;
+		if (config_same_server(a, b))
+			continue;	/* the data is where it was */
 		if (control_sync_database(oc, d, nc) == -1)
 			_exit(1);
 	}

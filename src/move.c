@@ -499,14 +499,6 @@ move_tell_client(struct pgm_buf *b, const struct move_status *old,
 	}
 }
 
-/* Does a database entry lead to the same server under both configs? */
-static int
-move_same_server(const struct pgm_database *a, const struct pgm_database *b)
-{
-	return strcmp(a->host, b->host) == 0 && a->port == b->port &&
-	    strcmp(a->dbname, b->dbname) == 0 && a->tls_mode == b->tls_mode;
-}
-
 /*
  * Load the running config in this worker, from the text the supervisor
  * published with it (never from the file, which may have changed
@@ -586,7 +578,7 @@ move_check(struct pgm_client *cl, struct pgm_server **srvp,
 	}
 	move_gen = gen;
 	oc = pgm_conf;
-	if (move_same_server(&oc->databases[cl->database],
+	if (config_same_connection(&oc->databases[cl->database],
 	    &nc->databases[cl->database])) {
 		/* Nothing moves; this worker leaves after its session. */
 		config_free(nc);

@@ -651,6 +651,10 @@ int	 config_find_user(const struct pgm_config *, const char *, int);
 int	 config_pool_size(const struct pgm_config *, int);
 int	 config_pool_index(const struct pgm_config *, int, int);
 int	 config_pool_valid(const struct pgm_config *, int);
+int	 config_same_server(const struct pgm_database *,
+	    const struct pgm_database *);
+int	 config_same_connection(const struct pgm_database *,
+	    const struct pgm_database *);
 int	 config_allow_cleartext(const struct pgm_config *,
 	    const struct pgm_database *);
 const char *config_auth_name(int);

@@ -468,14 +468,6 @@ sup_same_shape(const struct pgm_config *a, const struct pgm_config *b)
 	return 1;
 }
 
-/* Do two databases entries lead to the same server and database? */
-static int
-sup_same_server(const struct pgm_database *a, const struct pgm_database *b)
-{
-	return strcmp(a->host, b->host) == 0 && a->port == b->port &&
-	    strcmp(a->dbname, b->dbname) == 0 && a->tls_mode == b->tls_mode;
-}
-
 /* Do two strings, either maybe NULL, say the same? */
 static int
 sup_same_str(const char *a, const char *b)
@@ -495,7 +487,7 @@ sup_same_mirroring(const struct pgm_config *a, const struct pgm_config *b)
 	int		 i;
 
 	for (i = 0; i < a->nmirrors; i++)
-		if (!sup_same_server(&a->databases[a->mirrors[i].dst],
+		if (!config_same_connection(&a->databases[a->mirrors[i].dst],
 		    &b->databases[b->mirrors[i].dst]) ||
 		    config_allow_cleartext(a, &a->databases[a->mirrors[i].dst])
 		    != config_allow_cleartext(b,
