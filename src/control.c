@@ -47,7 +47,7 @@
 #include "pgmirror.h"
 
 #define CTL_LINE_MAX	4096
-#define CTL_MAXCONN	16
+#define CTL_MAXCONN	PGM_CONTROL_MAXCONN
 #define CTL_READ_TIMEOUT 10000		/* ms for a client to send its line */
 #define CTL_DEFAULT_TIMEOUT 60		/* s: switchover without --timeout */
 
@@ -166,15 +166,15 @@ static const char *
 ctl_state_name(int st)
 {
 	switch (st) {
-	case 'I':
+	case SLOT_TX_IDLE:
 		return "idle";
-	case 'T':
+	case SLOT_TX_BLOCK:
 		return "in transaction";
-	case 'E':
+	case SLOT_TX_FAILED:
 		return "in failed transaction";
-	case 'A':
+	case SLOT_TX_ACTIVE:
 		return "active";
-	case 'W':
+	case SLOT_TX_WAITING:
 		return "waiting (maintenance)";
 	}
 	return "login";
@@ -188,7 +188,8 @@ ctl_slot_busy(const struct pgm_slot *s, int db)
 
 	if (s->state != SLOT_BUSY || (db >= 0 && s->database != db))
 		return 0;
-	return st == 'A' || st == 'T' || st == 'E';
+	return st == SLOT_TX_ACTIVE || st == SLOT_TX_BLOCK ||
+	    st == SLOT_TX_FAILED;
 }
 
 /* The sessions that keep maintenance from being complete. */
@@ -1203,7 +1204,7 @@ ctl_write(struct ctl_conn *c)
 
 /*
  * Fill pollfds for the control socket and its clients (at most
- * control_nfds() of them).  Returns how many were used.
+ * PGM_CONTROL_MAXCONN + 1 of them).  Returns how many were used.
  */
 int
 control_pollfds(struct pollfd *pfd)
@@ -1229,12 +1230,6 @@ control_pollfds(struct pollfd *pfd)
 		    0 : POLLIN;
 	}
 	return n;
-}
-
-int
-control_nfds(void)
-{
-	return CTL_MAXCONN + 1;
 }
 
 /* Is a switchover under way (a SIGHUP waits for its end)? */

@@ -379,23 +379,6 @@ net_addr_str(const struct sockaddr_storage *ss, char *out, size_t len)
 	}
 }
 
-/*
- * Send a FATAL ErrorResponse on a socket without waiting (a refusal at
- * accept time: the socket is new and the message small) and close it.
- */
-void
-net_refuse(int fd, const char *sqlstate, const char *msg)
-{
-	struct pgm_buf	 b;
-
-	buf_init(&b);
-	proto_error(&b, "FATAL", sqlstate, "%s", msg);
-	if (!b.failed)
-		(void)send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	buf_free(&b);
-	close(fd);
-}
-
 /* Does a live server answer on this Unix socket path? */
 int
 net_unix_in_use(const struct sockaddr_un *sun)

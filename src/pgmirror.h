@@ -612,7 +612,6 @@ __attribute__((noreturn))
 void	 mirror_main(int, int);
 void	 mirror_session_start(const struct pgm_client *);
 void	 mirror_session_end(void);
-int	 mirror_session_active(void);
 struct pgm_capture *mirror_capture(void);
 void	 mirror_stats(int, struct pgm_mstats *);
 void	 mirror_stats_text(int, int, char *, size_t);
@@ -740,7 +739,6 @@ int	 net_connect(const char *, int, int64_t, struct sockaddr_storage *,
 int	 net_connect_addr(const struct sockaddr_storage *, socklen_t, int64_t,
 	    int);
 void	 net_addr_str(const struct sockaddr_storage *, char *, size_t);
-void	 net_refuse(int, const char *, const char *);
 struct sockaddr_un;
 int	 net_unix_in_use(const struct sockaddr_un *);
 
@@ -773,12 +771,12 @@ void	 supervisor_notify_status(const char *, ...)
 	    __attribute__((format(printf, 1, 2)));
 
 /* control.c */
+#define PGM_CONTROL_MAXCONN	16	/* control connections served at once */
 void	 control_open(const struct pgm_config *);
 void	 control_close(void);
 void	 control_chown(uid_t, gid_t);
 void	 control_child(void);
 int	 control_pollfds(struct pollfd *);
-int	 control_nfds(void);
 int	 control_busy(void);
 void	 control_tick(const struct pollfd *, int);
 void	 control_status(void);

@@ -804,7 +804,7 @@ sup_stats(void)
 int
 supervisor_main(struct pgm_config *c, int debug)
 {
-	struct pollfd	 pfd[1 + 17];
+	struct pollfd	 pfd[1 + 1 + PGM_CONTROL_MAXCONN];	/* self-pipe, control */
 	uint64_t	 watchdog_usec = 0;
 	int64_t		 last_watchdog = 0;
 	char		 why[512];
