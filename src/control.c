@@ -82,6 +82,7 @@ struct ctl_conn {
 };
 
 static int	 ctl_fd = -1;
+static int	 ctl_changed;	/* the status changed (control_changed) */
 static int	 ctl_made_dir;
 static char	*ctl_path;
 static struct ctl_conn ctl_conns[CTL_MAXCONN];
@@ -470,7 +471,7 @@ ctl_set_maintenance(int db, int on)
 	log_info("maintenance %s%s%s", on ? "on" : "off",
 	    db >= 0 ? " for " : "", db >= 0 ? pgm_conf->databases[db].name :
 	    "");
-	control_status();
+	ctl_changed = 1;
 }
 
 /*
@@ -482,7 +483,7 @@ ctl_set_global_maintenance(int on)
 {
 	__atomic_store_n(&pgm_shm->maintenance, on, __ATOMIC_SEQ_CST);
 	log_info("maintenance %s", on ? "on" : "off");
-	control_status();
+	ctl_changed = 1;
 }
 
 /* Are the mirror queues empty?  Names the first that is not. */
@@ -666,7 +667,8 @@ ctl_sw_start_sync(struct ctl_conn *c)
 		ctl_sw_fail(c, "fork: %s", strerror(errno));
 		return -1;
 	case 0:
-		supervisor_child();
+		proc_forked(0);
+		proc_handlers(SIG_DFL, 0);
 		ctl_sync_child(pgm_conf, nc);
 	}
 	config_free(nc);
@@ -681,7 +683,7 @@ ctl_sw_apply(struct ctl_conn *c)
 {
 	char		 why[512];
 
-	if (supervisor_reload(why, sizeof(why)) == -1) {
+	if (reload_apply(why, sizeof(why)) == -1) {
 		ctl_sw_fail(c, "reload: %s", why);
 		ctl_done(c);
 		return;
@@ -902,7 +904,7 @@ ctl_cmd_reload(struct ctl_conn *c, char **w, int n)
 	char		 why[512];
 
 	if (n == 2 && strcmp(w[1], "--check") == 0) {
-		if (supervisor_check(why, sizeof(why)) == -1)
+		if (reload_check(why, sizeof(why)) == -1)
 			ctl_error(c, "%s", why);
 		else
 			ctl_ok(c);
@@ -912,7 +914,7 @@ ctl_cmd_reload(struct ctl_conn *c, char **w, int n)
 		ctl_error(c, "usage: reload [--check]");
 		return;
 	}
-	if (supervisor_reload(why, sizeof(why)) == -1)
+	if (reload_apply(why, sizeof(why)) == -1)
 		ctl_error(c, "%s", why);
 	else
 		ctl_ok(c);
@@ -1031,6 +1033,7 @@ control_open(const struct pgm_config *cf)
 	if ((ctl_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK |
 	    SOCK_CLOEXEC, 0)) == -1)
 		fatal("socket");
+	proc_own_fd(ctl_fd, 0);
 	if (bind(ctl_fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
 		fatal("bind %s", sun.sun_path);
 	if (chmod(sun.sun_path, 0660) == -1)
@@ -1071,11 +1074,13 @@ control_close(void)
 		if (ctl_conns[i].helper > 0)
 			kill(ctl_conns[i].helper, SIGKILL);
 		if (ctl_conns[i].fd != -1) {
+			proc_disown_fd(ctl_conns[i].fd);
 			close(ctl_conns[i].fd);
 			ctl_conns[i].fd = -1;
 		}
 	}
 	if (ctl_fd != -1) {
+		proc_disown_fd(ctl_fd);
 		close(ctl_fd);
 		ctl_fd = -1;
 	}
@@ -1084,19 +1089,6 @@ control_close(void)
 		free(ctl_path);
 		ctl_path = NULL;
 	}
-}
-
-/* In a child of the supervisor: let go of what control owns. */
-void
-control_child(void)
-{
-	int		 i;
-
-	for (i = 0; i < CTL_MAXCONN; i++)
-		if (ctl_conns[i].fd != -1)
-			close(ctl_conns[i].fd);
-	if (ctl_fd != -1)
-		close(ctl_fd);
 }
 
 /* May this peer drive us?  Root, our user, or our group. */
@@ -1134,6 +1126,7 @@ ctl_accept(void)
 			continue;
 		}
 		c->fd = fd;
+		proc_own_fd(fd, 0);
 		c->len = 0;
 		c->sent = 0;
 		c->answered = 0;
@@ -1197,6 +1190,7 @@ ctl_write(struct ctl_conn *c)
 			break;
 		c->sent += n;
 	}
+	proc_disown_fd(c->fd);
 	close(c->fd);
 	c->fd = -1;
 	buf_reset(&c->out);
@@ -1298,6 +1292,7 @@ control_tick(const struct pollfd *pfd, int n)
 		if (c->answered && c->sent < c->out.len && now >= c->deadline +
 		    CTL_READ_TIMEOUT) {
 			/* It does not read its answer: let it go. */
+			proc_disown_fd(c->fd);
 			close(c->fd);
 			c->fd = -1;
 			buf_reset(&c->out);
@@ -1331,7 +1326,7 @@ control_reaped(pid_t pid, int status)
 
 /* A one-line summary for systemd's STATUS=. */
 void
-control_status(void)
+control_status(char *out, size_t len)
 {
 	char		 maint[128];
 	struct pgm_mstats st;
@@ -1343,6 +1338,16 @@ control_status(void)
 		mirror_stats(i, &st);
 		q += st.queue_length;
 	}
-	supervisor_notify_status("clients %d, maintenance %s, mirror queue "
-	    "%llu", shm_count_state(SLOT_BUSY), maint, (unsigned long long)q);
+	snprintf(out, len, "clients %d, maintenance %s, mirror queue %llu",
+	    shm_count_state(SLOT_BUSY), maint, (unsigned long long)q);
+}
+
+/* Has the status changed since the last call (maintenance)? */
+int
+control_changed(void)
+{
+	int		 changed = ctl_changed;
+
+	ctl_changed = 0;
+	return changed;
 }

@@ -20,6 +20,17 @@
 
 #include "scram.h"
 
+/* systemd's notifications, or nothing when built without it. */
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#else
+#define sd_notify(u, s)		0
+#define sd_notifyf(u, f, ...)	0
+#define sd_listen_fds(u)	0
+#define sd_watchdog_enabled(u, p) 0
+#define SD_LISTEN_FDS_START	3
+#endif
+
 struct ssl_st;
 
 #ifndef PACKAGE_VERSION
@@ -723,6 +734,10 @@ extern int proc_use_waitmask;
 int	 proc_interrupted(void);
 void	 proc_orphaned(void);
 int	 proc_poll(struct pollfd *, nfds_t, int);
+void	 proc_own_fd(int, int);
+void	 proc_disown_fd(int);
+void	 proc_handlers(void (*)(int), int);
+void	 proc_forked(int);
 
 /* net.c */
 int64_t	 net_now_ms(void);
@@ -764,22 +779,24 @@ int	 shm_cancel_lookup(uint32_t, uint32_t, struct pgm_cancel_dest *);
 
 /* supervisor.c */
 int	 supervisor_main(struct pgm_config *, int);
-int	 supervisor_reload(char *, size_t);
-int	 supervisor_check(char *, size_t);
-void	 supervisor_child(void);
-void	 supervisor_notify_status(const char *, ...)
-	    __attribute__((format(printf, 1, 2)));
+
+/* reload.c */
+#define RELOAD_NEW_GENERATION	0x1	/* workers of the old one go */
+#define RELOAD_RETIRE_MIRRORS	0x2	/* mirror workers restart */
+int	 reload_check(char *, size_t);
+int	 reload_apply(char *, size_t);
+int	 reload_take(void);
 
 /* control.c */
 #define PGM_CONTROL_MAXCONN	16	/* control connections served at once */
 void	 control_open(const struct pgm_config *);
 void	 control_close(void);
 void	 control_chown(uid_t, gid_t);
-void	 control_child(void);
 int	 control_pollfds(struct pollfd *);
 int	 control_busy(void);
 void	 control_tick(const struct pollfd *, int);
-void	 control_status(void);
+void	 control_status(char *, size_t);
+int	 control_changed(void);
 int	 control_reaped(pid_t, int);
 int	 control_switching(void);
 int	 control_sync_database(const struct pgm_config *, int,

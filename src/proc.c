@@ -2,7 +2,8 @@
  * proc.c: what a child process of the supervisor knows of itself: its
  * scoreboard slot, the flags its signal handlers set, the read end of
  * the supervisor-death pipe, and the one poll wrapper that lets the
- * blocked signals in only while it sleeps.
+ * blocked signals in only while it sleeps; and, in the supervisor, the
+ * descriptors and signal handlers a child it forks must let go of.
  *
  * Client workers and mirror workers both run the code of net.c, pool.c
  * and relay.c, which must stop when their process is told to (SIGINT:
@@ -14,7 +15,9 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pgmirror.h"
 
@@ -75,4 +78,83 @@ proc_poll(struct pollfd *pfd, nfds_t n, int timeout)
 		(void)ppoll(NULL, 0, &ts, &proc_waitmask);
 	}
 	return rc;
+}
+
+/*
+ * The supervisor's own descriptors (its self-pipe, the write end of the
+ * death pipe, the control socket and its connections, the listening
+ * sockets), which a child it forks must not keep: each module of the
+ * supervisor registers what it opens, and the child closes them all
+ * (proc_forked), without knowing those modules.
+ */
+#define PROC_MAXFD	128
+
+static struct {
+	int		 fd;
+	int		 listening;
+} proc_fds[PROC_MAXFD];
+static int	 proc_nfds;
+
+/* The supervisor opened fd (a listening socket, when listening). */
+void
+proc_own_fd(int fd, int listening)
+{
+	if (fd < 0 || proc_nfds == PROC_MAXFD) {
+		if (fd >= 0)
+			log_warnx("too many descriptors of the supervisor to "
+			    "track; a child may keep fd %d", fd);
+		return;
+	}
+	proc_fds[proc_nfds].fd = fd;
+	proc_fds[proc_nfds++].listening = listening;
+}
+
+/* The supervisor closes fd. */
+void
+proc_disown_fd(int fd)
+{
+	int		 i;
+
+	for (i = 0; i < proc_nfds; i++)
+		if (proc_fds[i].fd == fd) {
+			proc_fds[i] = proc_fds[--proc_nfds];
+			return;
+		}
+}
+
+/* The signals the supervisor handles (proc_handlers). */
+static const int proc_sup_signals[] = { SIGCHLD, SIGTERM, SIGINT, SIGQUIT,
+    SIGHUP };
+
+/* Give the signals the supervisor acts on to handler h. */
+void
+proc_handlers(void (*h)(int), int flags)
+{
+	struct sigaction sa;
+	size_t		 i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = h;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(proc_sup_signals) / sizeof(proc_sup_signals[0]);
+	    i++)
+		sigaction(proc_sup_signals[i], &sa, NULL);
+}
+
+/*
+ * In a child the supervisor just forked: let go of the supervisor's
+ * descriptors, keeping the listening sockets when the child serves
+ * clients.  (Its signal handlers stay until the child sets its own, or
+ * proc_handlers(SIG_DFL, 0).)
+ */
+void
+proc_forked(int keep_listening)
+{
+	int		 i;
+
+	for (i = 0; i < proc_nfds; i++)
+		if (!keep_listening || !proc_fds[i].listening)
+			close(proc_fds[i].fd);
+	proc_nfds = 0;
 }

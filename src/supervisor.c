@@ -40,16 +40,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#else
-#define sd_notify(u, s)		0
-#define sd_notifyf(u, f, ...)	0
-#define sd_listen_fds(u)	0
-#define sd_watchdog_enabled(u, p) 0
-#define SD_LISTEN_FDS_START	3
-#endif
-
 #include "pgmirror.h"
 
 #define SUP_MAX_LISTEN		63
@@ -98,23 +88,6 @@ sup_signal(int sig)
 	errno = saved;
 }
 
-/* Give the signals the supervisor acts on to handler h. */
-static void
-sup_handle(void (*h)(int), int flags)
-{
-	static const int sigs[] = { SIGCHLD, SIGTERM, SIGINT, SIGQUIT,
-	    SIGHUP };
-	struct sigaction sa;
-	size_t		 i;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = h;
-	sa.sa_flags = flags;
-	sigemptyset(&sa.sa_mask);
-	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
-		sigaction(sigs[i], &sa, NULL);
-}
-
 /* Install the supervisor's signal handlers. */
 static void
 sup_signals(void)
@@ -123,7 +96,9 @@ sup_signals(void)
 
 	if (pipe2(sup_selfpipe, O_NONBLOCK | O_CLOEXEC) == -1)
 		fatal("pipe");
-	sup_handle(sup_signal, SA_RESTART);
+	proc_own_fd(sup_selfpipe[0], 0);
+	proc_own_fd(sup_selfpipe[1], 0);
+	proc_handlers(sup_signal, SA_RESTART);
 	memset(&sa, 0, sizeof(sa));
 	sigemptyset(&sa.sa_mask);
 	sa.sa_handler = SIG_IGN;
@@ -172,6 +147,7 @@ sup_listen_one(const struct pgm_listen *l)
 		if (sup_nlfd == SUP_MAX_LISTEN)
 			fatalx("too many listening sockets");
 		sup_unix_path[sup_nlfd] = strdup(sun.sun_path);
+		proc_own_fd(fd, 1);
 		sup_lfd[sup_nlfd++] = fd;
 		log_info("listening on %s", sun.sun_path);
 		return;
@@ -205,6 +181,7 @@ sup_listen_one(const struct pgm_listen *l)
 		if (sup_nlfd == SUP_MAX_LISTEN)
 			fatalx("too many listening sockets");
 		sup_unix_path[sup_nlfd] = NULL;
+		proc_own_fd(fd, 1);
 		sup_lfd[sup_nlfd++] = fd;
 		log_info("listening on %s", name);
 	}
@@ -226,7 +203,8 @@ sup_listen(const struct pgm_config *c)
 				fatal("socket from systemd");
 			fcntl(fd, F_SETFD, FD_CLOEXEC);
 			sup_unix_path[sup_nlfd] = NULL;
-			sup_lfd[sup_nlfd++] = fd;
+			proc_own_fd(fd, 1);
+		sup_lfd[sup_nlfd++] = fd;
 		}
 		log_info("using %d listening sockets from systemd", n);
 		return;
@@ -248,6 +226,7 @@ sup_listen_close(void)
 		 * once instead of waiting in a backlog nobody serves.
 		 */
 		(void)shutdown(sup_lfd[i], SHUT_RDWR);
+		proc_disown_fd(sup_lfd[i]);
 		close(sup_lfd[i]);
 		if (sup_unix_path[i] != NULL) {
 			(void)unlink(sup_unix_path[i]);
@@ -320,10 +299,7 @@ sup_spawn(int refuser)
 		slot->state = SLOT_FREE;
 		return -1;
 	case 0:
-		close(sup_selfpipe[0]);
-		close(sup_selfpipe[1]);
-		close(sup_death[1]);
-		control_child();
+		proc_forked(1);
 		slot->pid = getpid();
 		worker_main(i, sup_lfd, sup_nlfd, sup_death[0], refuser);
 	}
@@ -333,43 +309,19 @@ sup_spawn(int refuser)
 	return 0;
 }
 
-/*
- * In a child of the supervisor that is not a worker (the sequence
- * copy): let go of the supervisor's descriptors and signal handlers.
- */
-void
-supervisor_child(void)
-{
-	int		 i;
-
-	control_child();
-	close(sup_selfpipe[0]);
-	close(sup_selfpipe[1]);
-	close(sup_death[1]);
-	for (i = 0; i < sup_nlfd; i++)
-		close(sup_lfd[i]);
-	sup_handle(SIG_DFL, 0);
-}
-
 /* Fork mirror worker w.  Returns 0, or -1. */
 static int
 sup_spawn_mirror(int w)
 {
 	struct pgm_mworker *mw = &pgm_shm->mworkers[w];
 	pid_t		 pid;
-	int		 w2;
 
 	switch ((pid = fork())) {
 	case -1:
 		log_warn("fork");
 		return -1;
 	case 0:
-		close(sup_selfpipe[0]);
-		close(sup_selfpipe[1]);
-		close(sup_death[1]);
-		control_child();
-		for (w2 = 0; w2 < sup_nlfd; w2++)
-			close(sup_lfd[w2]);	/* mirror workers take no clients */
+		proc_forked(0);		/* mirror workers take no clients */
 		mirror_main(w, sup_death[0]);
 	}
 	sup_mpid[w] = pid;
@@ -438,80 +390,6 @@ sup_retire_one(void)
 	kill(sup_pid[picked], SIGTERM);
 }
 
-/* Do two configs route the same databases and users, in the same order? */
-static int
-sup_same_shape(const struct pgm_config *a, const struct pgm_config *b)
-{
-	int		 i;
-
-	if (a->ndatabases != b->ndatabases || a->nusers != b->nusers ||
-	    a->workers_max != b->workers_max ||
-	    a->nmirrors != b->nmirrors ||
-	    (a->nmirrors > 0 && a->mirror_workers != b->mirror_workers))
-		return 0;
-	for (i = 0; i < a->nmirrors; i++)
-		if (a->mirrors[i].src != b->mirrors[i].src ||
-		    a->mirrors[i].dst != b->mirrors[i].dst ||
-		    a->mirrors[i].queue != b->mirrors[i].queue ||
-		    a->mirrors[i].queue_bytes != b->mirrors[i].queue_bytes)
-			return 0;
-	for (i = 0; i < a->ndatabases; i++)
-		if (strcmp(a->databases[i].name, b->databases[i].name) != 0)
-			return 0;
-	for (i = 0; i < a->nusers; i++)
-		if (strcmp(a->users[i].name, b->users[i].name) != 0 ||
-		    (a->users[i].database == NULL) !=
-		    (b->users[i].database == NULL) ||
-		    (a->users[i].database != NULL &&
-		    strcmp(a->users[i].database, b->users[i].database) != 0))
-			return 0;
-	return 1;
-}
-
-/* Do two strings, either maybe NULL, say the same? */
-static int
-sup_same_str(const char *a, const char *b)
-{
-	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
-}
-
-/*
- * Would mirror workers connect to the destinations the same way under
- * both configs (same servers, credentials, TLS, clear-text password
- * policy and timeouts)?  The
- * shapes are known to be the same.
- */
-static int
-sup_same_mirroring(const struct pgm_config *a, const struct pgm_config *b)
-{
-	int		 i;
-
-	for (i = 0; i < a->nmirrors; i++)
-		if (!config_same_connection(&a->databases[a->mirrors[i].dst],
-		    &b->databases[b->mirrors[i].dst]) ||
-		    config_allow_cleartext(a, &a->databases[a->mirrors[i].dst])
-		    != config_allow_cleartext(b,
-		    &b->databases[b->mirrors[i].dst]))
-			return 0;
-	for (i = 0; i < a->nusers; i++) {
-		const struct pgm_user *x = &a->users[i], *y = &b->users[i];
-
-		if (!sup_same_str(x->plain, y->plain) ||
-		    x->has_md5 != y->has_md5 ||
-		    memcmp(x->md5, y->md5, sizeof(x->md5)) != 0 ||
-		    x->has_scram != y->has_scram ||
-		    memcmp(&x->scram, &y->scram, sizeof(x->scram)) != 0)
-			return 0;
-	}
-	return a->tls_server_mode == b->tls_server_mode &&
-	    sup_same_str(a->tls_ca_file, b->tls_ca_file) &&
-	    sup_same_str(a->tls_server_cert_file, b->tls_server_cert_file) &&
-	    sup_same_str(a->tls_server_key_file, b->tls_server_key_file) &&
-	    a->server_connect_timeout == b->server_connect_timeout &&
-	    a->mirror_retry_max == b->mirror_retry_max &&
-	    a->mirror_replay_timeout == b->mirror_replay_timeout;
-}
-
 /*
  * Make producers send their sessions' startup parameters again with
  * their next record to the rings of mirror worker w (-1: all), whose
@@ -530,177 +408,37 @@ sup_bump_epochs(int w)
 				    __ATOMIC_SEQ_CST);
 }
 
-/* Do two configs listen on the same addresses? */
-static int
-sup_same_listen(const struct pgm_config *a, const struct pgm_config *b)
+/* Tell systemd the one-line summary control.c keeps (STATUS=). */
+static void
+sup_status(void)
 {
-	int		 i;
+	char		 text[256];
 
-	if (a->nlisten != b->nlisten)
-		return 0;
-	for (i = 0; i < a->nlisten; i++) {
-		const struct pgm_listen *x = &a->listen[i], *y = &b->listen[i];
-
-		if (x->port != y->port || (x->host == NULL) != (y->host == NULL)
-		    || (x->path == NULL) != (y->path == NULL) ||
-		    (x->host && strcmp(x->host, y->host) != 0) ||
-		    (x->path && strcmp(x->path, y->path) != 0))
-			return 0;
-	}
-	return 1;
+	control_status(text, sizeof(text));
+	sd_notifyf(0, "STATUS=%s", text);
 }
 
 /*
- * Load the config file again and check that it can replace the running
- * one without a restart.  Returns it, or NULL with the reason in why
- * (and every error logged).
+ * What the processes must do after a reload (reload.c's RELOAD_* bits
+ * in todo): idle workers of the old generation leave now, mirror
+ * workers whose destinations changed finish and restart.  The status
+ * is told again after a reload or when control.c changed it.
  */
-static struct pgm_config *
-sup_load_checked(char *why, size_t len, int *refused)
+static void
+sup_after_reload(int todo, int changed)
 {
-	static struct pgm_config_errors errs;
-	struct pgm_config *nc;
 	int		 i;
 
-	if ((nc = config_load(pgm_conf->path, &errs)) == NULL) {
-		for (i = 0; i < errs.n; i++)
-			log_warnx("reload: %s:%d: %s", errs.file,
-			    errs.err[i].line, errs.err[i].msg);
-		snprintf(why, len, "%s:%d: %s%s", errs.file,
-		    errs.n ? errs.err[0].line : 0,
-		    errs.n ? errs.err[0].msg : "cannot load",
-		    errs.n > 1 ? " (and more errors, see the log)" : "");
-		return NULL;
-	}
-	*refused = 0;
-	if (!sup_same_shape(pgm_conf, nc)) {
-		*refused = 1;
-		snprintf(why, len, "workers.max, the names and order of the "
-		    "databases and users entries, the mirrors (their source, "
-		    "destination, queue and queue_bytes) or mirror.workers "
-		    "changed; they size shared memory: restart pgmirror to "
-		    "apply this file");
-		config_free(nc);
-		return NULL;
-	}
-	return nc;
-}
-
-/* Would a reload take the file on disk?  0, or -1 with the reason. */
-int
-supervisor_check(char *why, size_t len)
-{
-	struct pgm_config *nc;
-	int		 refused;
-
-	if ((nc = sup_load_checked(why, len, &refused)) == NULL)
-		return -1;
-	config_free(nc);
-	return 0;
-}
-
-/*
- * Reload (SIGHUP, pgmirrorctl reload, the admin console's RELOAD, a
- * switchover): read and check the config file again, load its
- * certificates, and if all is well make it the running config: new
- * workers are forked with it, idle workers of the old one leave at once
- * and busy ones when their client does.  Shared memory, and so every
- * counter, stays.  What it sizes cannot change without a restart, nor
- * can the listening addresses.  Returns 0 when the new config runs, -1
- * when the old one stays, with the reason in why (and in the log).
- */
-int
-supervisor_reload(char *why, size_t len)
-{
-	struct pgm_config *nc, *old = pgm_conf;
-	char		 tlserr[512];
-	int		 i, retire, refused = 0;
-
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)(mqueue_now_ns() / 1000));
-	log_info("reloading %s", old->path);
-	if ((nc = sup_load_checked(why, len, &refused)) == NULL)
-		goto keep;
-	if (tls_init(nc, tlserr, sizeof(tlserr)) == -1) {
-		snprintf(why, len, "%s", tlserr);
-		config_free(nc);
-		goto keep;
-	}
-	/*
-	 * What needs a restart keeps its running value, so the running
-	 * config always says which addresses are open and where logs go.
-	 */
-	if (!sup_same_listen(old, nc)) {
-		struct pgm_listen *l = nc->listen;
-		int		 n = nc->nlisten;
-
-		log_warnx("reload: listen changed, which needs a restart; "
-		    "still listening on the old addresses");
-		nc->listen = old->listen;
-		nc->nlisten = old->nlisten;
-		old->listen = l;
-		old->nlisten = n;
-	}
-	if (old->log_stderr != nc->log_stderr ||
-	    old->log_facility != nc->log_facility) {
-		log_warnx("reload: log.destination and log.facility need a "
-		    "restart");
-		nc->log_stderr = old->log_stderr;
-		nc->log_facility = old->log_facility;
-	}
-	if (!sup_same_str(old->control_socket, nc->control_socket)) {
-		log_warnx("reload: control_socket needs a restart");
-		free(nc->control_socket);
-		nc->control_socket = old->control_socket;
-		old->control_socket = NULL;
-	}
-	/*
-	 * Mirror workers keep their destination sessions unless what they
-	 * connect with changed: then each replays what it took and leaves,
-	 * and its successor, forked with the new config, takes the ring
-	 * over.
-	 */
-	retire = nc->nmirrors > 0 && !sup_same_mirroring(old, nc);
-	pgm_conf = nc;
-	config_free(old);
-	/* The text first: a worker that sees the generation reads it. */
-	shm_config_put(nc, pgm_shm->generation + 1);
-	__atomic_add_fetch(&pgm_shm->generation, 1, __ATOMIC_SEQ_CST);
-	if (retire) {
-		log_info("reload: what mirror workers connect with changed; "
-		    "they finish what they hold and restart");
+	if (todo & RELOAD_RETIRE_MIRRORS) {
 		sup_bump_epochs(-1);
 		sup_signal_mirrors(SIGUSR2);
 	}
-	for (i = 0; i < pgm_shm->nslots; i++)
-		if (sup_pid[i] > 0 && shm_slot(i)->state == SLOT_IDLE)
-			kill(sup_pid[i], SIGTERM);
-	log_info("configuration reloaded (generation %d)",
-	    pgm_shm->generation);
-	sd_notify(0, "READY=1");
-	control_status();
-	return 0;
-keep:
-	if (refused)
-		log_warnx("reload refused: %s", why);
-	else
-		log_warnx("reload failed: %s; keeping the running "
-		    "configuration", why);
-	sd_notify(0, "READY=1");
-	return -1;
-}
-
-/* Tell systemd a one-line summary (STATUS=). */
-void
-supervisor_notify_status(const char *fmt, ...)
-{
-	char		 msg[256];
-	va_list		 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	sd_notifyf(0, "STATUS=%s", msg);
+	if (todo & RELOAD_NEW_GENERATION)
+		for (i = 0; i < pgm_shm->nslots; i++)
+			if (sup_pid[i] > 0 && shm_slot(i)->state == SLOT_IDLE)
+				kill(sup_pid[i], SIGTERM);
+	if (todo != 0 || changed)
+		sup_status();
 }
 
 /* Number of live refusers (0 or 1). */
@@ -818,8 +556,9 @@ supervisor_main(struct pgm_config *c, int debug)
 
 	(void)debug;
 	sup_signals();
-	sup_listen(c);
+	/* The control socket first: once clients are served, it answers. */
 	control_open(c);
+	sup_listen(c);
 	if (shm_create(c) == -1)
 		fatal("cannot create shared memory");
 	if ((sup_pid = calloc(pgm_shm->nslots, sizeof(*sup_pid))) == NULL ||
@@ -832,6 +571,7 @@ supervisor_main(struct pgm_config *c, int debug)
 	sup_drop_privileges(c);
 	if (pipe2(sup_death, O_CLOEXEC) == -1)
 		fatal("pipe");
+	proc_own_fd(sup_death[1], 0);
 	log_info("pgmirror %s started: %d databases, %d users, workers "
 	    "%d..%d spare, %d max", PACKAGE_VERSION, c->ndatabases,
 	    c->nusers, c->workers_min_spare, c->workers_max_spare,
@@ -841,7 +581,7 @@ supervisor_main(struct pgm_config *c, int debug)
 	for (i = 0; i < pgm_shm->nmworkers; i++)
 		sup_spawn_mirror(i);
 	sd_notify(0, "READY=1");
-	control_status();
+	sup_status();
 	if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
 		watchdog_usec = 0;
 	last_stats = net_now_ms();
@@ -855,6 +595,7 @@ supervisor_main(struct pgm_config *c, int debug)
 			while (read(sup_selfpipe[0], drain, sizeof(drain)) > 0)
 				;
 		control_tick(pfd + 1, npfd - 1);
+		sup_after_reload(reload_take(), control_changed());
 		now = net_now_ms();
 		if (watchdog_usec > 0 &&
 		    (now - last_watchdog) * 2000 >= (int64_t)watchdog_usec) {
@@ -910,9 +651,9 @@ supervisor_main(struct pgm_config *c, int debug)
 		}
 		if (sup_sig_hup && !control_switching()) {
 			sup_sig_hup = 0;
-			if (!stopping && supervisor_reload(why,
-			    sizeof(why)) == 0)
+			if (!stopping && reload_apply(why, sizeof(why)) == 0)
 				c = pgm_conf;
+			sup_after_reload(reload_take(), 0);
 		}
 		if (stopping) {
 			/*
@@ -1011,7 +752,7 @@ supervisor_main(struct pgm_config *c, int debug)
 		    now - last_stats >= (int64_t)c->stats_period * 1000) {
 			last_stats = now;
 			sup_stats();
-			control_status();
+			sup_status();
 		}
 	}
 }
