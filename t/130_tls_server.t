@@ -409,8 +409,8 @@ $mixed->stop;
 		$c->send_msg('Q', "SELECT pg_sleep(20)\0");
 		sleep 0.5;
 		my $k = $m->raw;
-		$k->send_bytes(pack('N N N N', 16, 80877102, @{ $r->{key} || [ 0, 0 ] }));
-		CORE::close($k->{sock});
+		$k->send_cancel($r->{key});
+		$k->hang_up;
 		my $res = $c->collect(timeout => 15);
 		is($res->{error}{C}, '57014', 'cancel: the query is canceled (57014)')
 		  or diag(explain($res));
@@ -572,7 +572,7 @@ sub client_hello_sni {
 	for my $i (0 .. $#cases) {
 		my ($c, $r) = $m->raw_login(database => "sni$i", timeout => 20);
 		is($r->{error}{C}, '08006', "SNI probe $cases[$i][0] $cases[$i][1]: refused (the probe hangs up)");
-		CORE::close($c->{sock}) if $c->{sock};
+		$c->hang_up;
 	}
 	my @got = split /\n/, PgMirrorTest::slurp($file);
 	for my $i (0 .. $#cases) {

@@ -83,10 +83,10 @@ sub qmsg {
 sub cancel {
 	my ($key) = @_;
 	my $k = PgMirrorTest::raw_connect(host => $pgm->host, port => $pgm->port);
-	$k->send_bytes(pack('N N N N', 16, 80877102, @$key));
+	$k->send_cancel($key);
 	# The server side closes once the request is read.
 	$k->read_bytes(1, 5);
-	CORE::close($k->{sock});
+	$k->hang_up;
 }
 
 # The last stats line of the mirror.

@@ -841,9 +841,9 @@ SKIP: {
 	$raw->send_msg('Q', "INSERT INTO ctl_t VALUES (81)\0");
 	ok(wait_client_state('waiting (maintenance)', $rport), '8: its INSERT is held');
 	my $k = PgMirrorTest::raw_connect(host => $pgm->host, port => $pgm->port);
-	$k->send_bytes(pack('N N N N', 16, 80877102, @{ $r->{key} || [ 0, 0 ] }));
+	$k->send_cancel($r->{key});
 	my $q = $raw->collect(timeout => 5);
-	CORE::close($k->{sock});
+	$k->hang_up;
 	is($q->{error}{M}, 'canceling statement due to user request',
 		'8: after its CancelRequest: "canceling statement due to user request"') or diag(explain($q));
 	is($q->{error}{C}, '57014', '8: ... SQLSTATE 57014');
@@ -889,16 +889,14 @@ SKIP: {
 	ok(!@m && $raw->{eof}, '9: pgmirror closes the connection without an answer')
 	  or diag(@m ? "got a message $m[0]" : 'timed out');
 	ok(wait_until(sub { !client_row($rport) }, 5), '9: ... and show clients no longer lists it');
-	CORE::close($raw->{sock});
-	delete $raw->{sock};
+	$raw->hang_up;
 
 	# b) The client closes at once.
 	($raw, $r) = $pgm->raw_login;
 	ok($r->{ok}, '9: another raw client logs in');
 	$rport = $raw->{sock}->sockport;
 	ok($raw->send_bytes($qx->(91)), '9: it sends Query and Terminate in one write');
-	CORE::close($raw->{sock});
-	delete $raw->{sock};
+	$raw->hang_up;
 	ok(wait_until(sub { !client_row($rport) }, 5), '9: it closes; show clients no longer lists it');
 	is(status()->{maintenance}, 'on', '9: all that while maintenance is on');
 

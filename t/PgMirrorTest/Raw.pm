@@ -96,6 +96,21 @@ sub startup {
 	return $self->send_bytes(pack('N', 4 + length $body) . $body);
 }
 
+# The next message for authenticate and collect: ($type, $payload), the
+# type also added to $r->{messages}; at EOF or timeout, () with
+# $r->{eof} and $r->{timeout} set.
+sub _next_msg {
+	my ($self, $r, $timeout) = @_;
+	my ($t, $p) = $self->read_msg($timeout);
+	if (!defined $t) {
+		$r->{eof} = $self->{eof} ? 1 : 0;
+		$r->{timeout} = $self->{timed_out} ? 1 : 0;
+		return ();
+	}
+	push @{ $r->{messages} }, $t;
+	return ($t, $p);
+}
+
 # Parses an ErrorResponse/NoticeResponse body into { C => .., M => .., S => .. }.
 sub parse_fields {
 	my ($payload) = @_;
@@ -123,13 +138,7 @@ sub authenticate {
 	my %r = (auth => [], params => {}, messages => []);
 	my ($nonce, $client_first_bare, $salted, $auth_message);
 	while (1) {
-		my ($t, $p) = $self->read_msg($o{timeout});
-		if (!defined $t) {
-			$r{eof} = $self->{eof} ? 1 : 0;
-			$r{timeout} = $self->{timed_out} ? 1 : 0;
-			return \%r;
-		}
-		push @{ $r{messages} }, $t;
+		my ($t, $p) = $self->_next_msg(\%r, $o{timeout}) or return \%r;
 		if ($t eq 'E') {
 			$r{error} = parse_fields($p);
 			return \%r;
@@ -225,13 +234,7 @@ sub collect {
 	my ($self, %o) = @_;
 	my %r = (rows => [], tags => [], notices => [], params => {}, messages => []);
 	while (1) {
-		my ($t, $p) = $self->read_msg($o{timeout});
-		if (!defined $t) {
-			$r{eof} = $self->{eof} ? 1 : 0;
-			$r{timeout} = $self->{timed_out} ? 1 : 0;
-			return \%r;
-		}
-		push @{ $r{messages} }, $t;
+		my ($t, $p) = $self->_next_msg(\%r, $o{timeout}) or return \%r;
 		if ($t eq 'D') {
 			my $n = unpack('n', $p);
 			my $off = 2;
@@ -264,10 +267,72 @@ sub collect {
 	}
 }
 
+# Runs a simple Query (timeout => seconds, default 10); returns the first
+# column of its first row, or undef on an ErrorResponse or no row.
+sub value {
+	my ($self, $sql, %o) = @_;
+	my $r = $self->query($sql, timeout => $o{timeout} // 10);
+	return undef if $r->{error} || !@{ $r->{rows} };
+	return $r->{rows}[0][0];
+}
+
+# The pid of the session's server backend (SELECT pg_backend_pid()), or
+# undef.
+sub backend_pid {
+	my ($self) = @_;
+	return $self->value('SELECT pg_backend_pid()');
+}
+
+# Sends a CancelRequest for the backend key $key ([ pid, secret ], as
+# authenticate returns it; [ 0, 0 ] when undef).  Send it on a connection
+# of its own: the peer takes nothing else on it.
+sub send_cancel {
+	my ($self, $key) = @_;
+	return $self->send_bytes(pack('N N N N', 16, 80877102, @{ $key || [ 0, 0 ] }));
+}
+
+# Reads what the peer sends until it closes the connection (EOF or a
+# reset) or until $timeout seconds (default 5) from $t0 (default now)
+# passed, then hangs up.  Returns { closed => 1 if the peer closed, secs
+# => seconds since $t0, got => the bytes (with any left buffered), type
+# => the type byte of the first message, fields => its fields when it is
+# an ErrorResponse }.
+sub read_until_close {
+	my ($self, $timeout, $t0) = @_;
+	$t0 //= time;
+	my $sel = IO::Select->new($self->{sock});
+	my $got = $self->{buf};
+	$self->{buf} = '';
+	my $closed = 0;
+	while ((my $left = $t0 + ($timeout // 5) - time) > 0) {
+		next unless $sel->can_read($left);
+		my $n = sysread($self->{sock}, my $chunk, 65536);
+		if (!$n) { $closed = 1; last }
+		$got .= $chunk;
+	}
+	my %r = (closed => $closed, secs => time - $t0, got => $got);
+	if (length $got >= 5) {
+		my ($t, $len) = unpack('a N', $got);
+		$r{type} = $t;
+		$r{fields} = parse_fields(substr($got, 5, $len - 4)) if $t eq 'E' && $len >= 4;
+	}
+	$self->hang_up;
+	return \%r;
+}
+
 # Sends Terminate and closes.
 sub close {
 	my ($self) = @_;
 	$self->send_msg('X', '') if $self->{sock};
+	$self->hang_up;
+}
+
+# Closes the connection without a Terminate, as a client that hangs up
+# (or stops in the middle of a message, or of a TLS handshake: plain
+# bytes after an 'S' would be garbage to TLS).  Nothing if already
+# closed.
+sub hang_up {
+	my ($self) = @_;
 	CORE::close($self->{sock}) if $self->{sock};
 	delete $self->{sock};
 }
