@@ -176,9 +176,6 @@ sub refused {
 
 sub hexdump { my $s = substr($_[0], 0, 48); $s =~ s/(.)/sprintf('%02x', ord $1)/ges; $s }
 
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
-
 # --- 2. client_mode "prefer" with client_ca_file --------------------------------------
 
 my $pgm = pgm_start($pg,

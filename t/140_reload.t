@@ -123,8 +123,6 @@ my $CONF = $pgm->conffile;
 my ($LISTEN) = slurp($CONF) =~ /^(listen = [^\n]*\n)/;
 ok($LISTEN, "the listen line: $LISTEN");
 
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
 my $END = qr/(?:configuration reloaded \(generation \d+\)|reload failed|reload refused)[^\n]*\n/;
 my $GEN = 0;
 

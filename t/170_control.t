@@ -126,9 +126,6 @@ my ($VERSION) = do {
 };
 ok($VERSION, "pgmirror -V says version " . ($VERSION // '?'));
 
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
-
 my %COLS = (
 	clients => [qw(pid user database address state state_seconds server backend_pid)],
 	mirrors => [qw(source destination sessions enqueued replayed errors dropped

@@ -41,6 +41,7 @@ use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IPC::Run ();
+use POSIX ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -51,18 +52,23 @@ use PgMirrorTest::Pgm;
 use PgMirrorTest::Raw;
 
 our @EXPORT = qw(pg_start pgm_start pgmirror_bin pgmirrorctl_bin pqpipe_bin pg_bindir
-  run_cmd start_cmd free_port wait_until tmp_base write_file slurp
+  run_cmd start_cmd fork_server free_port wait_until tmp_base write_file slurp
   raw_connect children_of pid_alive socket_owner
-  cert_dir make_cert openssl_run tls_group);
+  cert_dir make_cert openssl_run tls_group $DEATH);
 
 our $TEST_USER = 'pgmirror-test';
 our $SUPERUSER = 'postgres';
 our $SUPERPASS = 'superpw';
 
+# Log lines of pgmirror saying that one of its processes died:
+# unlike($pgm->log, $DEATH, 'no worker died').
+our $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
+
 my $MODDIR = dirname(abs_path(__FILE__));
 my $MAINPID = $$;
 our @PGMS_LIST;      # pgmirror instances started, stopped first at END
 my @PGS;             # PostgreSQL clusters started
+my @SERVERS;         # fork_server processes, killed first at END
 my $BASE;            # per-test temp dir
 my $SEQ = 0;
 my %PORTS_GIVEN;
@@ -196,6 +202,44 @@ sub start_cmd {
 	$self->{h} = IPC::Run::start($cmd, '<', \$in, '>', \$self->{out},
 		'2>', \$self->{err}, init => _init_sub(%o), $self->{timer});
 	return $self;
+}
+
+# Starts a server of the test's own on a free port of 127.0.0.1, in a
+# process (and process group) of its own: it accepts connections and runs
+# $serve->($socket) for each, one after the other (a die ends the
+# server), or with fork_each => 1 in a child per connection (so they run
+# side by side).  It ends after alarm => seconds (default 120) at the
+# latest; the cleanup at END kills its process group.  Returns the port.
+sub fork_server {
+	my ($serve, %o) = @_;
+	my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+		ReuseAddr => 1, Proto => 'tcp') or die "fork_server: $!";
+	my $port = $l->sockport;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0) {
+		POSIX::setpgid(0, 0);
+		alarm($o{alarm} // 120);
+		$SIG{CHLD} = 'IGNORE' if $o{fork_each};
+		while (my $c = $l->accept) {
+			if (!$o{fork_each}) {
+				eval { $serve->($c); 1 } or POSIX::_exit(1);
+				next;
+			}
+			my $k = fork();
+			if (defined $k && $k == 0) {
+				close $l;
+				eval { $serve->($c) };
+				POSIX::_exit(0);
+			}
+			close $c;
+		}
+		POSIX::_exit(0);
+	}
+	POSIX::setpgid($pid, $pid);    # also here: no race with a kill at END
+	close $l;
+	push @SERVERS, $pid;
+	return $port;
 }
 
 # Lists the pids whose parent is $ppid (from /proc).
@@ -690,6 +734,7 @@ sub raw_connect {
 
 sub _cleanup {
 	my $failed = !Test::More->builder->is_passing || $? != 0;
+	CORE::kill('KILL', -$_) for @SERVERS;
 	for my $m (reverse @PGMS_LIST) {
 		eval { $m->_shutdown_for_cleanup };
 	}

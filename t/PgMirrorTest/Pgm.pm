@@ -315,4 +315,20 @@ sub wait_client_state {
 	return $row;
 }
 
+# A raw login through the daemon to database $db that must be refused:
+# no session, a FATAL ErrorResponse with SQLSTATE $code and a message
+# matching $re (four tests named "$what: ...").  %o goes to raw_login
+# (timeout 20 unless given).  Returns the error fields ({} if none).
+sub login_refused {
+	my ($self, $db, $what, $code, $re, %o) = @_;
+	my ($c, $r) = $self->raw_login(database => $db, timeout => 20, %o);
+	ok(!$r->{ok}, "$what: no session") or diag(explain($r));
+	is($r->{error}{S}, 'FATAL', "$what: FATAL");
+	is($r->{error}{C}, $code, "$what: SQLSTATE $code") or diag(explain($r->{error}));
+	like($r->{error}{M} // '', $re, "$what: message matches $re");
+	note("$what: $r->{error}{C} $r->{error}{M}") if $r->{error};
+	$c->hang_up;
+	return $r->{error} || {};
+}
+
 1;
