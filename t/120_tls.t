@@ -285,8 +285,7 @@ over_tls(tpsql($pgm, env => { PGSSLMODE => 'require' }), 'after the refused cert
 	is($rc, 0, 'pgbench -i over TLS') or diag($err);
 	($rc, $out, $err) = $pgm->pgbench([ '-n', '-c', '4', '-j', '2', '-T', '3' ], %ssl);
 	is($rc, 0, 'pgbench -c 4 -j 2 -T 3 over TLS exits 0') or diag("$out\n$err");
-	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
-	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+	my ($processed, $failed) = pgbench_counts($out);
 	cmp_ok($processed // 0, '>', 0, 'pgbench over TLS: ' . ($processed // 0) . ' transactions');
 	is($failed, 0, 'pgbench over TLS: number of failed transactions: 0');
 	unlike($err, qr/(?:error|FATAL|aborted)/i, 'pgbench over TLS: no errors') or diag($err);

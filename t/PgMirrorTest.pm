@@ -54,7 +54,7 @@ use PgMirrorTest::Raw;
 our @EXPORT = qw(pg_start pgm_start pgmirror_bin pgmirrorctl_bin pqpipe_bin pg_bindir
   run_cmd start_cmd fork_server free_port wait_until tmp_base write_file slurp
   raw_connect children_of pid_alive socket_owner
-  cert_dir make_cert openssl_run tls_group $DEATH);
+  cert_dir make_cert openssl_run tls_group pgbench_counts $DEATH);
 
 our $TEST_USER = 'pgmirror-test';
 our $SUPERUSER = 'postgres';
@@ -240,6 +240,15 @@ sub fork_server {
 	close $l;
 	push @SERVERS, $pid;
 	return $port;
+}
+
+# The "number of transactions actually processed" and "number of failed
+# transactions" of pgbench's output; undef where it has no such line.
+sub pgbench_counts {
+	my ($out) = @_;
+	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
+	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+	return ($processed, $failed);
 }
 
 # Lists the pids whose parent is $ppid (from /proc).
