@@ -42,6 +42,7 @@ use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IPC::Run ();
 use POSIX ();
+use Socket ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -53,8 +54,9 @@ use PgMirrorTest::Raw;
 
 our @EXPORT = qw(pg_start pgm_start pgmirror_bin pgmirrorctl_bin pqpipe_bin pg_bindir
   run_cmd start_cmd fork_server free_port wait_until tmp_base write_file slurp
-  raw_connect children_of pid_alive socket_owner
-  cert_dir make_cert openssl_run tls_group pgbench_counts $DEATH);
+  raw_connect children_of pid_alive socket_owner dbh_port
+  cert_dir make_cert openssl_run tls_group
+  parse_answer row_hashes pgbench_counts bench_check $DEATH);
 
 our $TEST_USER = 'pgmirror-test';
 our $SUPERUSER = 'postgres';
@@ -242,6 +244,15 @@ sub fork_server {
 	return $port;
 }
 
+# The local TCP port of a DBD::Pg handle's connection.
+sub dbh_port {
+	my ($dbh) = @_;
+	open(my $fh, '+<&', $dbh->{pg_socket}) or die "dup pg_socket: $!";
+	my ($p) = Socket::sockaddr_in(getsockname($fh));
+	close $fh;
+	return $p;
+}
+
 # The "number of transactions actually processed" and "number of failed
 # transactions" of pgbench's output; undef where it has no such line.
 sub pgbench_counts {
@@ -249,6 +260,21 @@ sub pgbench_counts {
 	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
 	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
 	return ($processed, $failed);
+}
+
+# Checks the result of a pgbench run ($rc, $stdout, $stderr, as run_cmd
+# or Bg::finish return it): "$what: pgbench exits 0", "$what: N
+# transactions" (N > 0), "$what: 0 failed transactions", and with
+# no_abort => 1 also "$what: no client aborted" (nothing on stderr
+# matching aborted or error).
+sub bench_check {
+	my ($what, $rc, $out, $err, %o) = @_;
+	is($rc, 0, "$what: pgbench exits 0") or diag("$out\n$err");
+	my ($processed, $failed) = pgbench_counts($out);
+	cmp_ok($processed // 0, '>', 0, "$what: " . ($processed // 0) . ' transactions');
+	is($failed, 0, "$what: 0 failed transactions") or diag("$out\n$err");
+	unlike($err, qr/aborted|error/i, "$what: no client aborted") or diag($err)
+	  if $o{no_abort};
 }
 
 # Lists the pids whose parent is $ppid (from /proc).

@@ -109,6 +109,16 @@ sub raw_login {
 		user => 'app', database => 'appdb', password => 'secret', %o);
 }
 
+# The row count and md5 of the rows of $table in $key order, as text
+# ("N rows, md5 X"), read directly as the superuser from database appdb
+# (or db => D): two clusters hold the same rows when their table_sig
+# agree.
+sub table_sig {
+	my ($self, $table, $key, %o) = @_;
+	return $self->psql("SELECT count(*) || ' rows, md5 ' || coalesce(md5(string_agg(t::text, ','"
+		. " ORDER BY $key)), '-') FROM $table t", db => $o{db} // 'appdb');
+}
+
 # Reloads the server configuration (after editing pg_hba.conf).
 sub reload {
 	my ($self) = @_;

@@ -114,10 +114,7 @@ sub worker_for {
 	if (ref $client && ref($client) eq 'PgMirrorTest::Raw') {
 		$port = $client->{sock}->sockport;
 	} elsif (ref $client) {
-		open(my $fh, '+<&', $client->{pg_socket}) or die "dup pg_socket: $!";
-		my ($p) = Socket::sockaddr_in(getsockname($fh));
-		close $fh;
-		$port = $p;
+		$port = PgMirrorTest::dbh_port($client);
 	}
 	return PgMirrorTest::socket_owner($self->{port}, $port, $self->workers);
 }
@@ -293,15 +290,28 @@ sub answer {
 	return PgMirrorTest::parse_answer($self->ctl_raw($line, %o));
 }
 
+# The rows of the answer to the control request $line ("show pools",
+# ...), as hashes keyed by column name; none if it failed.
+sub rows {
+	my ($self, $line, %o) = @_;
+	return PgMirrorTest::row_hashes($self->answer($line, %o));
+}
+
+# The "status" table of the control socket as a hash, name => value.
+sub status {
+	my ($self) = @_;
+	return { map { $_->{name} => $_->{value} } $self->rows('status') };
+}
+
 # The rows of "show clients", as hashes keyed by column name.
 sub clients {
 	my ($self) = @_;
-	return PgMirrorTest::row_hashes($self->answer('show clients'));
+	return $self->rows('show clients');
 }
 
 # Waits up to $o{timeout} (5) seconds for a client in state $state (and,
-# with port => P, the one whose address ends in :P); returns its row or
-# undef.
+# with port => P, the one whose address ends in :P; with db => D, one of
+# database D); returns its row or undef.
 sub wait_client_state {
 	my ($self, $state, %o) = @_;
 	my $row;
@@ -309,6 +319,7 @@ sub wait_client_state {
 		($row) = grep {
 			$_->{state} eq $state
 			  && (!defined $o{port} || $_->{address} =~ /:\Q$o{port}\E$/)
+			  && (!defined $o{db} || $_->{database} eq $o{db})
 		} $self->clients;
 		$row;
 	}, $o{timeout} // 5, 0.05);
@@ -329,6 +340,80 @@ sub login_refused {
 	note("$what: $r->{error}{C} $r->{error}{M}") if $r->{error};
 	$c->hang_up;
 	return $r->{error} || {};
+}
+
+# --- the mirrors' counters ---------------------------------------------------
+#
+# Two views of a mirror: the "stats: mirror SOURCE -> DESTINATION: ..."
+# lines the daemon logs every log.stats_period (logged_*), and the row of
+# "show mirrors" on the control socket (shown_*).  Each has its own
+# "drained".
+
+# Every complete stats line of mirror $name ("SOURCE -> DESTINATION") in
+# the log after offset $from (default 0), parsed (sessions, enqueued,
+# replayed, errors, dropped, divergent, gaps, queue_length, queue_bytes,
+# lag_ms), oldest first.
+sub logged_stats {
+	my ($self, $name, $from) = @_;
+	my @l = substr($self->log, $from // 0) =~ /stats: mirror \Q$name\E: ([^\n]*)\n/g;
+	return map { +{ /(\w+) (-?\d+)/g } } @l;
+}
+
+# The last stats line of mirror $name, parsed; {} if none yet.
+sub last_logged_stats {
+	my ($self, $name) = @_;
+	my @all = $self->logged_stats($name);
+	return $all[-1] // {};
+}
+
+# Drained by the log: waits up to $timeout seconds (default 60) for two
+# stats lines of mirror $name written after the wait began, both with
+# queue_length 0, the same enqueued and the same replayed + dropped.
+# Returns the last stats line, or undef (with a diag) if that did not
+# come.
+sub logged_drained {
+	my ($self, $name, $timeout) = @_;
+	my $n0 = () = $self->logged_stats($name);
+	my $ok = PgMirrorTest::wait_until(sub {
+		my @all = $self->logged_stats($name);
+		return 0 if @all < $n0 + 2;
+		my ($p, $l) = @all[-2, -1];
+		return $p->{queue_length} == 0 && $l->{queue_length} == 0
+		  && $p->{enqueued} == $l->{enqueued}
+		  && $p->{replayed} + $p->{dropped} == $l->{replayed} + $l->{dropped};
+	}, $timeout // 60, 0.2);
+	my $st = $self->last_logged_stats($name);
+	diag("$name not drained: " . join(', ', map { "$_ $st->{$_}" } sort keys %$st))
+	  unless $ok;
+	return $ok ? $st : undef;
+}
+
+# The "show mirrors" row of the mirror from database $source; {} if none.
+sub shown_mirror {
+	my ($self, $source) = @_;
+	my ($m) = grep { $_->{source} eq $source } $self->rows('show mirrors');
+	return $m // {};
+}
+
+# Drained by "show mirrors": waits up to $timeout seconds (default 60)
+# for two requests in a row (0.3 s apart) to show the mirror from
+# $source with queue_length 0 and the same replayed; the test "$what:
+# the mirror drained (queue_length 0)" says whether they did.  Returns
+# the last row.
+sub shown_drained_ok {
+	my ($self, $what, $source, $timeout) = @_;
+	my $prev = {};
+	my $ok = PgMirrorTest::wait_until(sub {
+		my $s = $self->shown_mirror($source);
+		my $done = defined $s->{queue_length} && $s->{queue_length} == 0
+		  && defined $prev->{queue_length} && $prev->{queue_length} == 0
+		  && $prev->{replayed} == $s->{replayed};
+		$prev = $s;
+		return $done;
+	}, $timeout // 60, 0.3);
+	ok($ok, "$what: the mirror drained (queue_length 0)")
+	  or diag(join(', ', map { "$_ $prev->{$_}" } sort keys %$prev));
+	return $prev;
 }
 
 1;
