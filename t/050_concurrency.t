@@ -24,8 +24,7 @@ is($pg->psql('SELECT count(*) FROM pgbench_accounts', db => 'appdb'), 200_000,
 for my $mode (qw(simple extended prepared)) {
 	($rc, $out, $err) = $pgm->pgbench([ '-n', '-M', $mode, '-c', '20', '-j', '2', '-T', '5' ]);
 	is($rc, 0, "pgbench -M $mode -c 20 exits 0") or diag("$out\n$err");
-	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
-	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+	my ($processed, $failed) = pgbench_counts($out);
 	cmp_ok($processed // 0, '>', 0, "pgbench -M $mode: " . ($processed // 0) . ' transactions');
 	is($failed, 0, "pgbench -M $mode: number of failed transactions: 0");
 	unlike($err, qr/(?:error|FATAL|aborted)/i, "pgbench -M $mode: no errors reported")

@@ -70,28 +70,6 @@ sub cpu_sample {
 	return \%used;
 }
 
-# Backend pid of a raw session.
-sub raw_pid {
-	my ($c) = @_;
-	my $r = $c->query('SELECT pg_backend_pid()', timeout => 10);
-	return $r->{rows}[0][0];
-}
-
-# Runs a simple query on a raw session; returns the first value or undef.
-sub raw_val {
-	my ($c, $sql) = @_;
-	my $r = $c->query($sql, timeout => 10);
-	return undef if $r->{error} || !@{ $r->{rows} };
-	return $r->{rows}[0][0];
-}
-
-# Closes a raw session's socket without sending Terminate.
-sub hang_up {
-	my ($c) = @_;
-	CORE::close($c->{sock});
-	delete $c->{sock};
-}
-
 # Lines of $text (a log) matching trouble.
 sub trouble {
 	my ($text) = @_;
@@ -119,10 +97,10 @@ for my $via ('tcp', 'unix') {
 
 	my ($c, $r) = $pgm->raw_login(unix => $unix);
 	ok($r->{ok}, "1/$via: client logged in") or diag(explain($r));
-	is(raw_val($c, 'SELECT 1'), 1, "1/$via: it holds the only server connection of app");
+	is($c->value('SELECT 1'), 1, "1/$via: it holds the only server connection of app");
 	$c->send_bytes('Q');
 	sleep 0.1;
-	hang_up($c);
+	$c->hang_up;
 
 	my ($out, $err, $rc, $el) = timed_psql($pgm, 'SELECT 1', unix => $unix);
 	is($rc, 0, "1/$via: the next client is served") or diag($err);
@@ -155,7 +133,7 @@ for my $via ('tcp', 'unix') {
 	ok(wait_until(sub { $pgm->workers == 2 }, 10), '2: a second worker is ready');
 	my ($c, $r) = $pgm->raw_login;
 	ok($r->{ok}, '2: app client logged in');
-	my $pid = raw_pid($c);
+	my $pid = $c->backend_pid;
 	ok($pid, "2: its backend pid is $pid");
 	isnt($pgm->worker_for($c), $pgm->worker_for($sb), '2: on the other worker');
 
@@ -165,14 +143,14 @@ for my $via ('tcp', 'unix') {
 	sleep 0.2;
 	ok($c->send_bytes("\0\0\0\4"), '2: rest of Terminate sent');
 	sleep 0.1;
-	hang_up($c);
+	$c->hang_up;
 
 	# Raw clients with the same startup parameters, so the parked
 	# connection matches them.
 	for my $i (1 .. 2) {
 		my ($n, $nr) = $pgm->raw_login(timeout => 10);
 		ok($nr->{ok}, "2: next client $i is served") or diag(explain($nr));
-		is($nr->{ok} ? raw_pid($n) : undef, $pid,
+		is($nr->{ok} ? $n->backend_pid : undef, $pid,
 			"2: next client $i reuses the same server connection (backend $pid)");
 		$n->close;
 	}
@@ -183,7 +161,7 @@ for my $via ('tcp', 'unix') {
 	my @pgbad = grep { /app\@appdb/ } trouble(substr(slurp($pg->{logfile}), $pglogpos));
 	is(scalar(@pgbad), 0, '2: the PostgreSQL log shows no error for app')
 	  or diag(join("\n", @pgbad));
-	is(raw_val($sb, 'SELECT 3'), 3, '2: concurrent app2 session untouched');
+	is($sb->value('SELECT 3'), 3, '2: concurrent app2 session untouched');
 	$sb->close;
 	$pgm->stop;
 }
@@ -234,11 +212,11 @@ sub ext_copy {
 	is_deeply($via, $direct, '3: the same messages as a direct connection');
 	is_deeply($via->{tags}, ['COPY 3'], '3: COPY 3');
 	my $t0 = time;
-	my @vals = map { raw_val($c, "SELECT $_") } 1 .. 5;
+	my @vals = map { $c->value("SELECT $_") } 1 .. 5;
 	my $el = time - $t0;
 	is_deeply(\@vals, [1 .. 5], '3: 5 simple queries after it answer');
 	cmp_ok($el, '<', 2, sprintf('3: and take well under a second each (%.3f s in all)', $el));
-	is(raw_val($c, 'SELECT count(*) FROM t'), 3, '3: the rows arrived (same session)');
+	is($c->value('SELECT count(*) FROM t'), 3, '3: the rows arrived (same session)');
 	$c->close;
 	is($pg->psql('SELECT string_agg(x::text, \',\' ORDER BY x) FROM t', db => 'appdb'),
 		'101,102,103', '3: the rows arrived (checked directly)');
@@ -259,8 +237,8 @@ sub ext_copy {
 	ok($dr->{ok}, '4: client logged in directly');
 	ok($c->send_bytes($q->(1)), '4: Query + Terminate sent through pgmirror');
 	ok($d->send_bytes($q->(2)), '4: Query + Terminate sent directly');
-	hang_up($c);
-	hang_up($d);
+	$c->hang_up;
+	$d->hang_up;
 	sleep 3;
 	is($pg->psql('SELECT count(*) FROM ff WHERE x = 2', db => 'appdb'), 1,
 		'4: direct: the row exists');
@@ -306,7 +284,7 @@ sub busy_session {
 	ok(wait_until(sub { $pgm->workers >= 1 }, 10), '5: a worker is ready');
 	my ($sa, $ar) = $pgm->raw_login;
 	ok($ar->{ok}, '5: client A (app) logged in');
-	is(raw_val($sa, 'SELECT 1'), 1, '5: A holds the only app server connection');
+	is($sa->value('SELECT 1'), 1, '5: A holds the only app server connection');
 	my $wa = $pgm->worker_for($sa);
 	ok(wait_until(sub { $pgm->workers == 2 }, 10), '5: a spare worker is ready');
 	# An app2 session on the spare: when A leaves, A's worker is the only
@@ -347,7 +325,7 @@ sub busy_session {
 	ok(wait_until(sub { $pgm->workers >= 1 }, 10), '6: a worker is ready');
 	my ($h, $hr) = $pgm->raw_login;
 	ok($hr->{ok}, '6: holder logged in');
-	my $hpid = raw_pid($h);
+	my $hpid = $h->backend_pid;
 	my $wh = $pgm->worker_for($h);
 	ok(wait_until(sub { $pgm->workers == 2 }, 10), '6: a spare worker is ready');
 
@@ -361,7 +339,7 @@ sub busy_session {
 	ok(kill('KILL', $ww), "6: SIGKILL the waiting worker $ww");
 	ok(wait_until(sub { $pgm->log =~ /\(pid $ww\) killed by signal 9/ }, 5),
 		'6: the supervisor saw it die');
-	hang_up($w);
+	$w->hang_up;
 	ok(wait_until(sub { $pgm->workers == 2 }, 10), '6: one idle worker left beside the holder');
 
 	# Occupy every other worker with app2 sessions (workers.max = 3), so
@@ -385,7 +363,7 @@ sub busy_session {
 		my $el = time - $t0;
 		ok($nr->{ok}, "6: sequential client $i served") or diag(explain($nr));
 		cmp_ok($el, '<', 5, "6: sequential client $i did not wait for the pool");
-		push @pids, $nr->{ok} ? raw_pid($n) : 'none';
+		push @pids, $nr->{ok} ? $n->backend_pid : 'none';
 		$n->close;
 	}
 	is_deeply(\@pids, [ ($pids[0]) x 3 ], "6: three sequential clients see the same backend (@pids)");
@@ -393,8 +371,8 @@ sub busy_session {
 	is($pg->backends('app'), 1, '6: one server connection for app');
 	my ($out, $err, $rc) = timed_psql($pgm, 'SELECT 1');
 	is($out, '1', '6: a fresh psql client is served') or diag($err);
-	is(raw_val($b1, 'SELECT 1'), 1, '6: app2 session B1 untouched');
-	is(raw_val($b2, 'SELECT 2'), 2, '6: app2 session B2 untouched');
+	is($b1->value('SELECT 1'), 1, '6: app2 session B1 untouched');
+	is($b2->value('SELECT 2'), 2, '6: app2 session B2 untouched');
 	$b1->close;
 	$b2->close;
 	$pgm->stop;
@@ -460,7 +438,7 @@ sub try_connect {
 	my $pgm = pgm_start($pg, shutdown_timeout => 20);
 	my ($c, $r) = $pgm->raw_login;
 	ok($r->{ok}, '8: long session logged in');
-	is(raw_val($c, 'SELECT 1'), 1, '8: and works');
+	is($c->value('SELECT 1'), 1, '8: and works');
 	my @w = $pgm->workers;
 	$pgm->kill('TERM');
 	sleep 0.5;
@@ -475,7 +453,7 @@ sub try_connect {
 	$el = time - $t0;
 	like($unix, qr/^(refused|closed)$/, "8: a new Unix socket connection is refused or closed ($unix)");
 	cmp_ok($el, '<', 3.5, sprintf('8: within 3 s (%.2f s)', $el));
-	is(raw_val($c, 'SELECT 2'), 2, '8: the long session is untouched');
+	is($c->value('SELECT 2'), 2, '8: the long session is untouched');
 	$c->close;
 	my $st = $pgm->wait_exit(10);
 	ok(defined $st && WIFEXITED($st) && WEXITSTATUS($st) == 0,
@@ -498,7 +476,7 @@ sub try_connect {
 		$c->startup(undef, database => 'appdb');
 		my ($t, $p) = $c->read_msg(5);
 		$err{ $to->[0] } = $t && $t eq 'E' ? PgMirrorTest::Raw::parse_fields($p) : { type => $t };
-		CORE::close($c->{sock});
+		$c->hang_up;
 	}
 	is($err{pgmirror}{S}, 'FATAL', '9: no user: FATAL');
 	is($err{pgmirror}{C}, '28000', '9: no user: SQLSTATE 28000');
@@ -511,7 +489,7 @@ sub try_connect {
 	my ($d, $dr) = $pg->raw_login(params => [ application_name => $name ]);
 	ok($dr->{ok}, '9: ... as it does directly');
 	my $sql = "SELECT current_setting('application_name')";
-	is(raw_val($c, $sql), raw_val($d, $sql), '9: and the server sees the same value');
+	is($c->value($sql), $d->value($sql), '9: and the server sees the same value');
 	$c->close;
 	$d->close;
 	my ($out, $err, $rc) = timed_psql($pgm, 'SELECT 1');

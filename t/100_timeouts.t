@@ -28,7 +28,6 @@
 use strict;
 use warnings;
 
-use IO::Select;
 use IO::Socket::INET;
 use PgMirrorTest;
 use Test::More;
@@ -39,23 +38,6 @@ $pg->setup_app;
 $pg->psql('CREATE TABLE tx_t (x int)', db => 'appdb', user => 'app');
 
 # --- helpers ------------------------------------------------------------------
-
-# Waits up to $timeout s for the peer to close the raw connection $c.
-# Returns (closed, seconds waited, bytes received meanwhile).
-sub wait_close {
-	my ($c, $timeout) = @_;
-	my $t0 = time;
-	my $sel = IO::Select->new($c->{sock});
-	my $got = $c->{buf};
-	$c->{buf} = '';
-	while ((my $left = $t0 + $timeout - time) > 0) {
-		next unless $sel->can_read($left);
-		my $n = sysread($c->{sock}, my $chunk, 65536);
-		return (1, time - $t0, $got) unless $n;    # EOF, or reset
-		$got .= $chunk;
-	}
-	return (0, time - $t0, $got);
-}
 
 # Waits up to $timeout s for the next message of $c, expected to be a
 # FATAL ErrorResponse followed by the close.  Returns (fields or undef,
@@ -74,13 +56,6 @@ sub wait_fatal {
 	return ($f, $el, $closed, $t);
 }
 
-# Backend pid of a raw session (undef on failure).
-sub raw_pid {
-	my ($c) = @_;
-	my $r = $c->query('SELECT pg_backend_pid()', timeout => 10);
-	return $r->{error} ? undef : $r->{rows}[0][0];
-}
-
 # Is there a backend with this pid on the server?
 sub backend_exists {
 	my ($pid) = @_;
@@ -92,13 +67,6 @@ sub fresh_ok {
 	my ($pgm, $what) = @_;
 	my ($out, $err, $rc) = $pgm->psql('SELECT 6 * 7', timeout => 20);
 	is($out, '42', "$what: a fresh client is served") or diag($err);
-}
-
-# Closes a raw connection without a Terminate.
-sub hang_up {
-	my ($c) = @_;
-	CORE::close($c->{sock}) if $c->{sock};
-	delete $c->{sock};
 }
 
 # --- 1..3. client timeouts ------------------------------------------------------
@@ -126,7 +94,7 @@ my $pgm = pgm_start($pg,
 	for my $case ([ 'sends nothing', $silent ], [ 'sends half a startup packet', $half ],
 		[ 'stops in the middle of SCRAM', $sasl ]) {
 		my ($name, $c) = @$case;
-		my ($closed, undef, $got) = wait_close($c, 6 - (time - $t0));
+		my ($closed, $got) = @{ $c->read_until_close(6, $t0) }{qw(closed got)};
 		my $el = time - $t0;
 		ok($closed, "1: a client that $name is disconnected");
 		cmp_ok($el, '>=', 1.7, sprintf("1: ... not before login_timeout (%.2f s)", $el));
@@ -143,7 +111,7 @@ my $pgm = pgm_start($pg,
 	# A raw client: the exact message.
 	my ($c, $r) = $pgm->raw_login;
 	ok($r->{ok}, '2: raw client logged in') or diag(explain($r));
-	is(raw_pid($c) ? 1 : 0, 1, '2: ... and ran a query');
+	is($c->backend_pid ? 1 : 0, 1, '2: ... and ran a query');
 	my ($f, $el, $closed, $t) = wait_fatal($c, 6);
 	is($t, 'E', '2: the idle raw client gets an ErrorResponse');
 	is($f->{S}, 'FATAL', '2: ... FATAL');
@@ -204,7 +172,7 @@ my $pgm = pgm_start($pg,
 	is($c->query('BEGIN')->{status}, 'T', '3: BEGIN');
 	my $ins = $c->query('INSERT INTO tx_t VALUES (1)');
 	is_deeply($ins->{tags}, ['INSERT 0 1'], '3: INSERT in the transaction');
-	my $pid = raw_pid($c);
+	my $pid = $c->backend_pid;
 	my ($e, $er) = $pgm->raw_login;
 	$e->query('BEGIN');
 	is($e->query('SELECT 1/0')->{status}, 'E', '3: a second client is in a failed transaction');
@@ -293,11 +261,11 @@ my $pgm = pgm_start($pg,
 	my $pgm = pgm_start($pg, workers => { min_spare => 1, max_spare => 1, max => 1 },
 		extra => 'server = { idle_timeout = 2; };');
 	my ($c, $r) = $pgm->raw_login;
-	my $pid = raw_pid($c);
+	my $pid = $c->backend_pid;
 	$c->close;
 	ok($pid && backend_exists($pid), "5: the server connection ($pid) is parked after the client left");
 	($c, $r) = $pgm->raw_login;
-	is(raw_pid($c), $pid, '5: and reused by the next client within idle_timeout');
+	is($c->backend_pid, $pid, '5: and reused by the next client within idle_timeout');
 	$c->close;
 	my $t0 = time;
 	ok(wait_until(sub { !backend_exists($pid) }, 7, 0.1),
@@ -306,7 +274,7 @@ my $pgm = pgm_start($pg,
 	cmp_ok($el, '>=', 1.5, sprintf('5: ... not before server.idle_timeout (%.2f s)', $el));
 	cmp_ok($el, '<', 5, '5: ... within ~5 s');
 	($c, $r) = $pgm->raw_login;
-	my $pid2 = raw_pid($c);
+	my $pid2 = $c->backend_pid;
 	ok($pid2 && $pid2 != $pid, "5: the next client gets a new server connection ($pid2)");
 	$c->close;
 	fresh_ok($pgm, '5');
@@ -320,14 +288,14 @@ my $pgm = pgm_start($pg,
 		extra => 'server = { lifetime = 2; };');
 	my $t0 = time;
 	my ($c, $r) = $pgm->raw_login;
-	my $pid = raw_pid($c);
+	my $pid = $c->backend_pid;
 	$c->close;
 	($c, $r) = $pgm->raw_login;
-	is(raw_pid($c), $pid, "6: a young connection ($pid) is reused");
+	is($c->backend_pid, $pid, "6: a young connection ($pid) is reused");
 	$c->close;
 	sleep 3 - (time - $t0);
 	($c, $r) = $pgm->raw_login;
-	my $pid2 = raw_pid($c);
+	my $pid2 = $c->backend_pid;
 	ok($pid2 && $pid2 != $pid, "6: used again after 3 s, it is a new backend ($pid2)");
 	ok(!backend_exists($pid), '6: the old backend is gone');
 
@@ -336,7 +304,7 @@ my $pgm = pgm_start($pg,
 	my $t1 = time;
 	my $same = 0;
 	while (time - $t1 < 2.5) {
-		$same++ if (raw_pid($c) // 0) == $pid2;
+		$same++ if ($c->backend_pid // 0) == $pid2;
 		sleep 0.25;
 	}
 	ok($same >= 8, "6: a session running past server.lifetime keeps its backend ($same checks)");

@@ -21,7 +21,6 @@
 use strict;
 use warnings;
 
-use IO::Select;
 use PgMirrorTest;
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -43,40 +42,12 @@ my $pgm = pgm_start($pg,
 
 # --- helpers ------------------------------------------------------------------
 
-# Reads what the peer sends until it closes, up to $timeout s.  Returns
-# { closed => 0/1, secs =>, got => bytes, type => first message type,
-#   fields => ErrorResponse fields of the first message }.
-sub answer_of {
-	my ($c, $timeout) = @_;
-	my $t0 = time;
-	my $sel = IO::Select->new($c->{sock});
-	my $got = $c->{buf};
-	$c->{buf} = '';
-	my $closed = 0;
-	while ((my $left = $t0 + ($timeout // 5) - time) > 0) {
-		next unless $sel->can_read($left);
-		my $n = sysread($c->{sock}, my $chunk, 65536);
-		if (!$n) { $closed = 1; last }    # EOF, or reset
-		$got .= $chunk;
-	}
-	my %r = (closed => $closed, secs => time - $t0, got => $got);
-	if (length $got >= 5) {
-		my ($t, $len) = unpack('a N', $got);
-		$r{type} = $t;
-		$r{fields} = PgMirrorTest::Raw::parse_fields(substr($got, 5, $len - 4))
-		  if $t eq 'E' && $len >= 4;
-	}
-	CORE::close($c->{sock});
-	delete $c->{sock};
-	return \%r;
-}
-
-# Sends raw bytes on a fresh connection and returns answer_of.
+# Sends raw bytes on a fresh connection and returns its read_until_close.
 sub send_fresh {
 	my ($bytes, %o) = @_;
 	my $c = $pgm->raw;
 	$c->send_bytes($bytes);
-	return answer_of($c, $o{timeout});
+	return $c->read_until_close($o{timeout});
 }
 
 # A startup packet: version, then key/value strings, as given (no
@@ -85,13 +56,6 @@ sub startup_packet {
 	my ($version, $body) = @_;
 	my $p = pack('N', $version) . $body;
 	return pack('N', 4 + length $p) . $p;
-}
-
-# Closes a raw connection without a Terminate.
-sub hang_up {
-	my ($c) = @_;
-	CORE::close($c->{sock}) if $c->{sock};
-	delete $c->{sock};
 }
 
 # The concurrent healthy session.
@@ -192,7 +156,7 @@ sub logged_in {
 {
 	my $c = logged_in('type Z');
 	$c->send_msg('Z', '');
-	is_fatal(answer_of($c), '08P01', 'a message of type Z', qr/invalid frontend message/);
+	is_fatal($c->read_until_close, '08P01', 'a message of type Z', qr/invalid frontend message/);
 	logged('a message of type Z', qr/invalid message type 90/);
 	others_fine('a message of type Z');
 }
@@ -200,7 +164,7 @@ sub logged_in {
 for my $len (3, 0) {
 	my $c = logged_in("length $len");
 	$c->send_bytes('Q' . pack('N', $len));
-	my $a = answer_of($c);
+	my $a = $c->read_until_close;
 	ok($a->{closed}, sprintf("a message of length $len: the connection is closed (%.2f s)", $a->{secs}));
 	ok(!length $a->{got} || ($a->{type} eq 'E' && ($a->{fields}{C} // '') eq '08P01'),
 		"a message of length $len: nothing or 08P01 before") or diag(explain($a));
@@ -211,7 +175,7 @@ for my $len (3, 0) {
 {
 	my $c = logged_in('2 MB message');
 	$c->send_bytes('Q' . pack('N', 2 * 1024 * 1024));
-	is_fatal(answer_of($c), '08P01', 'a message of 2 MB over a 1 MB limit', qr/invalid message length/);
+	is_fatal($c->read_until_close, '08P01', 'a message of 2 MB over a 1 MB limit', qr/invalid message length/);
 	logged('a message of 2 MB', qr/more than client.max_message_size/);
 	others_fine('a message of 2 MB');
 
@@ -237,7 +201,7 @@ for my $len (3, 0) {
 		my $c = logged_in("$what, solo", %solo);
 		$send->($c);
 		sleep 0.2;
-		hang_up($c);
+		$c->hang_up;
 		my $t0 = time;
 		my ($c2, $r2) = $pgm->raw_login(%solo, timeout => 10);
 		my $el = time - $t0;
@@ -257,7 +221,7 @@ for my $len (3, 0) {
 	my $c = $pgm->raw;
 	$c->send_bytes(substr(startup_packet(196608, "user\0solo\0database\0appdb\0\0"), 0, 15));
 	sleep 0.2;
-	hang_up($c);
+	$c->hang_up;
 	others_fine('stops mid-startup');
 }
 
@@ -269,7 +233,7 @@ sub login_result {
 	my ($c, $r) = $pgm->raw_login(timeout => 10, %o);
 	my @more = $c->read_msg(3);
 	$r->{closed} = !@more && $c->{eof} ? 1 : 0;
-	hang_up($c);
+	$c->hang_up;
 	return $r;
 }
 
@@ -286,7 +250,7 @@ sub login_fails {
 {
 	my $c = $pgm->raw;
 	$c->startup(undef, database => 'appdb');
-	is_fatal(answer_of($c), '28000', 'no user', qr/no PostgreSQL user name/);
+	is_fatal($c->read_until_close, '28000', 'no user', qr/no PostgreSQL user name/);
 	others_fine('no user');
 }
 
@@ -326,7 +290,7 @@ others_fine('wrong password');
 	my $r = $c->authenticate(user => 'app', no_answer => 1);
 	is_deeply($r->{auth}, [10], 'Query before authenticating: AuthenticationSASL came');
 	$c->send_msg('Q', "SELECT 1\0");
-	is_fatal(answer_of($c), '08P01', 'Query before authenticating', qr/expected password response/);
+	is_fatal($c->read_until_close, '08P01', 'Query before authenticating', qr/expected password response/);
 	others_fine('Query before authenticating');
 }
 
@@ -337,7 +301,7 @@ others_fine('wrong password');
 	$c->startup(undef, user => 'app', database => 'appdb');
 	my $r = $c->authenticate(user => 'app', no_answer => 1);
 	$c->send_msg('p', "$WRONG\0");
-	is_fatal(answer_of($c), '08P01', 'a cleartext password instead of SCRAM');
+	is_fatal($c->read_until_close, '08P01', 'a cleartext password instead of SCRAM');
 	others_fine('a cleartext password instead of SCRAM');
 }
 

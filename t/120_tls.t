@@ -46,7 +46,6 @@ use strict;
 use warnings;
 
 use Digest::MD5 qw(md5_hex);
-use IO::Select;
 use PgMirrorTest;
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -175,38 +174,7 @@ sub refused {
 	unlike($r->{out}, qr/^app$/m, "$what: no query answered");
 }
 
-# Reads what the peer sends until it closes, up to $timeout s from $t0.
-# Returns { closed => 0/1, secs =>, got => bytes }.
-sub answer_of {
-	my ($c, $timeout, $t0) = @_;
-	$t0 //= time;
-	my $sel = IO::Select->new($c->{sock});
-	my $got = $c->{buf};
-	$c->{buf} = '';
-	my $closed = 0;
-	while ((my $left = $t0 + ($timeout // 5) - time) > 0) {
-		next unless $sel->can_read($left);
-		my $n = sysread($c->{sock}, my $chunk, 65536);
-		if (!$n) { $closed = 1; last }
-		$got .= $chunk;
-	}
-	CORE::close($c->{sock});
-	delete $c->{sock};
-	return { closed => $closed, secs => time - $t0, got => $got };
-}
-
-# Closes a raw connection without a Terminate (plain bytes after 'S'
-# would be garbage to TLS).
-sub hang_up {
-	my ($c) = @_;
-	CORE::close($c->{sock}) if $c->{sock};
-	delete $c->{sock};
-}
-
 sub hexdump { my $s = substr($_[0], 0, 48); $s =~ s/(.)/sprintf('%02x', ord $1)/ges; $s }
-
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
 
 # --- 2. client_mode "prefer" with client_ca_file --------------------------------------
 
@@ -217,7 +185,7 @@ my $pgm = pgm_start($pg,
 {
 	my $c = $pgm->raw;
 	is($c->ssl_request, 'S', 'prefer: SSLRequest is answered S');
-	hang_up($c);
+	$c->hang_up;
 }
 
 over_tls(tpsql($pgm, env => { PGSSLMODE => 'require' }), 'sslmode=require');
@@ -256,7 +224,7 @@ over_tls(tpsql($pgm, env => { PGSSLMODE => 'require', PGCHANNELBINDING => 'disab
 	is_deeply($r->{mechanisms}, [ 'SCRAM-SHA-256' ],
 		'plain TCP: the SASL mechanisms offered are exactly SCRAM-SHA-256')
 	  or diag(explain($r));
-	hang_up($c);
+	$c->hang_up;
 }
 
 # Client certificates: verified against client_ca_file when presented.
@@ -317,8 +285,7 @@ over_tls(tpsql($pgm, env => { PGSSLMODE => 'require' }), 'after the refused cert
 	is($rc, 0, 'pgbench -i over TLS') or diag($err);
 	($rc, $out, $err) = $pgm->pgbench([ '-n', '-c', '4', '-j', '2', '-T', '3' ], %ssl);
 	is($rc, 0, 'pgbench -c 4 -j 2 -T 3 over TLS exits 0') or diag("$out\n$err");
-	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
-	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+	my ($processed, $failed) = pgbench_counts($out);
 	cmp_ok($processed // 0, '>', 0, 'pgbench over TLS: ' . ($processed // 0) . ' transactions');
 	is($failed, 0, 'pgbench over TLS: number of failed transactions: 0');
 	unlike($err, qr/(?:error|FATAL|aborted)/i, 'pgbench over TLS: no errors') or diag($err);
@@ -377,9 +344,9 @@ for my $g (@garbage) {
 	is($s, 'S', "$what: SSLRequest answered S");
 	if (defined $bytes) {
 		$c->send_bytes($bytes);
-		closed_cleanly(answer_of($c, 5), $what);
+		closed_cleanly($c->read_until_close(5), $what);
 	} else {
-		hang_up($c);
+		$c->hang_up;
 	}
 	others_fine($what);
 }
@@ -391,7 +358,7 @@ for my $g (@garbage) {
 	my $what = 'SSLRequest and a plain startup packet in one write';
 	my $c = $pgm->raw;
 	$c->send_bytes(pack('N N', 8, 80877103) . $startup);
-	my $a = answer_of($c, 5);
+	my $a = $c->read_until_close(5);
 	ok($a->{closed}, sprintf("$what: the connection is closed (%.2f s)", $a->{secs}));
 	my $rest = $a->{got};
 	$rest =~ s/^S//;
@@ -413,7 +380,7 @@ for my $g (@garbage) {
 	is($c2->ssl_request, 'S', 'half a ClientHello: S');
 	$c2->send_bytes("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03");
 	for my $x ([ 'nothing after S', $c1 ], [ 'half a ClientHello', $c2 ]) {
-		my $a = answer_of($x->[1], 10, $t0);
+		my $a = $x->[1]->read_until_close(10, $t0);
 		ok($a->{closed}, sprintf("$x->[0]: dropped (%.2f s)", $a->{secs}));
 		cmp_ok($a->{secs}, '>=', 2.5, "$x->[0]: not before client.login_timeout");
 		cmp_ok($a->{secs}, '<', 7, "$x->[0]: soon after client.login_timeout");
@@ -440,7 +407,7 @@ unlike($pgm->log, $DEATH, 'prefer daemon: no worker died');
 	ok(!@more && $c->{eof}, 'require: then the connection is closed');
 	$c = $req->raw;
 	is($c->ssl_request, 'S', 'require: SSLRequest is answered S');
-	hang_up($c);
+	$c->hang_up;
 	refused(tpsql($req, env => { PGSSLMODE => 'disable' }), 'require, sslmode=disable',
 		qr/FATAL:.*SSL/);
 	over_tls(tpsql($req, env => { PGSSLMODE => 'require' }), 'require, sslmode=require');
@@ -475,7 +442,7 @@ unlike($pgm->log, $DEATH, 'prefer daemon: no worker died');
 		server_mode => 'prefer'));
 	my $c = $allow->raw;
 	is($c->ssl_request, 'S', 'allow: SSLRequest is answered S');
-	hang_up($c);
+	$c->hang_up;
 	over_tls(tpsql($allow, env => { PGSSLMODE => 'require' }), 'allow, sslmode=require');
 	in_plain(tpsql($allow, env => { PGSSLMODE => 'disable' }), 'allow, sslmode=disable');
 	unlike($allow->log, $DEATH, 'allow daemon: no worker died');
@@ -484,7 +451,7 @@ unlike($pgm->log, $DEATH, 'prefer daemon: no worker died');
 	my $dflt = pgm_start($pg, extra => tls_group(%CERT));
 	$c = $dflt->raw;
 	is($c->ssl_request, 'S', 'certificate only: SSLRequest is answered S');
-	hang_up($c);
+	$c->hang_up;
 	over_tls(tpsql($dflt), 'certificate only, default sslmode');
 	in_plain(tpsql($dflt, env => { PGSSLMODE => 'disable' }), 'certificate only, sslmode=disable');
 	unlike($dflt->log, $DEATH, 'certificate-only daemon: no worker died');

@@ -86,9 +86,6 @@ make_cert($dir, 'otherca', 'untrusted test CA');
 my %F = map { $_ => "$dir/$_" } qw(ca.crt server.crt server.key servernoip.crt
   servernoip.key certuser.crt certuser.key otherca.crt);
 
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
-
 # --- 1. pgmirror -n -------------------------------------------------------------
 
 {
@@ -180,24 +177,9 @@ sub leg_plain {
 	is(server_leg($m, %o), 'f|', "$what: the server leg is plain");
 }
 
-# A raw login through $m to database $db must fail: SQLSTATE $code and a
-# message matching $re.  Returns the error fields.
-sub refused {
-	my ($m, $db, $what, $code, $re, %o) = @_;
-	my ($c, $r) = $m->raw_login(database => $db, timeout => 20, %o);
-	ok(!$r->{ok}, "$what: no session") or diag(explain($r));
-	is($r->{error}{S}, 'FATAL', "$what: FATAL");
-	is($r->{error}{C}, $code, "$what: SQLSTATE $code") or diag(explain($r->{error}));
-	like($r->{error}{M} // '', $re, "$what: message matches $re");
-	note("$what: $r->{error}{C} $r->{error}{M}") if $r->{error};
-	CORE::close($c->{sock}) if $c->{sock};
-	delete $c->{sock};
-	return $r->{error} || {};
-}
-
 sub tls_refused {
 	my ($m, $db, $what, $re) = @_;
-	return refused($m, $db, $what, '08006',
+	return $m->login_refused($db, $what, '08006',
 		qr/^pgmirror: TLS to the server of database "\Q$db\E" failed: .*$re/);
 }
 
@@ -299,7 +281,7 @@ is($mixed->psql('SELECT 6 * 7'), '42', 'after the require failure: the disable e
 
 leg_tls($mixed, 'prefer against a hostssl-only server', db => 'b_prefer');
 {
-	my $e = refused($mixed, 'b_disable', 'disable against a hostssl-only server', '28000',
+	my $e = $mixed->login_refused('b_disable', 'disable against a hostssl-only server', '28000',
 		qr/pg_hba\.conf/);
 	unlike($e->{M} // '', qr/^pgmirror:/, 'hostssl-only: the server\'s own message is forwarded');
 	like($e->{M} // '', qr/no encryption|SSL off/, 'hostssl-only: ... saying the connection is plain');
@@ -308,7 +290,7 @@ leg_tls($mixed, 'prefer against a hostssl-only server', db => 'b_prefer');
 leg_plain($mixed, 'Unix socket directory, tls_mode verify-full', db => 'a_unix');
 
 {
-	my $e = refused($mixed, 'inherit', 'certuser (cert auth on the server) over TLS without a '
+	my $e = $mixed->login_refused('inherit', 'certuser (cert auth on the server) over TLS without a '
 		. 'client certificate', '28000', qr/certificate/i, user => 'certuser', password => '');
 	unlike($e->{M} // '', qr/^pgmirror:/, 'certuser without certificate: the server\'s message');
 }
@@ -409,8 +391,8 @@ $mixed->stop;
 		$c->send_msg('Q', "SELECT pg_sleep(20)\0");
 		sleep 0.5;
 		my $k = $m->raw;
-		$k->send_bytes(pack('N N N N', 16, 80877102, @{ $r->{key} || [ 0, 0 ] }));
-		CORE::close($k->{sock});
+		$k->send_cancel($r->{key});
+		$k->hang_up;
 		my $res = $c->collect(timeout => 15);
 		is($res->{error}{C}, '57014', 'cancel: the query is canceled (57014)')
 		  or diag(explain($res));
@@ -423,8 +405,7 @@ $mixed->stop;
 	is($rc, 0, 'pgbench -i over TLS') or diag($err);
 	($rc, $out, $err) = $m->pgbench([ '-n', '-S', '-c', '4', '-j', '2', '-T', '3' ], %ssl);
 	is($rc, 0, 'pgbench -S -c 4 -T 3, server_mode require: exits 0') or diag("$out\n$err");
-	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
-	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+	my ($processed, $failed) = pgbench_counts($out);
 	cmp_ok($processed // 0, '>', 0, 'pgbench: ' . ($processed // 0) . ' transactions');
 	is($failed, 0, 'pgbench: number of failed transactions: 0');
 	unlike($err, qr/(?:error|FATAL|aborted)/i, 'pgbench: no errors') or diag($err);
@@ -440,9 +421,6 @@ $mixed->stop;
 
 # --- 7. servers that misbehave after an SSLRequest --------------------------------------
 
-my @FAKES;
-END { kill 'KILL', $_ for @FAKES }
-
 # A fake server on 127.0.0.1 that reads the SSLRequest and then:
 # stall ('S', then nothing), garbage ('S', then non-TLS bytes), close
 # (hangs up), other (answers 'X'), sni ('S', then reads the ClientHello
@@ -450,41 +428,30 @@ END { kill 'KILL', $_ for @FAKES }
 # $file, and hangs up).  Returns its port.
 sub fake_server {
 	my ($how, $file) = @_;
-	my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
-		ReuseAddr => 1, Proto => 'tcp') or die "fake server: $!";
-	my $port = $l->sockport;
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0) {
-		alarm 60;
-		my @keep;
-		while (my $c = $l->accept) {
-			sysread($c, my $req, 8);
-			if ($how eq 'stall') {
-				syswrite($c, 'S');
-				push @keep, $c;
-			} elsif ($how eq 'garbage') {
-				syswrite($c, "SHTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
-				push @keep, $c;
-			} elsif ($how eq 'sni') {
-				syswrite($c, 'S');
-				my $sni = client_hello_sni($c) // '-';
-				open(my $fh, '>>', $file) or die;
-				print $fh "$sni\n";
-				close $fh;
-				close $c;
-			} elsif ($how eq 'other') {
-				syswrite($c, 'X');
-				push @keep, $c;
-			} else {
-				close $c;
-			}
+	my @keep;
+	return fork_server(sub {
+		my ($c) = @_;
+		sysread($c, my $req, 8);
+		if ($how eq 'stall') {
+			syswrite($c, 'S');
+			push @keep, $c;
+		} elsif ($how eq 'garbage') {
+			syswrite($c, "SHTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+			push @keep, $c;
+		} elsif ($how eq 'sni') {
+			syswrite($c, 'S');
+			my $sni = client_hello_sni($c) // '-';
+			open(my $fh, '>>', $file) or die;
+			print $fh "$sni\n";
+			close $fh;
+			close $c;
+		} elsif ($how eq 'other') {
+			syswrite($c, 'X');
+			push @keep, $c;
+		} else {
+			close $c;
 		}
-		POSIX::_exit(0);
-	}
-	close $l;
-	push @FAKES, $pid;
-	return $port;
+	}, alarm => 60);
 }
 
 # Reads one TLS record holding a ClientHello from $c; returns the
@@ -522,8 +489,6 @@ sub client_hello_sni {
 }
 
 {
-	require IO::Socket::INET;
-	require POSIX;
 	my %port = map { $_ => fake_server($_) } qw(stall garbage close other);
 	my $m = pgm_start($pgA, extra => tls_group(server_mode => 'require')
 		  . "\nserver = { connect_timeout = 2; };",
@@ -572,7 +537,7 @@ sub client_hello_sni {
 	for my $i (0 .. $#cases) {
 		my ($c, $r) = $m->raw_login(database => "sni$i", timeout => 20);
 		is($r->{error}{C}, '08006', "SNI probe $cases[$i][0] $cases[$i][1]: refused (the probe hangs up)");
-		CORE::close($c->{sock}) if $c->{sock};
+		$c->hang_up;
 	}
 	my @got = split /\n/, PgMirrorTest::slurp($file);
 	for my $i (0 .. $#cases) {

@@ -50,14 +50,11 @@ use warnings;
 
 use Digest::SHA qw(hmac_sha256 sha256);
 use IO::Select;
-use IO::Socket::INET;
 use MIME::Base64 qw(encode_base64 decode_base64);
-use POSIX ();
 use PgMirrorTest;
 use Test::More;
 use Time::HiRes qw(time sleep);
 
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
 my $CLEAR = qr/server asks for the password in clear text over a connection without TLS/;
 
 # --- the cluster -------------------------------------------------------------
@@ -82,20 +79,6 @@ is($pg->psql('SHOW ssl'), 'on', 'cluster: ssl = on');
 	$c->close;
 }
 
-# A raw login through $m to $db must fail with FATAL 28000 and a message
-# matching $re.
-sub refused {
-	my ($m, $db, $what, $re, %o) = @_;
-	my ($c, $r) = $m->raw_login(database => $db, timeout => $o{timeout} // 20);
-	ok(!$r->{ok}, "$what: no session") or diag(explain($r));
-	is($r->{error}{S}, 'FATAL', "$what: FATAL");
-	is($r->{error}{C}, '28000', "$what: SQLSTATE 28000") or diag(explain($r->{error}));
-	like($r->{error}{M} // '', $re, "$what: message matches $re");
-	CORE::close($c->{sock}) if $c->{sock};
-	delete $c->{sock};
-	return $r;
-}
-
 sub no_death {
 	my ($m, $what) = @_;
 	unlike($m->log, $DEATH, "$what: no worker died") or diag($m->log);
@@ -117,7 +100,7 @@ my $pgm = pgm_start($pg,
 
 {
 	my $from = length $pgm->log;
-	my $r = refused($pgm, 'clear', 'clear-text password without TLS, default',
+	$pgm->login_refused('clear', 'clear-text password without TLS, default', '28000',
 		qr/^pgmirror: login to server failed: $CLEAR: refused; set allow_cleartext_password = true in databases entry "clear"/);
 	my $port = $pg->port;
 	my $log = substr($pgm->log, $from);
@@ -148,8 +131,8 @@ my $pgm = pgm_start($pg,
 		extra => 'server = { allow_cleartext_password = true; };');
 	is($pgm2->psql('SELECT current_database()', db => 'clear'), 'dstdb',
 		'server.allow_cleartext_password = true: an entry without its own setting logs in');
-	refused($pgm2, 'clear_off', 'server.allow_cleartext_password = true, entry false',
-		qr/$CLEAR: refused; set allow_cleartext_password = true in databases entry "clear_off"/);
+	$pgm2->login_refused('clear_off', 'server.allow_cleartext_password = true, entry false',
+		'28000', qr/$CLEAR: refused; set allow_cleartext_password = true in databases entry "clear_off"/);
 	no_death($pgm2, 'global setting daemon');
 	$pgm2->stop;
 }
@@ -192,9 +175,6 @@ no_death($pgm, 'first daemon');
 $pgm->stop;
 
 # --- 3. fake servers --------------------------------------------------------------
-
-my @FAKES;
-END { kill 'KILL', -$_ for @FAKES }
 
 my $PASSWORD = 'secret';
 my $FAKELOG = "$dir/fake.log";
@@ -309,33 +289,11 @@ sub fake_session {
 	fake_note($how, 'closed');
 }
 
-# Starts fake server $how on a free loopback port, in a process group of
-# its own (a child per connection); returns the port.
+# Starts fake server $how on a free loopback port (a child per
+# connection); returns the port.
 sub fake_server {
 	my ($how) = @_;
-	my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
-		ReuseAddr => 1, Proto => 'tcp') or die "fake server: $!";
-	my $port = $l->sockport;
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0) {
-		POSIX::setpgid(0, 0);
-		alarm 120;
-		$SIG{CHLD} = 'IGNORE';
-		while (my $c = $l->accept) {
-			my $k = fork();
-			if (defined $k && $k == 0) {
-				close $l;
-				eval { fake_session($c, $how) };
-				POSIX::_exit(0);
-			}
-			close $c;
-		}
-		POSIX::_exit(0);
-	}
-	close $l;
-	push @FAKES, $pid;
-	return $port;
+	return fork_server(sub { fake_session($_[0], $how) }, fork_each => 1);
 }
 
 {
@@ -349,7 +307,8 @@ sub fake_server {
 		split /\n/, slurp($FAKELOG)) };
 
 	# clear: no password for a fake server.
-	refused($m, 'fake_clear', 'fake server asking for a clear-text password', qr/$CLEAR/);
+	$m->login_refused('fake_clear', 'fake server asking for a clear-text password', '28000',
+		qr/$CLEAR/);
 	ok(wait_until(sub { $notes->('clear') ne '' }, 5, 0.05), 'fake clear: the fake is done');
 	is($notes->('clear'), 'got no password', 'fake clear: it never got the password');
 
@@ -376,7 +335,8 @@ sub fake_server {
 	for my $how (qw(badsig okonly skipok eerr)) {
 		my ($what, $re) = @{ $case{$how} };
 		my $from = length $m->log;
-		refused($m, "fake_$how", "fake $how: $what", qr/^pgmirror: login to server failed: $re/);
+		$m->login_refused("fake_$how", "fake $how: $what", '28000',
+			qr/^pgmirror: login to server failed: $re/);
 		like(substr($m->log, $from), qr/login to server 127\.0\.0\.1:$port{$how} failed: $re/,
 			"fake $how: the log says why");
 		ok(wait_until(sub { $notes->($how) =~ /closed/ }, 5, 0.05),

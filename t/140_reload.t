@@ -123,8 +123,6 @@ my $CONF = $pgm->conffile;
 my ($LISTEN) = slurp($CONF) =~ /^(listen = [^\n]*\n)/;
 ok($LISTEN, "the listen line: $LISTEN");
 
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
 my $END = qr/(?:configuration reloaded \(generation \d+\)|reload failed|reload refused)[^\n]*\n/;
 my $GEN = 0;
 
@@ -541,8 +539,7 @@ SKIP: {
 		}
 		my ($rc, $out, $err) = $b->finish;
 		is($rc, 0, "9: $what exits 0") or diag("$out\n$err");
-		my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
-		my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+		my ($processed, $failed) = pgbench_counts($out);
 		cmp_ok($processed // 0, '>', 0, "9: $what: " . ($processed // 0) . ' transactions');
 		is($failed, 0, "9: $what: number of failed transactions: 0") or diag($out);
 		unlike($err, qr/error|FATAL|abort/i, "9: $what: no errors") or diag($err);

@@ -49,8 +49,8 @@ my $sleeping = sub {
 		'the raw session runs pg_sleep(2)');
 	for my $forged ([ $pid, $key ^ 1 ], [ $pid ^ 1, $key ], [ 0, 0 ]) {
 		my $k = $pgm->raw;
-		$k->send_bytes(pack('N N N N', 16, 80877102, @$forged));
-		CORE::close($k->{sock});
+		$k->send_cancel($forged);
+		$k->hang_up;
 	}
 	my $res = $c->collect(timeout => 15);
 	ok(!$res->{error}, 'forged keys cancel nothing') or diag(explain($res));
@@ -64,8 +64,8 @@ my $sleeping = sub {
 		'the raw session runs pg_sleep(30)');
 	my $t = time;
 	my $k = $pgm->raw;
-	$k->send_bytes(pack('N N N N', 16, 80877102, $pid, $key));
-	CORE::close($k->{sock});
+	$k->send_cancel([ $pid, $key ]);
+	$k->hang_up;
 	$res = $c->collect(timeout => 15);
 	is($res->{error}{C}, '57014', 'the real key cancels the query (57014)')
 		or diag(explain($res));

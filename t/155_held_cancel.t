@@ -83,16 +83,10 @@ sub qmsg {
 sub cancel {
 	my ($key) = @_;
 	my $k = PgMirrorTest::raw_connect(host => $pgm->host, port => $pgm->port);
-	$k->send_bytes(pack('N N N N', 16, 80877102, @$key));
+	$k->send_cancel($key);
 	# The server side closes once the request is read.
 	$k->read_bytes(1, 5);
-	CORE::close($k->{sock});
-}
-
-# The last stats line of the mirror.
-sub mstats {
-	my @l = $pgm->log =~ /stats: mirror appdb -> mirrordb: ([^\n]*)\n/g;
-	return @l ? { $l[-1] =~ /(\w+) (-?\d+)/g } : {};
+	$k->hang_up;
 }
 
 # Waits until the marker row $k is on the destination.
@@ -141,7 +135,7 @@ sub marker_ok {
 	is(count_k('mirrordb', 666), 0, '1: ... nor the destination');
 	marker_ok('1');
 	sleep 1.2;
-	my $st = mstats();
+	my $st = $pgm->last_logged_stats('appdb -> mirrordb');
 	is($st->{errors}, 0, '1: the mirror counts no error');
 	is($st->{divergent}, 0, '1: ... and no divergence');
 	unlike($pgm->log, qr/statement \d+: source/, '1: no divergence is logged');
@@ -324,7 +318,7 @@ sub result_ok {
 	$c->close;
 }
 
-my $st = mstats();
+my $st = $pgm->last_logged_stats('appdb -> mirrordb');
 is($st->{errors} // -1, 0, 'the mirror counted no error in all');
 is($st->{divergent} // -1, 0, '... and no divergence');
 ok($pgm->alive, 'the daemon is alive');

@@ -11,7 +11,7 @@
 # The counters come from the last "stats: mirror A -> B: ..." line of the
 # daemon's log.  "Drained" means: two stats lines written after we
 # started waiting, both with queue_length 0 and the same enqueued,
-# replayed and dropped.  pgbench runs with -n: its own vacuum and
+# replayed and dropped (Pgm::logged_drained).  pgbench runs with -n: its own vacuum and
 # truncate of pgbench_history come from a session of their own, and a
 # mirror only keeps the order within a session.
 #
@@ -139,41 +139,6 @@ my $EXPO = 'expo -> expo_dst';
 
 # --- helpers ---------------------------------------------------------------------
 
-# Every complete stats line of a mirror, parsed, oldest first, from the
-# log of daemon $inst (default: the main one) after offset $from.
-sub all_stats {
-	my ($name, $inst, $from) = @_;
-	my @l = substr(($inst // $pgm)->log, $from // 0) =~ /stats: mirror \Q$name\E: ([^\n]*)\n/g;
-	return map { +{ /(\w+) (-?\d+)/g } } @l;
-}
-
-# The last stats line of a mirror as a hash (sessions, enqueued, replayed,
-# errors, dropped, divergent, gaps, queue_length, queue_bytes, lag_ms).
-sub stats {
-	my ($name, $inst) = @_;
-	my @all = all_stats($name, $inst);
-	return $all[-1] // {};
-}
-
-# Waits until the mirror is drained (see the header); returns the last
-# stats, or undef after $timeout seconds.
-sub drained {
-	my ($name, $timeout, $inst) = @_;
-	my $n0 = () = all_stats($name, $inst);
-	my $ok = wait_until(sub {
-		my @all = all_stats($name, $inst);
-		return 0 if @all < $n0 + 2;
-		my ($p, $l) = @all[-2, -1];
-		return $p->{queue_length} == 0 && $l->{queue_length} == 0
-		  && $p->{enqueued} == $l->{enqueued}
-		  && $p->{replayed} + $p->{dropped} == $l->{replayed} + $l->{dropped};
-	}, $timeout // 60, 0.2);
-	my $st = stats($name, $inst);
-	diag("$name not drained: " . join(', ', map { "$_ $st->{$_}" } sort keys %$st))
-	  unless $ok;
-	return $ok ? $st : undef;
-}
-
 # The difference of two stats hashes, counter by counter.
 sub delta {
 	my ($from, $to) = @_;
@@ -184,28 +149,12 @@ sub delta {
 sub q_src { $src->psql($_[0], db => 'appdb') }
 sub q_dst { $dst->psql($_[0], db => 'appdb') }
 
-# Row count and md5 of a table's rows in key order.
-sub table_sig {
-	my ($pg, $table, $key) = @_;
-	return $pg->psql("SELECT count(*) || ' rows, md5 ' || coalesce(md5(string_agg(t::text, ','"
-		. " ORDER BY $key)), '-') FROM $table t", db => 'appdb');
-}
-
 # pgbench through pgmirror; checks rc 0 and 0 failed transactions.
 sub bench_ok {
 	my ($what, $args, %o) = @_;
 	my ($rc, $out, $err) = $pgm->pgbench($args, %o);
 	bench_check($what, $rc, $out, $err);
 	return ($rc, $out, $err);
-}
-
-sub bench_check {
-	my ($what, $rc, $out, $err) = @_;
-	is($rc, 0, "$what: pgbench exits 0") or diag("$out\n$err");
-	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
-	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
-	cmp_ok($processed // 0, '>', 0, "$what: " . ($processed // 0) . ' transactions');
-	is($failed, 0, "$what: 0 failed transactions") or diag("$out\n$err");
 }
 
 # Waits for a statement on dst to return $want.
@@ -237,13 +186,13 @@ sub mirror_pid {
 my ($rc, $out, $err);
 ok(wait_until(sub { defined mirror_pid(0) && defined mirror_pid(1) }, 10),
 	'two mirror workers are running');
-ok(drained($MAIN, 10), 'stats lines for the mirror are logged');
+ok($pgm->logged_drained($MAIN, 10), 'stats lines for the mirror are logged');
 
 for my $mode (qw(simple prepared)) {
 	my $what = "TPC-B -M $mode";
 	($rc, $out, $err) = $pgm->pgbench([ '-i', '-q', '-s', '1' ]);
 	is($rc, 0, "$what: pgbench -i -s 1 through pgmirror") or diag("$out\n$err");
-	my $st0 = drained($MAIN, 60);
+	my $st0 = $pgm->logged_drained($MAIN, 60);
 	ok($st0, "$what: the init is replayed");
 	is(q_dst('SELECT count(*) FROM pgbench_accounts'), 100000,
 		"$what: dst has the 100000 accounts of the COPY");
@@ -253,7 +202,7 @@ for my $mode (qw(simple prepared)) {
 		FROM pg_constraint WHERE conrelid::regclass::text LIKE 'pgbench_%'}),
 		"$what: dst has the same primary keys");
 	bench_ok($what, [ '-n', '-M', $mode, '-c', '8', '-j', '2', '-T', '10' ]);
-	my $st = drained($MAIN, 90);
+	my $st = $pgm->logged_drained($MAIN, 90);
 	ok($st, "$what: the queue drains");
 	my $d = delta($st0 // {}, $st // {});
 	cmp_ok($d->{enqueued}, '>', 0, "$what: $d->{enqueued} transactions enqueued");
@@ -263,7 +212,7 @@ for my $mode (qw(simple prepared)) {
 	is($d->{gaps}, 0, "$what: gaps 0");
 	for my $t ([ 'pgbench_accounts', 'aid' ], [ 'pgbench_tellers', 'tid' ],
 		[ 'pgbench_branches', 'bid' ]) {
-		is(table_sig($dst, @$t), table_sig($src, @$t), "$what: $t->[0] identical");
+		is($dst->table_sig(@$t), $src->table_sig(@$t), "$what: $t->[0] identical");
 	}
 	is(q_dst('SELECT count(*) FROM pgbench_history'), q_src('SELECT count(*) FROM pgbench_history'),
 		"$what: pgbench_history has as many rows");
@@ -277,7 +226,7 @@ for my $mode (qw(simple prepared)) {
 	q_src(q{INSERT INTO t2 VALUES (5, 'only on the source')});
 	dst_is('SELECT string_agg(id::text, \',\' ORDER BY id) FROM t2', '1',
 		'2: t2 and its row 1 reach dst');
-	my $st0 = drained($MAIN, 30);
+	my $st0 = $pgm->logged_drained($MAIN, 30);
 	my $h = $pgm->dbh;
 	my $ok;
 
@@ -311,7 +260,7 @@ for my $mode (qw(simple prepared)) {
 		'2: the source has 1, 5 and the marker 30');
 	dst_is('SELECT string_agg(id::text, \',\' ORDER BY id) FROM t2', '1,30',
 		'2: dst has 1 and the marker 30, none of the failed or rolled back rows');
-	my $st = drained($MAIN, 30);
+	my $st = $pgm->logged_drained($MAIN, 30);
 	my $d = delta($st0 // {}, $st // {});
 	is($d->{enqueued}, 1, '2: only the marker transaction was enqueued');
 	is($d->{replayed}, 1, '2: and replayed');
@@ -325,7 +274,7 @@ for my $mode (qw(simple prepared)) {
 {
 	$pgm->psql('CREATE TABLE t3 (id int PRIMARY KEY)');
 	dst_is(q{SELECT to_regclass('t3') IS NOT NULL}, 't', '3: t3 reaches dst');
-	my $st0 = drained($MAIN, 30);
+	my $st0 = $pgm->logged_drained($MAIN, 30);
 	my $from = length $pgm->log;
 	my $bg = PgMirrorTest::start_cmd([ PgMirrorTest::_bin('pgbench'), '-n', '-h', $pgm->host,
 		'-p', $pgm->port, '-U', 'app', '-c', '8', '-j', '2', '-T', '10', 'appdb' ],
@@ -352,11 +301,11 @@ for my $mode (qw(simple prepared)) {
 		return defined $o && $o =~ /^\d+$/ && $o > 0;
 	}, 35, 0.5);
 	ok($back, sprintf('3: a new session\'s insert reached dst %.1f s after pgbench', time - $t0));
-	ok(drained($MAIN, 30), '3: the queue drains');
+	ok($pgm->logged_drained($MAIN, 30), '3: the queue drains');
 	$pgm->psql('INSERT INTO t3 VALUES (1000)');
 	dst_is('SELECT count(*) FROM t3 WHERE id = 1000', '1',
 		'3: then the next new session\'s insert reaches dst too', 10);
-	my $st = drained($MAIN, 30);
+	my $st = $pgm->logged_drained($MAIN, 30);
 	my $d = delta($st0 // {}, $st // {});
 	cmp_ok($d->{dropped}, '>', 0, "3: dropped $d->{dropped}");
 	cmp_ok($d->{gaps}, '>', 0, "3: gaps $d->{gaps}");
@@ -368,23 +317,23 @@ for my $mode (qw(simple prepared)) {
 # --- 4. a small queue and a locked destination ---------------------------------------
 
 {
-	my $st0 = drained($SMALL, 10);
+	my $st0 = $pgm->logged_drained($SMALL, 10);
 	my $lock = $dst->dbh(db => 'appdb');
 	$lock->begin_work;
 	$lock->do('LOCK pgbench_branches IN ACCESS EXCLUSIVE MODE');
 	bench_ok('4: queue 10, dst locked', [ '-n', '-c', '8', '-j', '2', '-T', '5' ], db => 'smallq');
-	my $st = stats($SMALL);
+	my $st = $pgm->last_logged_stats($SMALL);
 	my $d = delta($st0 // {}, $st);
 	cmp_ok($d->{dropped}, '>', 0, "4: dropped $d->{dropped}");
 	cmp_ok($d->{gaps}, '>', 0, "4: gaps $d->{gaps}");
 	cmp_ok($d->{enqueued}, '>', 0, "4: enqueued $d->{enqueued}");
-	my ($maxlen) = sort { $b <=> $a } map { $_->{queue_length} } all_stats($SMALL);
+	my ($maxlen) = sort { $b <=> $a } map { $_->{queue_length} } $pgm->logged_stats($SMALL);
 	cmp_ok($maxlen, '<=', 10, "4: queue_length never over 10 (max $maxlen)");
 	cmp_ok($st->{queue_length}, '>', 0, "4: transactions wait for the lock ($st->{queue_length})");
 	cmp_ok($st->{lag_ms}, '>', 0, "4: lag_ms $st->{lag_ms} while they wait");
 	$lock->rollback;
 	$lock->disconnect;
-	$st = drained($SMALL, 60);
+	$st = $pgm->logged_drained($SMALL, 60);
 	ok($st, '4: after the lock is released the queue drains');
 	is($st && $st->{queue_length}, 0, '4: queue_length 0');
 	is(delta($st0 // {}, $st // {})->{errors}, 0, '4: errors 0');
@@ -398,7 +347,7 @@ for my $mode (qw(simple prepared)) {
 	dst_is('SELECT v FROM t5 WHERE id = 1', '10', '5: t5 row 1 reaches dst');
 	q_dst('UPDATE t5 SET v = 99 WHERE id = 1');
 	q_src('INSERT INTO t5 VALUES (2, 20)');
-	my $st0 = drained($MAIN, 30);
+	my $st0 = $pgm->logged_drained($MAIN, 30);
 	my $ndiv = ($st0 // {})->{divergent} // 0;
 
 	my @cases = (
@@ -415,13 +364,13 @@ for my $mode (qw(simple prepared)) {
 		my $from = length $pgm->log;
 		is($pgm->psql($sql), $want, "5: $sql returns what the source has");
 		$ndiv++;
-		ok(wait_until(sub { (stats($MAIN)->{divergent} // 0) >= $ndiv }, 10),
+		ok(wait_until(sub { ($pgm->last_logged_stats($MAIN)->{divergent} // 0) >= $ndiv }, 10),
 			"5: $sql: divergent $ndiv");
 		my $new = substr($pgm->log, $from);
 		like($new, qr/mirror appdb -> newdb: session \d+ transaction \d+: $re/,
 			"5: $sql: the divergence is logged") or diag($new);
 	}
-	my $st = drained($MAIN, 30);
+	my $st = $pgm->logged_drained($MAIN, 30);
 	my $d = delta($st0 // {}, $st // {});
 	is($d->{divergent}, 3, '5: three divergent transactions');
 	is($d->{errors}, 0, '5: errors 0');
@@ -433,11 +382,11 @@ for my $mode (qw(simple prepared)) {
 {
 	my $script = PgMirrorTest::tmp_base() . '/select1.sql';
 	write_file($script, "SELECT 1;\n");
-	my $main0 = drained($MAIN, 10);
-	my $e0 = drained($EXPO, 10);
+	my $main0 = $pgm->logged_drained($MAIN, 10);
+	my $e0 = $pgm->logged_drained($EXPO, 10);
 	bench_ok('6: 200 sessions on expo', [ '-n', '-C', '-c', '1', '-t', '200', '-f', $script ],
 		db => 'expo');
-	my $e = drained($EXPO, 30);
+	my $e = $pgm->logged_drained($EXPO, 30);
 	my $d = delta($e0 // {}, $e // {});
 	cmp_ok($d->{sessions}, '>=', 60, "6: mirrored sessions $d->{sessions} >= 60");
 	cmp_ok($d->{sessions}, '<=', 140, "6: mirrored sessions $d->{sessions} <= 140");
@@ -446,13 +395,13 @@ for my $mode (qw(simple prepared)) {
 		"6: one transaction enqueued per mirrored session ($d->{enqueued})");
 	is($d->{replayed}, $d->{enqueued}, '6: and replayed');
 	is($d->{errors}, 0, '6: errors 0');
-	is(delta($main0 // {}, stats($MAIN))->{sessions}, 0, '6: no session counted for appdb -> newdb');
+	is(delta($main0 // {}, $pgm->last_logged_stats($MAIN))->{sessions}, 0, '6: no session counted for appdb -> newdb');
 }
 
 # --- 7. workers killed under load --------------------------------------------------------
 
 {
-	my $st0 = drained($MAIN, 10);
+	my $st0 = $pgm->logged_drained($MAIN, 10);
 	my $from = length $pgm->log;
 	my $h = $pgm->dbh;
 	$h->do('SELECT 1');
@@ -478,7 +427,7 @@ for my $mode (qw(simple prepared)) {
 	ok(wait_until(sub { $mw2 = mirror_pid(1); $mw2 && $mw2 != $mw }, 10),
 		'7: a new mirror worker 1 runs: pid ' . ($mw2 // 'none'));
 	ok(mirror_pid(0), '7: mirror worker 0 still runs');
-	my $st1 = drained($MAIN, 60);
+	my $st1 = $pgm->logged_drained($MAIN, 60);
 	ok($st1, '7: the queue drains after the kills');
 	my $d = delta($st0 // {}, $st1 // {});
 	cmp_ok($d->{enqueued}, '>', 0, "7: enqueued $d->{enqueued} during the run");
@@ -486,7 +435,7 @@ for my $mode (qw(simple prepared)) {
 	# New sessions, on both mirror workers, are mirrored again.
 	$pgm->psql("INSERT INTO t3 VALUES (2000 + $_)") for 1 .. 4;
 	dst_is('SELECT count(*) FROM t3 WHERE id > 2000', '4', '7: new rows reach dst');
-	my $st2 = drained($MAIN, 30);
+	my $st2 = $pgm->logged_drained($MAIN, 30);
 	ok($st2, '7: the queue drains again');
 	$d = delta($st1 // {}, $st2 // {});
 	is($d->{enqueued}, 4, '7: enqueued grows by the four inserts');
@@ -504,7 +453,7 @@ for my $mode (qw(simple prepared)) {
 	q_src(q{INSERT INTO t8 VALUES (5, 'only on the source')});
 	my $ids = q{SELECT string_agg(id::text, ',' ORDER BY id) FROM t8};
 	dst_is($ids, '1', '8: t8 and its row 1 reach dst');
-	my $st0 = drained($MAIN, 30);
+	my $st0 = $pgm->logged_drained($MAIN, 30);
 	my $h = $pgm->dbh;
 	# An INSERT, in the simple protocol or (with parameters) the extended one.
 	my $ins = sub {
@@ -524,7 +473,7 @@ for my $mode (qw(simple prepared)) {
 	}
 	is(q_src($ids), '1,2,3,5', '8: the source committed both good rows');
 	dst_is($ids, '1,2,3', '8: they are replayed on dst');
-	my $st1 = drained($MAIN, 30);
+	my $st1 = $pgm->logged_drained($MAIN, 30);
 	my $d = delta($st0 // {}, $st1 // {});
 	is($d->{enqueued}, 2, '8: both transactions enqueued');
 	is($d->{replayed}, 2, '8: and replayed');
@@ -542,11 +491,11 @@ for my $mode (qw(simple prepared)) {
 	ok($h->commit, '8: and its transaction commits after ROLLBACK TO SAVEPOINT');
 	$h->disconnect;
 	dst_is($ids, '1,2,3,4', '8: dst has the good row, and not the one rolled back to the savepoint');
-	ok(wait_until(sub { (stats($MAIN)->{divergent} // 0) > ($st1 // {})->{divergent} }, 10),
+	ok(wait_until(sub { ($pgm->last_logged_stats($MAIN)->{divergent} // 0) > ($st1 // {})->{divergent} }, 10),
 		'8: a divergence is counted');
 	like(substr($pgm->log, $from), qr/mirror appdb -> newdb: session \d+ transaction \d+: statement 3: source "ERROR 23505", destination "INSERT 0 1", in: INSERT INTO t8 VALUES \(5, 'dup'\)/,
 		'8: logged: the source\'s result "ERROR 23505" against dst\'s "INSERT 0 1"');
-	my $st2 = drained($MAIN, 30);
+	my $st2 = $pgm->logged_drained($MAIN, 30);
 	$d = delta($st1 // {}, $st2 // {});
 	is($d->{replayed}, 1, '8: that transaction is replayed');
 	is($d->{divergent}, 1, '8: divergent 1');
@@ -573,7 +522,7 @@ sub raw_exec {
 	$pgm->psql(q{INSERT INTO t9 VALUES (1, 'one')});
 	my $rows = q{SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM t9};
 	dst_is($rows, '1:one', '9: t9 and its row 1 reach dst');
-	my $st0 = drained($MAIN, 30);
+	my $st0 = $pgm->logged_drained($MAIN, 30);
 
 	# DBD::Pg: BEGIN goes with a transaction's first statement, so the
 	# statements below are prepared (Parse) inside transactions that
@@ -617,7 +566,7 @@ sub raw_exec {
 	my $want = '1:one,101:updated,102:later,103:later,201:raw,202:raw';
 	is(q_src($rows), $want, '9: the source has the later rows');
 	dst_is($rows, $want, '9: so has dst, and none of the rolled back or failed ones');
-	my $st = drained($MAIN, 30);
+	my $st = $pgm->logged_drained($MAIN, 30);
 	my $d = delta($st0 // {}, $st // {});
 	cmp_ok($d->{enqueued}, '>=', 6, "9: enqueued $d->{enqueued} (6 executes, and the statements kept)");
 	is($d->{replayed}, $d->{enqueued}, '9: all replayed');
@@ -641,7 +590,7 @@ sub raw_exec {
 	$h->disconnect;
 	dst_is(q{SELECT string_agg(id::text, ',' ORDER BY id) FROM t9 WHERE id > 300}, '301,302',
 		'9: the next transactions of that session reach dst');
-	my $st2 = drained($MAIN, 30);
+	my $st2 = $pgm->logged_drained($MAIN, 30);
 	$d = delta($st // {}, $st2 // {});
 	is($d->{errors}, 0, '9: errors 0: a kept statement dst could not prepare is not counted');
 	is($d->{replayed}, $d->{enqueued}, "9: all $d->{enqueued} replayed");
@@ -679,7 +628,7 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 		'10: the second daemon runs its mirror worker');
 	$pgm2->psql('CREATE TABLE t10 (id int PRIMARY KEY)');
 	dst_is(q{SELECT to_regclass('t10') IS NOT NULL}, 't', '10: t10 reaches dst');
-	my $st0 = drained($MAIN, 30, $pgm2);
+	my $st0 = $pgm2->logged_drained($MAIN, 30);
 	ok($st0, '10: the second daemon logs its mirror\'s stats');
 	my $lock = $dst->dbh(db => 'appdb');
 	$lock->begin_work;
@@ -700,7 +649,7 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 			AND wait_event_type = 'Lock'}) eq '0' }, 5, 0.1),
 		'10: the replayed INSERT no longer waits for the lock on dst');
 	my $st = {};
-	wait_until(sub { $st = stats($MAIN, $pgm2); ($st->{dropped} // 0) > ($st0 // {})->{dropped} }, 5);
+	wait_until(sub { $st = $pgm2->last_logged_stats($MAIN); ($st->{dropped} // 0) > ($st0 // {})->{dropped} }, 5);
 	my $d = delta($st0 // {}, $st);
 	is($d->{dropped}, 1, '10: dropped 1');
 	is($d->{gaps}, 1, '10: gaps 1');
@@ -713,7 +662,7 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 	$pgm2->psql('INSERT INTO t10 VALUES (3)');
 	my $ids = q{SELECT string_agg(id::text, ',' ORDER BY id) FROM t10};
 	dst_is($ids, '2,3', '10: after the lock, that session\'s next INSERT and a new session\'s reach dst');
-	my $st1 = drained($MAIN, 30, $pgm2);
+	my $st1 = $pgm2->logged_drained($MAIN, 30);
 	is(q_dst($ids), '2,3', '10: the cancelled INSERT never ran on dst');
 	$d = delta($st0 // {}, $st1 // {});
 	is($d->{enqueued}, 3, '10: enqueued 3');
@@ -725,7 +674,7 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 # --- 11. switchover by hand, the mirror running back ------------------------------------
 
 {
-	my $st0 = drained($MAIN, 10, $pgm2);
+	my $st0 = $pgm2->logged_drained($MAIN, 10);
 	my $mw = mirror_pid(0, $pgm2);
 	ok($mw, '11: mirror worker 0 of the second daemon: pid ' . ($mw // 'none'));
 	write_file($pgm2->conffile, $LISTEN2 . conf2(1));
@@ -755,9 +704,9 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 	my $got;
 	ok(wait_until(sub { $got = q_src('SELECT count(*) FROM t10 WHERE id = 1100'); $got eq '1' }, 20, 0.2),
 		'11: and mirrored to the src cluster, now the destination');
-	my $st1 = drained($MAIN, 30, $pgm2);
+	my $st1 = $pgm2->logged_drained($MAIN, 30);
 	ok($st1, '11: the queue drains');
-	my ($min) = sort { $a <=> $b } map { $_->{enqueued} } all_stats($MAIN, $pgm2, $from);
+	my ($min) = sort { $a <=> $b } map { $_->{enqueued} } $pgm2->logged_stats($MAIN, $from);
 	cmp_ok($min // -1, '>=', ($st0 // {})->{enqueued} // 0,
 		'11: enqueued did not go back after the reload (' . ($min // 'none') . ')');
 	my $d = delta($st0 // {}, $st1 // {});
@@ -775,7 +724,7 @@ my ($LISTEN2) = slurp($pgm2->conffile) =~ /^(listen = [^\n]*\n)/;
 SKIP: {
 	my ($prlimit) = grep { -x } map { "$_/prlimit" } split /:/, "$ENV{PATH}:/usr/bin:/bin";
 	skip 'no prlimit(1) to make a poll fail', 9 unless $prlimit;
-	my $st0 = drained($MAIN, 10, $pgm2);
+	my $st0 = $pgm2->logged_drained($MAIN, 10);
 	my $mw = mirror_pid(0, $pgm2);
 	ok($mw, '12: mirror worker 0 of the second daemon: pid ' . ($mw // 'none'));
 	$mw //= 0;
@@ -793,13 +742,13 @@ SKIP: {
 	ok(wait_until(sub { $mw2 = mirror_pid(0, $pgm2); $mw2 && $mw2 != $mw }, 10),
 		'12: a new mirror worker 0 runs: pid ' . ($mw2 // 'none'));
 	my $st1 = {};
-	wait_until(sub { $st1 = stats($MAIN, $pgm2); ($st1->{errors} // 0) > (($st0 // {})->{errors} // 0) }, 5);
+	wait_until(sub { $st1 = $pgm2->last_logged_stats($MAIN); ($st1->{errors} // 0) > (($st0 // {})->{errors} // 0) }, 5);
 	is(delta($st0 // {}, $st1)->{errors}, 1, '12: the failure is counted: errors 1');
 	$pgm2->psql('INSERT INTO t10 VALUES (1200)');
 	my $got;
 	ok(wait_until(sub { $got = q_src('SELECT count(*) FROM t10 WHERE id = 1200'); $got eq '1' }, 20, 0.2),
 		'12: a new session\'s INSERT is mirrored by the new mirror worker');
-	my $d = delta($st0 // {}, drained($MAIN, 30, $pgm2) // {});
+	my $d = delta($st0 // {}, $pgm2->logged_drained($MAIN, 30) // {});
 	ok($d->{enqueued} == 1 && $d->{replayed} == 1 && $d->{errors} == 1,
 		"12: enqueued 1, replayed 1, errors still 1 ($d->{enqueued}, $d->{replayed}, $d->{errors})");
 	ok($pgm2->alive, '12: the daemon is alive');

@@ -126,9 +126,6 @@ my ($VERSION) = do {
 };
 ok($VERSION, "pgmirror -V says version " . ($VERSION // '?'));
 
-# Log lines saying a worker died.
-my $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
-
 my %COLS = (
 	clients => [qw(pid user database address state state_seconds server backend_pid)],
 	mirrors => [qw(source destination sessions enqueued replayed errors dropped
@@ -141,85 +138,18 @@ my %COLS = (
 	status  => [qw(name value)],
 );
 
-# Parses an answer of the control protocol: { ok => 1|0, reason =>,
-# header => [..], rows => [[..], ..] }; the first line must be OK or
-# ERROR.
-sub parse_answer {
-	my ($text) = @_;
-	return { ok => 0, reason => '(no answer)', header => [], rows => [] }
-	  unless defined $text && length $text;
-	my @lines = split /\n/, $text;
-	my $first = shift @lines;
-	my %a = (header => [], rows => []);
-	if ($first eq 'OK') {
-		$a{ok} = 1;
-	} elsif ($first =~ /^ERROR (.*)$/) {
-		$a{ok} = 0;
-		$a{reason} = $1;
-	} else {
-		$a{ok} = 0;
-		$a{reason} = "(malformed first line: $first)";
-		$a{malformed} = 1;
-	}
-	if (@lines) {
-		$a{header} = [ split /\t/, shift(@lines), -1 ];
-		$a{rows} = [ map { [ split /\t/, $_, -1 ] } @lines ];
-	}
-	return \%a;
-}
-
-# The rows of a parsed answer (or of tab-separated text with a header) as
-# hashes keyed by the column names.
-sub row_hashes {
-	my ($a) = @_;
-	my @h = @{ $a->{header} };
-	return map { my $r = $_; +{ map { $h[$_] => $r->[$_] } 0 .. $#h } } @{ $a->{rows} };
-}
-
-# Tab-separated output of pgmirrorctl -t, parsed like an OK answer.
+# Tab-separated output of pgmirrorctl -t, parsed like an OK answer (see
+# PgMirrorTest::parse_answer).
 sub parse_tabs {
 	my ($text) = @_;
 	return parse_answer("OK\n" . ($text // ''));
 }
 
-# name => value of the status table (raw request).
-sub status {
-	my $a = parse_answer($pgm->ctl_raw('status'));
-	return { map { $_->{name} => $_->{value} } row_hashes($a) };
-}
-
 # The show clients row whose address ends in :$port, or undef.
 sub client_row {
 	my ($port) = @_;
-	my $a = parse_answer($pgm->ctl_raw('show clients'));
-	my ($r) = grep { $_->{address} =~ /:\Q$port\E$/ } row_hashes($a);
+	my ($r) = grep { $_->{address} =~ /:\Q$port\E$/ } $pgm->clients;
 	return $r;
-}
-
-# Waits (up to 5 s) for a show clients row in state $state (and, with
-# $port, for that client); returns it or undef.
-sub wait_client_state {
-	my ($state, $port, $db) = @_;
-	my $row;
-	wait_until(sub {
-		my $a = parse_answer($pgm->ctl_raw('show clients'));
-		($row) = grep {
-			$_->{state} eq $state
-			  && (!defined $port || $_->{address} =~ /:\Q$port\E$/)
-			  && (!defined $db || $_->{database} eq $db)
-		} row_hashes($a);
-		$row;
-	}, 5, 0.05);
-	return $row;
-}
-
-# The local TCP port of a DBD::Pg handle's connection.
-sub dbh_port {
-	my ($dbh) = @_;
-	open(my $fh, '+<&', $dbh->{pg_socket}) or die "dup pg_socket: $!";
-	my ($p) = Socket::sockaddr_in(getsockname($fh));
-	close $fh;
-	return $p;
 }
 
 # Rows of ctl_t with value $k on PostgreSQL directly.
@@ -296,11 +226,11 @@ ok($dworker, "DBD::Pg session open: client port $dport, backend $dbackend, worke
 	is_deeply([ sort keys %{ $j->[0] || {} } ], [ sort @{ $COLS{pools} } ],
 		'1: ... objects with the pools columns as keys');
 
-	my @ver = row_hashes(parse_answer($pgm->ctl_raw('show version')));
+	my @ver = $pgm->rows('show version');
 	is(scalar @ver, 1, '1: show version: one row');
 	is($ver[0]{version}, "pgmirror $VERSION", '1: show version: "pgmirror VERSION"');
 
-	my %cfg = map { $_->{name} => $_->{value} } row_hashes(parse_answer($pgm->ctl_raw('show config')));
+	my %cfg = map { $_->{name} => $_->{value} } $pgm->rows('show config');
 	is($cfg{control_socket}, $SOCK, '1: show config: control_socket');
 	is($cfg{'admin.database'}, 'pgmirror', '1: show config: admin.database defaults to pgmirror');
 	is($cfg{'databases.appdb2'}, "$pg->{host}:$pg->{port}/appdb2", '1: show config: databases.appdb2');
@@ -317,18 +247,18 @@ ok($dworker, "DBD::Pg session open: client port $dport, backend $dbackend, worke
 	is($c->{server}, "$pg->{host}:$pg->{port}", '1: ... server is the cluster');
 
 	my ($s) = grep { $_->{backend_pid} eq $dbackend }
-	  row_hashes(parse_answer($pgm->ctl_raw('show servers')));
+	  $pgm->rows('show servers');
 	ok($s && $s->{state} eq 'in use' && $s->{pid} eq $dworker && $s->{database} eq 'appdb',
 		'1: show servers: its server connection, in use by its worker');
 
 	my ($p) = grep { $_->{database} eq 'appdb' && $_->{user} eq 'app' }
-	  row_hashes(parse_answer($pgm->ctl_raw('show pools')));
+	  $pgm->rows('show pools');
 	ok($p, '1: show pools: pool appdb/app');
 	cmp_ok($p->{open} // 0, '>=', 1, '1: ... open >= 1');
 	is($p->{size}, 100, '1: ... size 100 (pool.default_size)');
 
 	my ($sd) = grep { $_->{database} eq 'appdb' }
-	  row_hashes(parse_answer($pgm->ctl_raw('show stats')));
+	  $pgm->rows('show stats');
 	cmp_ok($sd->{active} // 0, '>=', 1, '1: show stats: appdb has an active client');
 	cmp_ok($sd->{queries} // 0, '>=', 1, '1: show stats: ... and queries counted');
 }
@@ -385,7 +315,7 @@ my $silent_t0 = time;
 	ok($st->{ok} && !$pgm->{ctl_timed_out}, '2: with a silent connection open, status still answers');
 	cmp_ok(time - $t, '<', 5, '2: ... without waiting for the silent one');
 
-	is(status()->{maintenance}, 'off', '2: none of them turned maintenance on');
+	is($pgm->status->{maintenance}, 'off', '2: none of them turned maintenance on');
 	my $log = substr($pgm->log, $from);
 	like($log, qr/control: request longer than \d+ bytes refused/,
 		'2: the log says a too long request was refused');
@@ -512,21 +442,21 @@ SKIP: {
 	# a) A new request waits; the login does not.
 	my ($rc, $out, $err) = $pgm->ctl('maintenance', 'on');
 	is($rc, 0, '5a: pgmirrorctl maintenance on exits 0') or diag($err);
-	is(status()->{maintenance}, 'on', '5a: status says maintenance on');
+	is($pgm->status->{maintenance}, 'on', '5a: status says maintenance on');
 	my $bg = $pgm->psql_bg('SELECT 1', timeout => 60);
-	my $row = wait_client_state('waiting (maintenance)');
+	my $row = $pgm->wait_client_state('waiting (maintenance)');
 	ok($row, '5a: a psql logs in and show clients lists it "waiting (maintenance)"');
 	is($row && $row->{database}, 'appdb', '5a: ... in appdb');
 	sleep 2;
 	ok($bg->running, '5a: its SELECT 1 is still waiting after 2 s');
-	is(status()->{maintenance}, 'on', '5a: maintenance is still on');
+	is($pgm->status->{maintenance}, 'on', '5a: maintenance is still on');
 	($rc, $out, $err) = $pgm->ctl('maintenance', 'off');
 	is($rc, 0, '5a: pgmirrorctl maintenance off exits 0') or diag($err);
 	my ($brc, $bout, $berr) = $bg->finish;
 	is($brc, 0, '5a: then the psql finishes, exit 0') or diag($berr);
 	is($bout, "1\n", '5a: ... printing 1');
 	is($berr, '', '5a: ... and no error');
-	is(status()->{maintenance}, 'off', '5a: status says maintenance off');
+	is($pgm->status->{maintenance}, 'off', '5a: status says maintenance off');
 
 	# b) A transaction in progress goes on; the next request waits.
 	my $tx = $pgm->dbh(attr => { AutoCommit => 0 });
@@ -544,7 +474,7 @@ SKIP: {
 		$tx->commit;
 		($n, 'committed');
 	};
-	my $still = status()->{maintenance};
+	my $still = $pgm->status->{maintenance};
 	$dog->signal('KILL');
 	$dog->finish;
 	is($v, 'committed', '5b: its INSERT, SELECT and COMMIT run while maintenance is on')
@@ -557,7 +487,7 @@ SKIP: {
 	# DBD::Pg sends no blocking BEGIN first) must wait.
 	$tx->{AutoCommit} = 1;
 	$tx->do('INSERT INTO ctl_t VALUES (3)', { pg_async => PG_ASYNC });
-	my $w = wait_client_state('waiting (maintenance)', $tport);
+	my $w = $pgm->wait_client_state('waiting (maintenance)', port => $tport);
 	ok($w, '5b: its next transaction is held: "waiting (maintenance)"');
 	sleep 1;
 	ok(!$tx->pg_ready, '5b: ... and gets no answer while maintenance is on');
@@ -586,17 +516,17 @@ SKIP: {
 	like($busy[0]{address} // '', qr/:\Q$tport\E$/, '5c: ... the one of the open transaction (address)');
 	is($busy[0]{pid}, $pgm->worker_for($tx), '5c: ... (its worker pid)');
 	is($busy[0]{state}, 'in transaction', '5c: ... in transaction');
-	is(status()->{maintenance}, 'on', '5c: maintenance stays on');
+	is($pgm->status->{maintenance}, 'on', '5c: maintenance stays on');
 	$tx->commit;
 	is(count_k(4), 1, '5c: the open transaction COMMITs while maintenance is on');
 	($rc, $out, $err) = $pgm->ctl('maintenance', 'on', '--wait', '5');
 	is($rc, 0, '5c: after it, maintenance on --wait 5 succeeds') or diag($err);
-	is(status()->{maintenance}, 'on', '5c: maintenance on');
+	is($pgm->status->{maintenance}, 'on', '5c: maintenance on');
 
 	# d) A held client that goes away: its request is never run.
 	my $from = length $pgm->log;
 	my $gone = $pgm->psql_bg('INSERT INTO ctl_t VALUES (42)', timeout => 60);
-	ok(wait_client_state('waiting (maintenance)'), '5d: a psql INSERT is held');
+	ok($pgm->wait_client_state('waiting (maintenance)'), '5d: a psql INSERT is held');
 	$gone->signal('KILL');
 	my ($grc) = $gone->finish;
 	is($grc, 128 + 9, '5d: ... and killed (SIGKILL)');
@@ -604,9 +534,8 @@ SKIP: {
 	ok($r->{ok}, '5d: a raw client logs in while maintenance is on');
 	my $rport = $raw->{sock}->sockport;
 	$raw->send_msg('Q', "INSERT INTO ctl_t VALUES (43)\0");
-	ok(wait_client_state('waiting (maintenance)', $rport), '5d: its INSERT is held');
-	CORE::close($raw->{sock});
-	delete $raw->{sock};
+	ok($pgm->wait_client_state('waiting (maintenance)', port => $rport), '5d: its INSERT is held');
+	$raw->hang_up;
 	my $log = '';
 	ok(wait_until(sub {
 		$log = substr($pgm->log, $from);
@@ -623,9 +552,9 @@ SKIP: {
 	# e) Maintenance of one database.
 	($rc, $out, $err) = $pgm->ctl('maintenance', 'on', 'appdb2');
 	is($rc, 0, '5e: maintenance on appdb2 exits 0') or diag($err);
-	is(status()->{maintenance}, 'appdb2', '5e: status says maintenance appdb2');
+	is($pgm->status->{maintenance}, 'appdb2', '5e: status says maintenance appdb2');
 	my $b2 = $pgm->psql_bg('SELECT current_database()', db => 'appdb2', timeout => 60);
-	my $r2 = wait_client_state('waiting (maintenance)', undef, 'appdb2');
+	my $r2 = $pgm->wait_client_state('waiting (maintenance)', db => 'appdb2');
 	ok($r2, '5e: a client of appdb2 is held');
 	my $t1 = time;
 	my ($o1, $e1, $rc1) = $pgm->psql('SELECT current_database()', timeout => 20);
@@ -639,12 +568,12 @@ SKIP: {
 	my ($rc2, $out2, $err2) = $b2->finish;
 	is($rc2, 0, '5e: then the appdb2 client finishes') or diag($err2);
 	is($out2, "appdb2\n", '5e: ... answered by appdb2');
-	is(status()->{maintenance}, 'off', '5e: maintenance off everywhere');
+	is($pgm->status->{maintenance}, 'off', '5e: maintenance off everywhere');
 
 	($rc, $out, $err) = $pgm->ctl('maintenance', 'on', 'nosuchdb');
 	is($rc, 1, '5e: maintenance on of an unknown database exits 1');
 	like($err, qr/no database "nosuchdb"/, '5e: ... naming it') or diag($err);
-	is(status()->{maintenance}, 'off', '5e: ... and turns nothing on');
+	is($pgm->status->{maintenance}, 'off', '5e: ... and turns nothing on');
 	$tx->disconnect;
 }
 
@@ -653,7 +582,7 @@ SKIP: {
 {
 	my $conf = $pgm->conffile;
 	my $good = slurp($conf);
-	my $gen0 = status()->{generation};
+	my $gen0 = $pgm->status->{generation};
 	my $s6 = $pgm->dbh;
 	my $b6 = $s6->selectrow_array('SELECT pg_backend_pid()');
 
@@ -667,25 +596,25 @@ SKIP: {
 	($rc, $out, $err) = $pgm->ctl('reload', '--check');
 	is($rc, 1, '6: reload --check of that file exits 1 too');
 	like($err, qr/\Q$conf\E:$line:/, '6: ... naming the line') or diag($err);
-	is(status()->{generation}, $gen0, "6: generation unchanged ($gen0)");
+	is($pgm->status->{generation}, $gen0, "6: generation unchanged ($gen0)");
 	is($s6->selectrow_array('SELECT pg_backend_pid()'), $b6, '6: the open session works, same backend');
 	daemon_ok('6: after the failed reload');
 
 	# A good change.
 	(my $changed = $good) =~ s/wait_timeout = 30;/wait_timeout = 17;/ or die 'no wait_timeout in the config';
 	write_file($conf, $changed);
-	my %cfg = map { $_->{name} => $_->{value} } row_hashes(parse_answer($pgm->ctl_raw('show config')));
+	my %cfg = map { $_->{name} => $_->{value} } $pgm->rows('show config');
 	is($cfg{'pool.wait_timeout'}, 30, '6: show config: pool.wait_timeout 30 before');
 	($rc, $out, $err) = $pgm->ctl('reload', '--check');
 	is($rc, 0, '6: reload --check of a good changed file exits 0') or diag($err);
 	is($err, '', '6: ... quietly');
-	is(status()->{generation}, $gen0, '6: ... and applies nothing: generation unchanged');
-	%cfg = map { $_->{name} => $_->{value} } row_hashes(parse_answer($pgm->ctl_raw('show config')));
+	is($pgm->status->{generation}, $gen0, '6: ... and applies nothing: generation unchanged');
+	%cfg = map { $_->{name} => $_->{value} } $pgm->rows('show config');
 	is($cfg{'pool.wait_timeout'}, 30, '6: ... pool.wait_timeout still 30');
 	($rc, $out, $err) = $pgm->ctl('reload');
 	is($rc, 0, '6: reload exits 0') or diag($err);
-	is(status()->{generation}, $gen0 + 1, '6: ... generation + 1');
-	%cfg = map { $_->{name} => $_->{value} } row_hashes(parse_answer($pgm->ctl_raw('show config')));
+	is($pgm->status->{generation}, $gen0 + 1, '6: ... generation + 1');
+	%cfg = map { $_->{name} => $_->{value} } $pgm->rows('show config');
 	is($cfg{'pool.wait_timeout'}, 17, '6: ... pool.wait_timeout is now 17');
 	is($s6->selectrow_array('SELECT pg_backend_pid()'), $b6, '6: the open session goes on, same backend');
 	$s6->disconnect;
@@ -731,16 +660,16 @@ SKIP: {
 
 	my ($rc, $out, $err) = $console->('MAINTENANCE ON appdb;');
 	is($rc, 0, '7: MAINTENANCE ON appdb; works') or diag($err);
-	is(status()->{maintenance}, 'appdb', '7: ... status through the socket: appdb');
+	is($pgm->status->{maintenance}, 'appdb', '7: ... status through the socket: appdb');
 	($rc, $out, $err) = $console->('MAINTENANCE OFF;');
 	is($rc, 0, '7: MAINTENANCE OFF; works') or diag($err);
-	is(status()->{maintenance}, 'off', '7: ... status: off');
+	is($pgm->status->{maintenance}, 'off', '7: ... status: off');
 	my $from = length $pgm->log;
 	($rc, $out, $err) = $console->('MAINTENANCE ON appdb; MAINTENANCE OFF;');
 	is($rc, 0, '7: "MAINTENANCE ON appdb; MAINTENANCE OFF;" as one query works') or diag($err);
 	like(substr($pgm->log, $from), qr/maintenance on for appdb.*maintenance off/s,
 		'7: ... both ran, in order');
-	is(status()->{maintenance}, 'off', '7: ... status: off');
+	is($pgm->status->{maintenance}, 'off', '7: ... status: off');
 
 	($rc, $out, $err) = $console->(undef,
 		stdin => "\\set VERBOSITY verbose\nFROBNICATE;\nSHOW VERSION;\n");
@@ -808,7 +737,7 @@ SKIP: {
 	# The values inline: with placeholders DBD::Pg would first prepare
 	# the statement, synchronously, and block on maintenance.
 	$c8->do('INSERT INTO ctl_t VALUES (80)', { pg_async => PG_ASYNC });
-	ok(wait_client_state('waiting (maintenance)', $cport),
+	ok($pgm->wait_client_state('waiting (maintenance)', port => $cport),
 		'8: an async INSERT of a DBD::Pg session is held: "waiting (maintenance)"');
 	# pg_cancel sends the CancelRequest, then waits for the answer of
 	# the query: should pgmirror not answer, the watchdog lifts
@@ -819,7 +748,7 @@ SKIP: {
 	my $cancelled = eval { $c8->pg_cancel };
 	my $took = time - $t0;
 	my $sqlstate = $c8->state;
-	my $still = status()->{maintenance};
+	my $still = $pgm->status->{maintenance};
 	$dog->signal('KILL');
 	$dog->finish;
 	ok($cancelled, '8: $dbh->pg_cancel (a CancelRequest through pgmirror) says it was cancelled')
@@ -839,18 +768,18 @@ SKIP: {
 	ok($r->{ok} && $r->{key}, '8: a raw client logs in, with a cancel key');
 	my $rport = $raw->{sock}->sockport;
 	$raw->send_msg('Q', "INSERT INTO ctl_t VALUES (81)\0");
-	ok(wait_client_state('waiting (maintenance)', $rport), '8: its INSERT is held');
+	ok($pgm->wait_client_state('waiting (maintenance)', port => $rport), '8: its INSERT is held');
 	my $k = PgMirrorTest::raw_connect(host => $pgm->host, port => $pgm->port);
-	$k->send_bytes(pack('N N N N', 16, 80877102, @{ $r->{key} || [ 0, 0 ] }));
+	$k->send_cancel($r->{key});
 	my $q = $raw->collect(timeout => 5);
-	CORE::close($k->{sock});
+	$k->hang_up;
 	is($q->{error}{M}, 'canceling statement due to user request',
 		'8: after its CancelRequest: "canceling statement due to user request"') or diag(explain($q));
 	is($q->{error}{C}, '57014', '8: ... SQLSTATE 57014');
 	is($q->{error}{S}, 'ERROR', '8: ... an ERROR');
 	is_deeply($q->{tags}, [], '8: ... no command tag');
 	is($q->{status}, 'I', '8: ... then ReadyForQuery, idle');
-	is(status()->{maintenance}, 'on', '8: maintenance is still on');
+	is($pgm->status->{maintenance}, 'on', '8: maintenance is still on');
 
 	($rc, undef, $err) = $pgm->ctl('maintenance', 'off');
 	is($rc, 0, '8: maintenance off') or diag($err);
@@ -889,18 +818,16 @@ SKIP: {
 	ok(!@m && $raw->{eof}, '9: pgmirror closes the connection without an answer')
 	  or diag(@m ? "got a message $m[0]" : 'timed out');
 	ok(wait_until(sub { !client_row($rport) }, 5), '9: ... and show clients no longer lists it');
-	CORE::close($raw->{sock});
-	delete $raw->{sock};
+	$raw->hang_up;
 
 	# b) The client closes at once.
 	($raw, $r) = $pgm->raw_login;
 	ok($r->{ok}, '9: another raw client logs in');
 	$rport = $raw->{sock}->sockport;
 	ok($raw->send_bytes($qx->(91)), '9: it sends Query and Terminate in one write');
-	CORE::close($raw->{sock});
-	delete $raw->{sock};
+	$raw->hang_up;
 	ok(wait_until(sub { !client_row($rport) }, 5), '9: it closes; show clients no longer lists it');
-	is(status()->{maintenance}, 'on', '9: all that while maintenance is on');
+	is($pgm->status->{maintenance}, 'on', '9: all that while maintenance is on');
 
 	($rc, undef, $err) = $pgm->ctl('maintenance', 'off');
 	is($rc, 0, '9: maintenance off') or diag($err);
@@ -916,15 +843,15 @@ SKIP: {
 	my ($rc, $out, $err) = $pgm->ctl('maintenance', 'on', 'appdb2');
 	is($rc, 0, '10: maintenance on appdb2') or diag($err);
 	my $held = $pgm->psql_bg('SELECT current_database()', db => 'appdb2', timeout => 60);
-	ok(wait_client_state('waiting (maintenance)', undef, 'appdb2'), '10: a client of appdb2 is held');
-	my $g0 = status()->{generation};
+	ok($pgm->wait_client_state('waiting (maintenance)', db => 'appdb2'), '10: a client of appdb2 is held');
+	my $g0 = $pgm->status->{generation};
 	my $conf = $pgm->conffile;
 	write_file($conf, slurp($conf) . "# 10: a switchover with nothing to move\n");
 	($rc, $out, $err) = $pgm->ctl('-t', 'switchover', '--timeout', '10');
 	is($rc, 0, '10: a switchover with nothing to move succeeds') or diag("$out\n$err");
 	my ($g1) = ($out // '') =~ /^generation\t(\d+)$/m;
 	is($g1, $g0 + 1, "10: ... generation $g0 -> " . ($g0 + 1)) or diag($out);
-	my $st = status();
+	my $st = $pgm->status;
 	is($st->{maintenance}, 'appdb2', '10: status still says maintenance appdb2');
 	is($st->{generation}, $g0 + 1, '10: ... and the new generation');
 	sleep 1;
@@ -932,7 +859,7 @@ SKIP: {
 	my $held2 = $pgm->psql_bg('SELECT current_database()', db => 'appdb2', timeout => 60);
 	ok(wait_until(sub {
 		my @w = grep { $_->{state} eq 'waiting (maintenance)' && $_->{database} eq 'appdb2' }
-		  row_hashes(parse_answer($pgm->ctl_raw('show clients')));
+		  $pgm->rows('show clients');
 		@w == 2;
 	}, 5, 0.05), '10: a new client of appdb2 waits too (two "waiting (maintenance)")');
 	my ($o1, $e1, $rc1) = $pgm->psql('SELECT current_database()', timeout => 20);
@@ -947,7 +874,7 @@ SKIP: {
 		is($brc, 0, '10: then an appdb2 client finishes') or diag($berr);
 		is($bout, "appdb2\n", '10: ... answered by appdb2');
 	}
-	is(status()->{maintenance}, 'off', '10: maintenance off everywhere');
+	is($pgm->status->{maintenance}, 'off', '10: maintenance off everywhere');
 	daemon_ok('10');
 }
 

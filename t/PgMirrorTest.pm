@@ -22,6 +22,11 @@
 #   my ($conn, $r) = $pgm->raw_login;      # raw protocol: $r->{auth}, {error}{C}
 #   my ($rc, $out, $err) = $pgm->ctl('-t', 'status');   # pgmirrorctl
 #   my $answer = $pgm->ctl_raw('show pools');  # control protocol, by hand
+#
+# This file holds the exported utilities, pg_start, pgm_start and the
+# cleanup; the classes are in t/PgMirrorTest/: Pg.pm (a cluster), Pgm.pm
+# (a daemon), Raw.pm (the raw protocol client), Bg.pm (a command in the
+# background).  `use PgMirrorTest;` loads them all.
 
 package PgMirrorTest;
 
@@ -36,22 +41,36 @@ use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use IO::Socket::INET;
 use IPC::Run ();
+use POSIX ();
+use Socket ();
 use Test::More;
 use Time::HiRes qw(time sleep);
 
+use Carp ();
+use PgMirrorTest::Bg;
+use PgMirrorTest::Pg;
+use PgMirrorTest::Pgm;
+use PgMirrorTest::Raw;
+
 our @EXPORT = qw(pg_start pgm_start pgmirror_bin pgmirrorctl_bin pqpipe_bin pg_bindir
-  run_cmd start_cmd free_port wait_until tmp_base write_file slurp
-  raw_connect children_of pid_alive socket_owner
-  cert_dir make_cert openssl_run tls_group);
+  run_cmd start_cmd fork_server free_port wait_until tmp_base write_file slurp
+  raw_connect children_of pid_alive socket_owner dbh_port
+  cert_dir make_cert openssl_run tls_group
+  parse_answer row_hashes pgbench_counts bench_check $DEATH);
 
 our $TEST_USER = 'pgmirror-test';
 our $SUPERUSER = 'postgres';
 our $SUPERPASS = 'superpw';
 
+# Log lines of pgmirror saying that one of its processes died:
+# unlike($pgm->log, $DEATH, 'no worker died').
+our $DEATH = qr/killed by signal|exited with status|died before serving|AddressSanitizer|runtime error/;
+
 my $MODDIR = dirname(abs_path(__FILE__));
 my $MAINPID = $$;
 our @PGMS_LIST;      # pgmirror instances started, stopped first at END
 my @PGS;             # PostgreSQL clusters started
+my @SERVERS;         # fork_server processes, killed first at END
 my $BASE;            # per-test temp dir
 my $SEQ = 0;
 my %PORTS_GIVEN;
@@ -185,6 +204,77 @@ sub start_cmd {
 	$self->{h} = IPC::Run::start($cmd, '<', \$in, '>', \$self->{out},
 		'2>', \$self->{err}, init => _init_sub(%o), $self->{timer});
 	return $self;
+}
+
+# Starts a server of the test's own on a free port of 127.0.0.1, in a
+# process (and process group) of its own: it accepts connections and runs
+# $serve->($socket) for each, one after the other (a die ends the
+# server), or with fork_each => 1 in a child per connection (so they run
+# side by side).  It ends after alarm => seconds (default 120) at the
+# latest; the cleanup at END kills its process group.  Returns the port.
+sub fork_server {
+	my ($serve, %o) = @_;
+	my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16,
+		ReuseAddr => 1, Proto => 'tcp') or die "fork_server: $!";
+	my $port = $l->sockport;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0) {
+		POSIX::setpgid(0, 0);
+		alarm($o{alarm} // 120);
+		$SIG{CHLD} = 'IGNORE' if $o{fork_each};
+		while (my $c = $l->accept) {
+			if (!$o{fork_each}) {
+				eval { $serve->($c); 1 } or POSIX::_exit(1);
+				next;
+			}
+			my $k = fork();
+			if (defined $k && $k == 0) {
+				close $l;
+				eval { $serve->($c) };
+				POSIX::_exit(0);
+			}
+			close $c;
+		}
+		POSIX::_exit(0);
+	}
+	POSIX::setpgid($pid, $pid);    # also here: no race with a kill at END
+	close $l;
+	push @SERVERS, $pid;
+	return $port;
+}
+
+# The local TCP port of a DBD::Pg handle's connection.
+sub dbh_port {
+	my ($dbh) = @_;
+	open(my $fh, '+<&', $dbh->{pg_socket}) or die "dup pg_socket: $!";
+	my ($p) = Socket::sockaddr_in(getsockname($fh));
+	close $fh;
+	return $p;
+}
+
+# The "number of transactions actually processed" and "number of failed
+# transactions" of pgbench's output; undef where it has no such line.
+sub pgbench_counts {
+	my ($out) = @_;
+	my ($processed) = $out =~ /number of transactions actually processed: (\d+)/;
+	my ($failed) = $out =~ /number of failed transactions: (\d+)/;
+	return ($processed, $failed);
+}
+
+# Checks the result of a pgbench run ($rc, $stdout, $stderr, as run_cmd
+# or Bg::finish return it): "$what: pgbench exits 0", "$what: N
+# transactions" (N > 0), "$what: 0 failed transactions", and with
+# no_abort => 1 also "$what: no client aborted" (nothing on stderr
+# matching aborted or error).
+sub bench_check {
+	my ($what, $rc, $out, $err, %o) = @_;
+	is($rc, 0, "$what: pgbench exits 0") or diag("$out\n$err");
+	my ($processed, $failed) = pgbench_counts($out);
+	cmp_ok($processed // 0, '>', 0, "$what: " . ($processed // 0) . ' transactions');
+	is($failed, 0, "$what: 0 failed transactions") or diag("$out\n$err");
+	unlike($err, qr/aborted|error/i, "$what: no client aborted") or diag($err)
+	  if $o{no_abort};
 }
 
 # Lists the pids whose parent is $ppid (from /proc).
@@ -615,543 +705,7 @@ sub pgm_start {
 	return $self;
 }
 
-# --- cleanup ----------------------------------------------------------------
-
-sub _cleanup {
-	my $failed = !Test::More->builder->is_passing || $? != 0;
-	for my $m (reverse @PGMS_LIST) {
-		eval { $m->_shutdown_for_cleanup };
-	}
-	if ($failed) {
-		for my $m (@PGMS_LIST) {
-			my $log = slurp($m->{logfile});
-			my @l = split /\n/, $log;
-			@l = @l[-40 .. -1] if @l > 40;
-			diag("pgmirror log $m->{logfile} (last lines):\n" . join("\n", @l));
-		}
-	}
-	for my $p (reverse @PGS) {
-		eval { $p->stop(mode => 'immediate') };
-	}
-	return unless $BASE;
-	if ($ENV{PGMIRROR_KEEP_TMP} || $failed) {
-		diag("test files kept in $BASE");
-	} else {
-		remove_tree($BASE);
-	}
-}
-
-END {
-	if ($$ == $MAINPID) {
-		local $? = $?;
-		local ($@, $!);
-		_cleanup();
-	}
-}
-
-# ===========================================================================
-package PgMirrorTest::Bg;
-
-use strict;
-use warnings;
-
-# Waits for the background command; returns ($rc, $stdout, $stderr).
-sub finish {
-	my ($self) = @_;
-	return @{ $self->{result} } if $self->{result};
-	my $ok = eval { $self->{h}->finish; 1 };
-	my $rc;
-	if (!$ok) {
-		$self->{err} .= "\n[timeout or error: $@]";
-		eval { $self->{h}->kill_kill(grace => 2) };
-		$rc = -1;
-	} else {
-		my $st = $self->{h}->full_result(0);
-		$rc = ($st & 127) ? 128 + ($st & 127) : ($st >> 8);
-	}
-	$self->{result} = [ $rc, $self->{out}, $self->{err} ];
-	return @{ $self->{result} };
-}
-
-# True while the command runs; past its timeout it is killed (finish
-# then reports rc -1).
-sub running {
-	my ($self) = @_;
-	return 0 if $self->{result};
-	if (Time::HiRes::time() > $self->{deadline}) {
-		$self->{err} .= "\n[timed out after its deadline]";
-		eval { $self->{h}->kill_kill(grace => 2) };
-		$self->{result} = [ -1, $self->{out}, $self->{err} ];
-		return 0;
-	}
-	my $ok = eval { $self->{h}->pump_nb; 1 };
-	return $ok && $self->{h}->pumpable ? 1 : 0;
-}
-
-# Sends a signal to the command.
-sub signal {
-	my ($self, $sig) = @_;
-	$self->{h}->signal($sig);
-}
-
-# ===========================================================================
-package PgMirrorTest::Pg;
-
-use strict;
-use warnings;
-
-use Time::HiRes qw(sleep);
-
-sub port    { $_[0]{port} }
-sub host    { $_[0]{host} }
-sub sockdir { $_[0]{sockdir} }
-
-# Runs psql directly against the cluster.  In scalar context returns
-# stdout (chomped) and dies on failure unless allow_fail; in list context
-# returns ($stdout, $stderr, $rc).  Options: db, user, password (then TCP
-# with that password, else the unix socket), tcp, env, stdin, timeout,
-# args (extra psql arguments), allow_fail.
-sub psql {
-	my ($self, $sql, %o) = @_;
-	my $user = $o{user} // $PgMirrorTest::SUPERUSER;
-	my $tcp = $o{tcp} || defined $o{password};
-	my @cmd = (PgMirrorTest::_bin('psql'), '-X', '-A', '-t', '-q', '-w',
-		'-v', 'ON_ERROR_STOP=1',
-		'-h', ($tcp ? $self->{host} : $self->{sockdir}), '-p', $self->{port},
-		'-U', $user, '-d', $o{db} // 'postgres', @{ $o{args} || [] });
-	push @cmd, '-c', $sql if defined $sql;
-	my %env = %{ $o{env} || {} };
-	$env{PGPASSWORD} = $o{password} // $PgMirrorTest::SUPERPASS if $tcp;
-	return PgMirrorTest::_psql_result(\@cmd, \%env, %o);
-}
-
-# Returns a libpq conninfo string for a direct connection.
-sub connstr {
-	my ($self, %o) = @_;
-	my $user = $o{user} // $PgMirrorTest::SUPERUSER;
-	if (defined $o{password}) {
-		return "host=$self->{host} port=$self->{port} dbname=" . ($o{db} // 'postgres')
-		  . " user=$user password=$o{password}";
-	}
-	return "host=$self->{sockdir} port=$self->{port} dbname=" . ($o{db} // 'postgres')
-	  . " user=$user";
-}
-
-# Returns a DBD::Pg handle on a direct connection (dies on failure).
-sub dbh {
-	my ($self, %o) = @_;
-	require DBI;
-	my $user = $o{user} // $PgMirrorTest::SUPERUSER;
-	my $hostpart = defined $o{password} ? "host=$self->{host}" : "host=$self->{sockdir}";
-	my $dsn = "dbi:Pg:$hostpart;port=$self->{port};dbname=" . ($o{db} // 'postgres');
-	my $dbh = DBI->connect($dsn, $user, $o{password} // '',
-		{ RaiseError => 1, PrintError => 0, AutoCommit => 1, %{ $o{attr} || {} } });
-	die "connect $dsn: $DBI::errstr" unless $dbh;
-	return $dbh;
-}
-
-# Creates a login role.  Options: encryption ('md5' or 'scram-sha-256'),
-# superuser.
-sub create_role {
-	my ($self, $name, $password, %o) = @_;
-	my $enc = $o{encryption} // 'scram-sha-256';
-	my $sql = "SET password_encryption = '$enc'; CREATE ROLE \"$name\" LOGIN"
-	  . ($o{superuser} ? ' SUPERUSER' : '')
-	  . (defined $password ? " PASSWORD '$password'" : '') . ';';
-	$self->psql($sql);
-}
-
-# Creates a database owned by $owner.
-sub create_db {
-	my ($self, $name, $owner) = @_;
-	$self->psql(qq{CREATE DATABASE "$name"} . ($owner ? qq{ OWNER "$owner"} : ''));
-}
-
-# Returns the stored password (verifier) of a role from pg_authid.
-sub password_of {
-	my ($self, $role) = @_;
-	return $self->psql("SELECT rolpassword FROM pg_authid WHERE rolname = '$role'");
-}
-
-# Number of client backends of $user (optionally in $db).
-sub backends {
-	my ($self, $user, $db) = @_;
-	my $sql = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-	  . " AND usename = '$user'" . ($db ? " AND datname = '$db'" : '');
-	return $self->psql($sql) + 0;
-}
-
-# Convenience: role app/secret (SCRAM) owning database appdb.
-sub setup_app {
-	my ($self, %o) = @_;
-	$self->create_role($o{user} // 'app', $o{password} // 'secret',
-		encryption => $o{encryption});
-	$self->create_db($o{db} // 'appdb', $o{user} // 'app');
-	return $self;
-}
-
-# Raw connection, startup and authentication straight to PostgreSQL over
-# TCP; defaults to app/secret in appdb.  Returns ($conn, $result).
-sub raw_login {
-	my ($self, %o) = @_;
-	return PgMirrorTest::Raw->login(host => $self->{host}, port => $self->{port},
-		user => 'app', database => 'appdb', password => 'secret', %o);
-}
-
-# Reloads the server configuration (after editing pg_hba.conf).
-sub reload {
-	my ($self) = @_;
-	$self->psql('SELECT pg_reload_conf()');
-	sleep 0.3;
-}
-
-# Starts the cluster (again, after stop): same data directory, port and
-# log file; waits until it accepts connections, dies if pg_ctl fails.
-sub start {
-	my ($self) = @_;
-	return $self if $self->{running};
-	my ($rc, $out, $err) = PgMirrorTest::run_cmd([ @{ $self->{as} },
-		"$self->{bindir}/pg_ctl", '-w', '-t', '60', '-D', $self->{data},
-		'-l', $self->{logfile}, 'start' ], cwd => $self->{dir}, timeout => 90);
-	if ($rc != 0) {
-		Test::More::diag("pg_ctl start failed: $out $err\n" . PgMirrorTest::slurp($self->{logfile}));
-		die "pg_ctl start failed";
-	}
-	$self->{running} = 1;
-	return $self;
-}
-
-# Stops the cluster (mode fast by default).
-sub stop {
-	my ($self, %o) = @_;
-	return unless $self->{running};
-	my $mode = $o{mode} // 'fast';
-	my ($rc) = PgMirrorTest::run_cmd([ @{ $self->{as} }, "$self->{bindir}/pg_ctl",
-		'-w', '-t', '30', '-D', $self->{data}, '-m', $mode, 'stop' ], cwd => $self->{dir},
-		timeout => 40);
-	if ($rc != 0) {
-		PgMirrorTest::run_cmd([ @{ $self->{as} }, "$self->{bindir}/pg_ctl",
-			'-D', $self->{data}, '-m', 'immediate', 'stop' ], cwd => $self->{dir},
-			timeout => 40);
-	}
-	$self->{running} = 0;
-}
-
-# ===========================================================================
-package PgMirrorTest::Pgm;
-
-use strict;
-use warnings;
-
-use Socket ();
-
-use IO::Socket::INET;
-use POSIX qw(:sys_wait_h);
-use Test::More;
-use Time::HiRes qw(time sleep);
-
-sub port    { $_[0]{port} }
-sub host    { $_[0]{host} }
-sub sockdir { $_[0]{sockdir} }
-sub pid     { $_[0]{pid} }
-sub conffile { $_[0]{conffile} }
-
-# The daemon's stderr so far.
-sub log { PgMirrorTest::slurp($_[0]{logfile}) }
-
-# (Re)starts the daemon with its config file and waits for the port.
-# Options: args (more command-line arguments), env (as pgm_start),
-# wait => 0, start_timeout.
-sub start {
-	my ($self, %o) = @_;
-	my $pid = fork();
-	die "fork: $!" unless defined $pid;
-	if ($pid == 0) {
-		open(STDIN, '<', '/dev/null');
-		open(STDOUT, '>>', $self->{logfile}) or POSIX::_exit(126);
-		open(STDERR, '>&', \*STDOUT) or POSIX::_exit(126);
-		chdir $self->{dir};
-		for my $k (keys %{ $o{env} || {} }) {
-			if (defined $o{env}{$k}) { $ENV{$k} = $o{env}{$k} }
-			else { delete $ENV{$k} }
-		}
-		exec($self->{bin}, '-d', '-c', $self->{conffile}, @{ $o{args} || [] })
-		  or POSIX::_exit(127);
-	}
-	$self->{pid} = $pid;
-	$self->{running} = 1;
-	delete $self->{status};
-	_register($self);
-	return $self if defined $o{wait} && !$o{wait};
-	my $ok = PgMirrorTest::wait_until(sub {
-		return -1 unless $self->alive;
-		return 0 unless -S "$self->{sockdir}/.s.PGSQL.$self->{port}";
-		my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
-			Proto => 'tcp', Timeout => 1);
-		return 0 unless $s;
-		close $s;
-		return 1;
-	}, $o{start_timeout} // 10, 0.05);
-	if (!$ok || $ok < 0) {
-		diag("pgmirror did not start listening on port $self->{port}; log:\n" . $self->log);
-		die "pgmirror failed to start";
-	}
-	return $self;
-}
-
-sub _register {
-	my ($self) = @_;
-	push @PgMirrorTest::PGMS_LIST, $self
-	  unless grep { $_ == $self } @PgMirrorTest::PGMS_LIST;
-}
-
-# True while the supervisor process exists (reaps it when it exited).
-sub alive {
-	my ($self) = @_;
-	return 0 unless $self->{running};
-	my $r = waitpid($self->{pid}, WNOHANG);
-	if ($r == $self->{pid}) {
-		$self->{status} = $?;
-		$self->{running} = 0;
-		return 0;
-	}
-	return 1;
-}
-
-# Waits up to $timeout seconds for the supervisor to exit; returns its
-# wait status, or undef if it is still running.
-sub wait_exit {
-	my ($self, $timeout) = @_;
-	PgMirrorTest::wait_until(sub { !$self->alive }, $timeout // 10, 0.05);
-	return $self->{running} ? undef : $self->{status};
-}
-
-# Sends a signal to the supervisor.
-sub kill {
-	my ($self, $sig) = @_;
-	return 0 unless $self->{running};
-	return CORE::kill($sig, $self->{pid});
-}
-
-# Worker pids (children of the supervisor); their number in scalar
-# context.
-sub workers {
-	my ($self) = @_;
-	my @w = $self->{running} ? PgMirrorTest::children_of($self->{pid}) : ();
-	return wantarray ? @w : scalar @w;
-}
-
-# The worker serving the client whose local TCP port is $client_port
-# (a number, a DBI handle or a PgMirrorTest::Raw), or undef.
-sub worker_for {
-	my ($self, $client) = @_;
-	my $port = $client;
-	if (ref $client && ref($client) eq 'PgMirrorTest::Raw') {
-		$port = $client->{sock}->sockport;
-	} elsif (ref $client) {
-		open(my $fh, '+<&', $client->{pg_socket}) or die "dup pg_socket: $!";
-		my ($p) = Socket::sockaddr_in(getsockname($fh));
-		close $fh;
-		$port = $p;
-	}
-	return PgMirrorTest::socket_owner($self->{port}, $port, $self->workers);
-}
-
-# Stops the daemon: SIGTERM, wait, then SIGKILL; also kills leftover
-# workers.  Returns the supervisor's wait status.
-sub stop {
-	my ($self, %o) = @_;
-	return $self->{status} unless $self->{running};
-	my @w = $self->workers;
-	$self->kill('TERM');
-	my $st = $self->wait_exit($o{timeout} // 15);
-	if (!defined $st) {
-		$self->kill('KILL');
-		$st = $self->wait_exit(5);
-	}
-	# Workers should exit by themselves; give them a moment, then force.
-	PgMirrorTest::wait_until(sub { !grep { PgMirrorTest::pid_alive($_) } @w }, 5, 0.05);
-	CORE::kill('KILL', $_) for grep { PgMirrorTest::pid_alive($_) } @w;
-	return $st;
-}
-
-sub _shutdown_for_cleanup {
-	my ($self) = @_;
-	$self->stop(timeout => 3) if $self->{running};
-}
-
-# Runs psql through pgmirror; same return convention as Pg::psql.
-# Options: user, password, db, unix (use the unix socket), host, env,
-# stdin, args, timeout, allow_fail.
-sub psql {
-	my ($self, $sql, %o) = @_;
-	my $host = $o{host} // ($o{unix} ? $self->{sockdir} : $self->{host});
-	my @cmd = (PgMirrorTest::_bin('psql'), '-X', '-A', '-t', '-q', '-w',
-		'-v', 'ON_ERROR_STOP=1', '-h', $host, '-p', $self->{port},
-		'-U', $o{user} // $self->{default_user}, '-d', $o{db} // $self->{default_db},
-		@{ $o{args} || [] });
-	push @cmd, '-c', $sql if defined $sql;
-	my %env = %{ $o{env} || {} };
-	$env{PGPASSWORD} = $o{password} // $self->{default_password}
-	  unless exists $env{PGPASSWORD};
-	return PgMirrorTest::_psql_result(\@cmd, \%env, %o);
-}
-
-# Starts psql through pgmirror in the background (PgMirrorTest::Bg).
-sub psql_bg {
-	my ($self, $sql, %o) = @_;
-	my @cmd = (PgMirrorTest::_bin('psql'), '-X', '-A', '-t', '-q', '-w',
-		'-v', 'ON_ERROR_STOP=1', '-h', $o{unix} ? $self->{sockdir} : $self->{host},
-		'-p', $self->{port}, '-U', $o{user} // $self->{default_user},
-		'-d', $o{db} // $self->{default_db}, '-c', $sql);
-	my %env = %{ $o{env} || {} };
-	$env{PGPASSWORD} = $o{password} // $self->{default_password};
-	return PgMirrorTest::start_cmd(\@cmd, env => \%env, timeout => $o{timeout} // 120);
-}
-
-# Runs pgbench through pgmirror; returns ($rc, $stdout, $stderr).
-sub pgbench {
-	my ($self, $args, %o) = @_;
-	my @cmd = (PgMirrorTest::_bin('pgbench'), '-h', $self->{host}, '-p', $self->{port},
-		'-U', $o{user} // $self->{default_user}, @$args, $o{db} // $self->{default_db});
-	my %env = %{ $o{env} || {} };
-	$env{PGPASSWORD} = $o{password} // $self->{default_password};
-	return PgMirrorTest::run_cmd(\@cmd, env => \%env, timeout => $o{timeout} // 180);
-}
-
-# DBI data source through pgmirror.
-sub dsn {
-	my ($self, %o) = @_;
-	my $host = $o{unix} ? $self->{sockdir} : $self->{host};
-	return "dbi:Pg:host=$host;port=$self->{port};dbname=" . ($o{db} // $self->{default_db});
-}
-
-# libpq conninfo through pgmirror.
-sub connstr {
-	my ($self, %o) = @_;
-	my $host = $o{unix} ? $self->{sockdir} : $self->{host};
-	return "host=$host port=$self->{port} dbname=" . ($o{db} // $self->{default_db})
-	  . ' user=' . ($o{user} // $self->{default_user})
-	  . ' password=' . ($o{password} // $self->{default_password})
-	  . ($o{extra} ? " $o{extra}" : '');
-}
-
-# DBD::Pg handle through pgmirror (dies on failure unless allow_fail,
-# then returns undef).
-sub dbh {
-	my ($self, %o) = @_;
-	require DBI;
-	my $dbh = DBI->connect($self->dsn(%o), $o{user} // $self->{default_user},
-		$o{password} // $self->{default_password},
-		{ RaiseError => 1, PrintError => 0, AutoCommit => 1, %{ $o{attr} || {} } });
-	return $dbh if $dbh || $o{allow_fail};
-	die "connect through pgmirror failed: $DBI::errstr";
-}
-
-# Raw protocol connection to pgmirror (PgMirrorTest::Raw).
-sub raw {
-	my ($self, %o) = @_;
-	return PgMirrorTest::raw_connect(
-		$o{unix} ? (path => "$self->{sockdir}/.s.PGSQL.$self->{port}")
-		         : (host => $self->{host}, port => $self->{port}), %o);
-}
-
-# Raw connection, startup and authentication through pgmirror; returns
-# ($conn, $result) as PgMirrorTest::Raw->login.
-sub raw_login {
-	my ($self, %o) = @_;
-	return PgMirrorTest::Raw->login(
-		$o{unix} ? (path => "$self->{sockdir}/.s.PGSQL.$self->{port}")
-		         : (host => $self->{host}, port => $self->{port}),
-		user => $self->{default_user}, database => $self->{default_db},
-		password => $self->{default_password}, %o);
-}
-
-# Runs pgmirrorctl -s <this daemon's control socket> @args; returns
-# ($rc, $stdout, $stderr) as run_cmd.  A hash reference as the first
-# argument holds options: prefix => [ words run before pgmirrorctl, such
-# as setpriv ... to run it as another user ], timeout (seconds, default
-# 120), env.  Dies if there is no pgmirrorctl (see pgmirrorctl_bin).
-sub ctl {
-	my ($self, @args) = @_;
-	my %o = ref $args[0] eq 'HASH' ? %{ shift @args } : ();
-	my $bin = PgMirrorTest::pgmirrorctl_bin()
-	  or die "pgmirrorctl not found; build it or set PGMIRRORCTL";
-	return PgMirrorTest::run_cmd([ @{ $o{prefix} || [] }, $bin, '-s', $self->{ctlsock}, @args ],
-		timeout => $o{timeout} // 120, env => $o{env});
-}
-
-# Speaks the control protocol directly: connects to the control socket
-# (IO::Socket::UNIX), sends $line and a newline, and reads until the
-# daemon closes.  Returns the whole answer text ("OK\n..." or "ERROR
-# ...\n..."), '' if the daemon closed without a word, undef if the
-# connection failed ($! says why).  Options: nonl => 1 (send $line
-# exactly, no newline added), shut => 1 (shut down the write side once
-# sent), timeout (seconds to wait for the end of the answer, default 15;
-# past it, what came so far is returned and $self->{ctl_timed_out} is
-# set), path (another socket).
-sub ctl_raw {
-	my ($self, $line, %o) = @_;
-	require IO::Socket::UNIX;
-	require IO::Select;
-	$self->{ctl_timed_out} = 0;
-	my $s = IO::Socket::UNIX->new(Peer => $o{path} // $self->{ctlsock},
-		Type => Socket::SOCK_STREAM()) or return undef;
-	binmode $s;
-	my $msg = $line . ($o{nonl} ? '' : "\n");
-	my $off = 0;
-	while ($off < length $msg) {
-		my $n = syswrite($s, $msg, length($msg) - $off, $off);
-		last unless defined $n;    # refused or closed: read what it said
-		$off += $n;
-	}
-	shutdown($s, 1) if $o{shut};
-	my $ans = '';
-	my $sel = IO::Select->new($s);
-	my $deadline = time + ($o{timeout} // 15);
-	while (1) {
-		my $left = $deadline - time;
-		if ($left <= 0) { $self->{ctl_timed_out} = 1; last }
-		next unless $sel->can_read($left);
-		my $r = sysread($s, my $chunk, 65536);
-		last unless $r;    # EOF (or a reset after the answer)
-		$ans .= $chunk;
-	}
-	CORE::close($s);
-	return $ans;
-}
-
-# The answer of the control protocol to $line, parsed (see
-# PgMirrorTest::parse_answer).
-sub answer {
-	my ($self, $line, %o) = @_;
-	return PgMirrorTest::parse_answer($self->ctl_raw($line, %o));
-}
-
-# The rows of "show clients", as hashes keyed by column name.
-sub clients {
-	my ($self) = @_;
-	return PgMirrorTest::row_hashes($self->answer('show clients'));
-}
-
-# Waits up to $o{timeout} (5) seconds for a client in state $state (and,
-# with port => P, the one whose address ends in :P); returns its row or
-# undef.
-sub wait_client_state {
-	my ($self, $state, %o) = @_;
-	my $row;
-	PgMirrorTest::wait_until(sub {
-		($row) = grep {
-			$_->{state} eq $state
-			  && (!defined $o{port} || $_->{address} =~ /:\Q$o{port}\E$/)
-		} $self->clients;
-		$row;
-	}, $o{timeout} // 5, 0.05);
-	return $row;
-}
-
-# ===========================================================================
-package PgMirrorTest;
+# --- control answers, psql, raw connections ---------------------------------
 
 # Parses an answer of the control protocol: { ok => 1|0, reason =>,
 # header => [..], rows => [[..], ..] }; the first line must be OK or
@@ -1204,8 +758,6 @@ sub _psql_result {
 	return $out;
 }
 
-require Carp;
-
 # Opens a raw protocol connection: host+port or path.  Returns a
 # PgMirrorTest::Raw.
 sub raw_connect {
@@ -1213,292 +765,39 @@ sub raw_connect {
 	return PgMirrorTest::Raw->new(%o);
 }
 
-# ===========================================================================
-# A minimal frontend for the PostgreSQL v3 protocol, for tests that need to
-# see the bytes: SSLRequest, NegotiateProtocolVersion, authentication
-# request codes, SQLSTATEs of startup errors.
-package PgMirrorTest::Raw;
+# --- cleanup ----------------------------------------------------------------
 
-use strict;
-use warnings;
-
-use Digest::MD5 qw(md5_hex);
-use Digest::SHA qw(hmac_sha256 sha256);
-use IO::Select;
-use IO::Socket::INET;
-use IO::Socket::UNIX;
-use MIME::Base64 qw(encode_base64 decode_base64);
-use Time::HiRes qw(time);
-
-sub new {
-	my ($class, %o) = @_;
-	my $sock;
-	if ($o{path}) {
-		$sock = IO::Socket::UNIX->new(Peer => $o{path}, Type => Socket::SOCK_STREAM());
+sub _cleanup {
+	my $failed = !Test::More->builder->is_passing || $? != 0;
+	CORE::kill('KILL', -$_) for @SERVERS;
+	for my $m (reverse @PGMS_LIST) {
+		eval { $m->_shutdown_for_cleanup };
+	}
+	if ($failed) {
+		for my $m (@PGMS_LIST) {
+			my $log = slurp($m->{logfile});
+			my @l = split /\n/, $log;
+			@l = @l[-40 .. -1] if @l > 40;
+			diag("pgmirror log $m->{logfile} (last lines):\n" . join("\n", @l));
+		}
+	}
+	for my $p (reverse @PGS) {
+		eval { $p->stop(mode => 'immediate') };
+	}
+	return unless $BASE;
+	if ($ENV{PGMIRROR_KEEP_TMP} || $failed) {
+		diag("test files kept in $BASE");
 	} else {
-		$sock = IO::Socket::INET->new(PeerAddr => $o{host}, PeerPort => $o{port},
-			Proto => 'tcp', Timeout => 5);
-	}
-	die "raw connect failed: $!" unless $sock;
-	binmode $sock;
-	return bless { sock => $sock, buf => '', timeout => $o{timeout} // 15 }, $class;
-}
-
-sub send_bytes {
-	my ($self, $b) = @_;
-	my $off = 0;
-	while ($off < length $b) {
-		my $n = syswrite($self->{sock}, $b, length($b) - $off, $off);
-		return 0 unless defined $n;
-		$off += $n;
-	}
-	return 1;
-}
-
-# Sends a typed message.
-sub send_msg {
-	my ($self, $type, $payload) = @_;
-	return $self->send_bytes($type . pack('N', 4 + length $payload) . $payload);
-}
-
-# Reads exactly $n bytes (undef on EOF or timeout).
-sub read_bytes {
-	my ($self, $n, $timeout) = @_;
-	my $deadline = time + ($timeout // $self->{timeout});
-	my $sel = IO::Select->new($self->{sock});
-	while (length $self->{buf} < $n) {
-		my $left = $deadline - time;
-		if ($left <= 0) { $self->{timed_out} = 1; return undef }
-		next unless $sel->can_read($left);
-		my $r = sysread($self->{sock}, my $chunk, 65536);
-		if (!$r) { $self->{eof} = 1; return undef }
-		$self->{buf} .= $chunk;
-	}
-	return substr($self->{buf}, 0, $n, '');
-}
-
-# Reads one message; returns ($type, $payload) or () on EOF/timeout.
-sub read_msg {
-	my ($self, $timeout) = @_;
-	my $hdr = $self->read_bytes(5, $timeout);
-	return () unless defined $hdr;
-	my ($type, $len) = unpack('a N', $hdr);
-	my $payload = $len > 4 ? $self->read_bytes($len - 4, $timeout) : '';
-	return () unless defined $payload;
-	return ($type, $payload);
-}
-
-# Sends SSLRequest (or GSSENCRequest with gss => 1); returns the answer byte.
-sub ssl_request {
-	my ($self, %o) = @_;
-	my $code = $o{gss} ? 80877104 : 80877103;
-	$self->send_bytes(pack('N N', 8, $code));
-	return $self->read_bytes(1, 5);
-}
-
-# Sends a StartupMessage.  %p: user, database and any other parameter;
-# version defaults to 3.0 (196608).
-sub startup {
-	my ($self, $version, @params) = @_;
-	my $body = pack('N', $version // 196608);
-	while (my ($k, $v) = splice(@params, 0, 2)) {
-		$body .= "$k\0$v\0";
-	}
-	$body .= "\0";
-	return $self->send_bytes(pack('N', 4 + length $body) . $body);
-}
-
-# Parses an ErrorResponse/NoticeResponse body into { C => .., M => .., S => .. }.
-sub parse_fields {
-	my ($payload) = @_;
-	my %f;
-	while (length $payload) {
-		my $code = substr($payload, 0, 1, '');
-		last if $code eq "\0";
-		my $z = index($payload, "\0");
-		$f{$code} = substr($payload, 0, $z);
-		substr($payload, 0, $z + 1, '');
-	}
-	return \%f;
-}
-
-# Runs the authentication exchange after startup().  Returns a hash:
-#   auth   => [ request codes seen ], ok => 1 when ReadyForQuery arrived,
-#   error  => { fields } on ErrorResponse, params => { ParameterStatus },
-#   nego   => { version =>, count =>, options => [..] } (NegotiateProtocolVersion),
-#   key    => [pid, secret], server_signature_ok => 1/0 (SCRAM),
-#   messages => [types in order].
-sub authenticate {
-	my ($self, %o) = @_;
-	my $user = $o{user} // '';
-	my $pw = $o{password};
-	my %r = (auth => [], params => {}, messages => []);
-	my ($nonce, $client_first_bare, $salted, $auth_message);
-	while (1) {
-		my ($t, $p) = $self->read_msg($o{timeout});
-		if (!defined $t) {
-			$r{eof} = $self->{eof} ? 1 : 0;
-			$r{timeout} = $self->{timed_out} ? 1 : 0;
-			return \%r;
-		}
-		push @{ $r{messages} }, $t;
-		if ($t eq 'E') {
-			$r{error} = parse_fields($p);
-			return \%r;
-		} elsif ($t eq 'N') {
-			push @{ $r{notices} }, parse_fields($p);
-		} elsif ($t eq 'v') {
-			# PostgreSQL sends the full newest version (3.0 = 196608) here.
-			my ($version, $n) = unpack('N N', $p);
-			my @opts = split /\0/, substr($p, 8);
-			$r{nego} = { version => $version, count => $n,
-				options => [ $n ? @opts[0 .. $n - 1] : () ] };
-		} elsif ($t eq 'S') {
-			my ($k, $v) = split /\0/, $p;
-			$r{params}{$k} = $v // '';
-		} elsif ($t eq 'K') {
-			$r{key} = [ unpack('N N', $p) ];
-		} elsif ($t eq 'Z') {
-			$r{ok} = 1;
-			$r{status} = $p;
-			return \%r;
-		} elsif ($t eq 'R') {
-			my $code = unpack('N', $p);
-			push @{ $r{auth} }, $code;
-			if ($code == 0) {
-				$r{auth_ok} = 1;
-			} elsif ($code == 3) {
-				return \%r if $o{no_answer};
-				$self->send_msg('p', ($pw // '') . "\0");
-			} elsif ($code == 5) {
-				return \%r if $o{no_answer};
-				my $salt = substr($p, 4, 4);
-				$self->send_msg('p', 'md5' . md5_hex(md5_hex(($pw // '') . $user) . $salt) . "\0");
-			} elsif ($code == 10) {
-				my @mechs = grep { length } split /\0/, substr($p, 4);
-				$r{mechanisms} = \@mechs;
-				return \%r if $o{no_answer};
-				$nonce = encode_base64(join('', map { chr(int(rand(256))) } 1 .. 18), '');
-				$client_first_bare = "n=,r=$nonce";
-				my $cf = "n,,$client_first_bare";
-				$self->send_msg('p', "SCRAM-SHA-256\0" . pack('N', length $cf) . $cf);
-			} elsif ($code == 11) {
-				my $sf = substr($p, 4);
-				my %a = map { /^(\w)=(.*)$/s ? ($1, $2) : () } split /,/, $sf;
-				if (!defined $a{r} || index($a{r}, $nonce) != 0) {
-					$r{scram_error} = "bad server nonce";
-					return \%r;
-				}
-				$salted = _hi($pw // '', decode_base64($a{s}), $a{i});
-				my $client_key = hmac_sha256('Client Key', $salted);
-				my $stored_key = sha256($client_key);
-				my $cfwp = "c=biws,r=$a{r}";
-				$auth_message = "$client_first_bare,$sf,$cfwp";
-				my $sig = hmac_sha256($auth_message, $stored_key);
-				my $proof = $client_key ^ $sig;
-				$self->send_msg('p', "$cfwp,p=" . encode_base64($proof, ''));
-			} elsif ($code == 12) {
-				my $sfin = substr($p, 4);
-				my ($v) = $sfin =~ /v=([^,]+)/;
-				my $server_key = hmac_sha256('Server Key', $salted);
-				my $expect = encode_base64(hmac_sha256($auth_message, $server_key), '');
-				$r{server_signature_ok} = (defined $v && $v eq $expect) ? 1 : 0;
-			} else {
-				$r{unsupported} = $code;
-				return \%r;
-			}
-		}
+		remove_tree($BASE);
 	}
 }
 
-# PBKDF2-HMAC-SHA256 with one output block (SCRAM's Hi()).
-sub _hi {
-	my ($pw, $salt, $iter) = @_;
-	my $u = hmac_sha256($salt . "\0\0\0\1", $pw);
-	my $r = $u;
-	for (2 .. $iter) {
-		$u = hmac_sha256($u, $pw);
-		$r ^= $u;
+END {
+	if ($$ == $MAINPID) {
+		local $? = $?;
+		local ($@, $!);
+		_cleanup();
 	}
-	return $r;
-}
-
-# Sends a simple Query and collects until ReadyForQuery.  Returns
-#   { rows => [[..]], tags => [..], error => {..}, notices => [..],
-#     params => {..}, messages => [..], eof => 1 }
-sub query {
-	my ($self, $sql, %o) = @_;
-	$self->send_msg('Q', "$sql\0");
-	return $self->collect(%o);
-}
-
-# Reads messages until ReadyForQuery (see query()).
-sub collect {
-	my ($self, %o) = @_;
-	my %r = (rows => [], tags => [], notices => [], params => {}, messages => []);
-	while (1) {
-		my ($t, $p) = $self->read_msg($o{timeout});
-		if (!defined $t) {
-			$r{eof} = $self->{eof} ? 1 : 0;
-			$r{timeout} = $self->{timed_out} ? 1 : 0;
-			return \%r;
-		}
-		push @{ $r{messages} }, $t;
-		if ($t eq 'D') {
-			my $n = unpack('n', $p);
-			my $off = 2;
-			my @row;
-			for (1 .. $n) {
-				my $len = unpack('l>', substr($p, $off, 4));
-				$off += 4;
-				if ($len < 0) { push @row, undef }
-				else { push @row, substr($p, $off, $len); $off += $len }
-			}
-			push @{ $r{rows} }, \@row;
-		} elsif ($t eq 'C') {
-			(my $tag = $p) =~ s/\0$//;
-			push @{ $r{tags} }, $tag;
-		} elsif ($t eq 'E') {
-			$r{error} = parse_fields($p);
-		} elsif ($t eq 'N') {
-			push @{ $r{notices} }, parse_fields($p);
-		} elsif ($t eq 'S') {
-			my ($k, $v) = split /\0/, $p;
-			$r{params}{$k} = $v // '';
-		} elsif ($t eq 'A') {
-			my ($pid) = unpack('N', $p);
-			my ($chan, $payload) = split /\0/, substr($p, 4);
-			push @{ $r{notifies} }, [ $pid, $chan, $payload ];
-		} elsif ($t eq 'Z') {
-			$r{status} = $p;
-			return \%r;
-		}
-	}
-}
-
-# Sends Terminate and closes.
-sub close {
-	my ($self) = @_;
-	$self->send_msg('X', '') if $self->{sock};
-	CORE::close($self->{sock}) if $self->{sock};
-	delete $self->{sock};
-}
-
-# Convenience: connect, start up and authenticate in one go.  Options:
-# host/port or path, user, database, password, params => [k, v, ...],
-# version, ssl => 1 (send SSLRequest first).  Returns ($conn, $result).
-sub login {
-	my ($class, %o) = @_;
-	my $c = $class->new(%o);
-	if ($o{ssl}) {
-		my $a = $c->ssl_request;
-		$c->{ssl_answer} = $a;
-	}
-	$c->startup($o{version}, user => $o{user}, database => $o{database},
-		@{ $o{params} || [] });
-	my $r = $c->authenticate(user => $o{user}, password => $o{password},
-		timeout => $o{timeout}, no_answer => $o{no_answer});
-	return ($c, $r);
 }
 
 1;
