@@ -58,7 +58,11 @@
 #     the open session and new ones work; a good changed file (a new
 #     pool.wait_timeout): reload --check says OK and applies nothing (same
 #     generation, show config unchanged), reload applies it (generation +
-#     1, show config shows the new value).
+#     1, show config shows the new value).  A file that also changes
+#     control_socket and log.facility: the reload applies the rest, logs
+#     that each of the two needs a restart, and show config keeps their
+#     running values (nothing listens at the new socket); the file as
+#     before reloads with nothing needing a restart.
 #  7. Admin console: psql -A as admin in database pgmirror: SHOW MIRRORS,
 #     SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW VERSION,
 #     STATUS give result sets with the columns of 1; SHOW CONFIG has every
@@ -720,6 +724,28 @@ SKIP: {
 	is($cfg{'pool.wait_timeout'}, 17, '6: ... pool.wait_timeout is now 17');
 	is($s6->selectrow_array('SELECT pg_backend_pid()'), $b6, '6: the open session goes on, same backend');
 
+	# What needs a restart keeps its running value.
+	my $other = tmp_base() . '/other-ctl.sock';
+	(my $restart = $changed) =~ s/^control_socket = .*$/control_socket = "$other";/m
+	  or die 'no control_socket line';
+	$restart =~ s/^log = \{/log = { facility = "local5";/m or die 'no log line';
+	$restart =~ s/wait_timeout = 17;/wait_timeout = 18;/ or die 'no wait_timeout';
+	write_file($conf, $restart);
+	my $from = length $pgm->log;
+	($rc, $out, $err) = $pgm->ctl('reload');
+	is($rc, 0, '6: reload of a changed control_socket and log.facility exits 0') or diag($err);
+	my $log = substr($pgm->log, $from);
+	like($log, qr/reload: control_socket needs a restart/, '6: ... the log says control_socket needs a restart');
+	like($log, qr/reload: log\.facility needs a restart/, '6: ... and log.facility') or diag($log);
+	%cfg = map { $_->{name} => $_->{value} } row_hashes(parse_answer($pgm->ctl_raw('show config')));
+	is_deeply([ @cfg{qw(control_socket log.facility pool.wait_timeout)} ], [ $SOCK, 'daemon', 18 ],
+		'6: ... show config: the running control_socket and log.facility, the new pool.wait_timeout');
+	ok(!-e $other, '6: ... and nothing listens at the new control_socket');
+	write_file($conf, $changed);
+	$from = length $pgm->log;
+	($rc, $out, $err) = $pgm->ctl('reload');
+	is($rc, 0, '6: reload of the file as before exits 0') or diag($err);
+	unlike(substr($pgm->log, $from), qr/needs a restart/, '6: ... with nothing that needs a restart');
 	$s6->disconnect;
 	daemon_ok('6: after the reload');
 }
