@@ -7,10 +7,18 @@
  * A config is immutable once loaded; a reload builds a new one.  The
  * password of each user is prepared here (md5 hash, SCRAM secret) so
  * no PBKDF2 runs per connection.
+ *
+ * Every scalar setting is one row of config_settings[]: its key, type,
+ * field, default, bounds, and what a reload does with it.  Loading, the
+ * defaults, config_free, SHOW CONFIG (control.c) and the reload's
+ * restart checks (supervisor.c) all walk that table; only the lists
+ * (listen, databases, users, mirrors) and the checks that tie several
+ * settings together are written by hand.
  */
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,34 +68,6 @@ static int
 config_line(const config_setting_t *s)
 {
 	return s ? (int)config_setting_source_line(s) : 0;
-}
-
-/* Is name one of the NULL-terminated list? */
-static int
-config_known(const char *name, const char *const *known)
-{
-	for (; *known; known++)
-		if (strcmp(name, *known) == 0)
-			return 1;
-	return 0;
-}
-
-/* Report the members of a group that are not in the known list. */
-static void
-config_check_keys(struct config_ctx *cx, const config_setting_t *group,
-    const char *where, const char *const *known)
-{
-	const config_setting_t *m;
-	int		 i;
-
-	for (i = 0; (m = config_setting_get_elem(group, i)) != NULL; i++) {
-		const char	*name = config_setting_name(m);
-
-		if (name != NULL && !config_known(name, known))
-			config_err(cx, config_line(m),
-			    "unknown setting \"%s%s%s\"", where,
-			    *where ? "." : "", name);
-	}
 }
 
 /* Fetch an optional string member; errors if it has another type. */
@@ -169,73 +149,263 @@ config_get_group(struct config_ctx *cx, const config_setting_t *g,
 	return s;
 }
 
-/* Map an auth_type name. */
+/* The names of the values of the settings that take one of a few. */
+static const struct pgm_set_name config_auth_names[] = {
+	{ "scram-sha-256", AUTH_SCRAM }, { "md5", AUTH_MD5 },
+	{ "trust", AUTH_TRUST }, { NULL, 0 }
+};
+static const struct pgm_set_name config_pool_names[] = {
+	{ "session", POOL_SESSION }, { NULL, 0 }
+};
+/* Toward clients: we have no use for their certificates (no verify-*). */
+static const struct pgm_set_name config_client_tls_names[] = {
+	{ "disable", TLS_DISABLE }, { "allow", TLS_ALLOW },
+	{ "prefer", TLS_PREFER }, { "require", TLS_REQUIRE }, { NULL, 0 }
+};
+static const struct pgm_set_name config_tls_names[] = {
+	{ "disable", TLS_DISABLE }, { "allow", TLS_ALLOW },
+	{ "prefer", TLS_PREFER }, { "require", TLS_REQUIRE },
+	{ "verify-ca", TLS_VERIFY_CA }, { "verify-full", TLS_VERIFY_FULL },
+	{ NULL, 0 }
+};
+static const struct pgm_set_name config_log_names[] = {
+	{ "syslog", 0 }, { "stderr", 1 }, { NULL, 0 }
+};
+static const struct pgm_set_name config_facility_names[] = {
+	{ "daemon", LOG_DAEMON }, { "user", LOG_USER },
+	{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+	{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
+	{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
+	{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 }, { NULL, 0 }
+};
+
+#define CF_OFF(f)	offsetof(struct pgm_config, f)
+#define CF_INT(k, f, def, min, max, fl) \
+	{ k, SET_INT, CF_OFF(f), def, NULL, min, max, NULL, NULL, fl }
+#define CF_BOOL(k, f, def, fl) \
+	{ k, SET_BOOL, CF_OFF(f), def, NULL, 0, 1, NULL, NULL, fl }
+#define CF_STR(k, f, def, fl) \
+	{ k, SET_STR, CF_OFF(f), 0, def, 0, 0, NULL, NULL, fl }
+#define CF_ENUM(k, f, names, def, bad, fl) \
+	{ k, SET_ENUM, CF_OFF(f), def, NULL, 0, 0, names, bad, fl }
+
+/*
+ * Every scalar setting: its key, type, field, default, bounds and how
+ * a reload treats it.  Loaded in this order (so errors come in it) and
+ * shown in it by SHOW CONFIG.  The rows of a group stay together.
+ */
+const struct pgm_setting config_settings[] = {
+	CF_STR("control_socket", control_socket, PGM_CONTROL_SOCKET,
+	    SET_RESTART),
+	CF_STR("user", user, NULL, 0),
+	CF_STR("group", group, NULL, 0),
+	CF_STR("admin.database", admin_database, "pgmirror", 0),
+	CF_STR("admin.user", admin_user, "admin", 0),
+	CF_STR("admin.password", admin_password, NULL, SET_SECRET),
+	CF_ENUM("auth_type", auth_type, config_auth_names, AUTH_SCRAM, NULL, 0),
+	CF_INT("workers.min_spare", workers_min_spare, 4, 1, 10000, 0),
+	CF_INT("workers.max_spare", workers_max_spare, 32, 1, 10000, 0),
+	CF_INT("workers.max", workers_max, 512, 1, 100000, SET_SHM),
+	CF_INT("workers.max_clients", workers_max_clients, 0, 0, INT_MAX, 0),
+	CF_ENUM("pool.mode", pool_mode, config_pool_names, POOL_SESSION,
+	    "is not supported: pgmirror pools sessions (\"session\")", 0),
+	CF_INT("pool.default_size", pool_default_size, 100, 1, 100000, 0),
+	CF_INT("pool.min_size", pool_min_size, 0, 0, 100000, 0),
+	CF_INT("pool.wait_timeout", pool_wait_timeout, 30, 0, 86400, 0),
+	CF_STR("pool.reset_query", pool_reset_query, "DISCARD ALL", 0),
+	CF_INT("shutdown_timeout", shutdown_timeout, 30, 0, 86400, 0),
+	CF_INT("client.login_timeout", client_login_timeout, 60, 1, 86400, 0),
+	CF_INT("client.idle_timeout", client_idle_timeout, 0, 0, 31 * 86400,
+	    0),
+	CF_INT("client.idle_transaction_timeout",
+	    client_idle_transaction_timeout, 0, 0, 31 * 86400, 0),
+	CF_INT("client.max_connections", client_max_connections, 0, 0,
+	    1000000, 0),
+	CF_INT("client.max_message_size", client_max_message_size,
+	    PGM_MESSAGE_MAX, 8192, PGM_MESSAGE_MAX, 0),
+	CF_INT("server.connect_timeout", server_connect_timeout, 15, 1, 3600,
+	    0),
+	CF_INT("server.lifetime", server_lifetime, 3600, 0, 31 * 86400, 0),
+	CF_INT("server.idle_timeout", server_idle_timeout, 600, 0, 31 * 86400,
+	    0),
+	/* Refused without TLS unless allowed. */
+	CF_BOOL("server.allow_cleartext_password", server_allow_cleartext, 0,
+	    0),
+	CF_INT("mirror_queue", mirror_queue, 20000, 1, 10000000, 0),
+	CF_INT("mirror.workers", mirror_workers, 2, 1, 64, SET_SHM_MIRRORS),
+	CF_INT("mirror.retry_max", mirror_retry_max, 30, 1, 3600, 0),
+	CF_INT("mirror.replay_timeout", mirror_replay_timeout, 300, 0, 86400,
+	    0),
+	CF_STR("tls.cert_file", tls_cert_file, NULL, 0),
+	CF_STR("tls.key_file", tls_key_file, NULL, 0),
+	CF_STR("tls.ca_file", tls_ca_file, NULL, 0),
+	CF_STR("tls.client_ca_file", tls_client_ca_file, NULL, 0),
+	/* -1 until config_check_tls: "prefer" with a certificate. */
+	CF_ENUM("tls.client_mode", tls_client_mode, config_client_tls_names, -1,
+	    NULL, 0),
+	CF_ENUM("tls.server_mode", tls_server_mode, config_tls_names,
+	    TLS_DISABLE, NULL, 0),
+	CF_STR("tls.server_cert_file", tls_server_cert_file, NULL, 0),
+	CF_STR("tls.server_key_file", tls_server_key_file, NULL, 0),
+	CF_STR("metrics.listen", metrics_listen, "127.0.0.1:9930", 0),
+	CF_ENUM("log.destination", log_stderr, config_log_names, 0, NULL,
+	    SET_RESTART),
+	CF_ENUM("log.facility", log_facility, config_facility_names, LOG_DAEMON,
+	    "is not a syslog facility (daemon, user, local0..local7)",
+	    SET_RESTART),
+	CF_INT("log.stats_period", stats_period, 60, 0, 86400, 0),
+	{ NULL, SET_INT, 0, 0, NULL, 0, 0, NULL, NULL, 0 }
+};
+
+/* The int a setting of the table is stored in. */
+static int *
+config_intp(struct pgm_config *c, const struct pgm_setting *s)
+{
+	return (int *)(void *)((char *)c + s->off);
+}
+
+/* The value of an int setting of the table. */
+static int
+config_intv(const struct pgm_config *c, const struct pgm_setting *s)
+{
+	return *(const int *)(const void *)((const char *)c + s->off);
+}
+
+/* The string a setting of the table is stored in. */
+static char **
+config_strp(struct pgm_config *c, const struct pgm_setting *s)
+{
+	return (char **)(void *)((char *)c + s->off);
+}
+
+/* The value of a string setting of the table. */
+static const char *
+config_strv(const struct pgm_config *c, const struct pgm_setting *s)
+{
+	return *(char *const *)(const void *)((const char *)c + s->off);
+}
+
+/* Length of the group part of a key ("client" of "client.x"); 0: none. */
+static size_t
+config_group_len(const char *key)
+{
+	const char	*dot = strchr(key, '.');
+
+	return dot ? (size_t)(dot - key) : 0;
+}
+
+/* Are two keys in the same group (or both at the top)? */
+static int
+config_same_group(const char *a, const char *b)
+{
+	size_t		 n = config_group_len(a);
+
+	return n == config_group_len(b) && strncmp(a, b, n) == 0;
+}
+
+/*
+ * Is name a setting of the table in group where ("": the top level)?
+ * At the top, the name of one of the table's groups is one too.
+ */
+static int
+config_in_table(const char *where, const char *name)
+{
+	const struct pgm_setting *s;
+	size_t		 wl = strlen(where), gl;
+
+	for (s = config_settings; s->key != NULL; s++) {
+		gl = config_group_len(s->key);
+		if (wl == 0 && gl == 0 && strcmp(s->key, name) == 0)
+			return 1;
+		if (wl == 0 && gl > 0 && strlen(name) == gl &&
+		    strncmp(s->key, name, gl) == 0)
+			return 1;
+		if (wl > 0 && gl == wl && strncmp(s->key, where, wl) == 0 &&
+		    strcmp(s->key + gl + 1, name) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Find the value of name in a NULL-terminated list: 0, or -1 if absent. */
+static int
+config_name_find(const struct pgm_set_name *n, const char *name, int *value)
+{
+	for (; n->name != NULL; n++)
+		if (strcmp(n->name, name) == 0) {
+			*value = n->value;
+			return 0;
+		}
+	return -1;
+}
+
+/* The name of a value in a list of names, or NULL. */
+static const char *
+config_name_of(const struct pgm_set_name *n, int value)
+{
+	for (; n->name != NULL; n++)
+		if (n->value == value)
+			return n->name;
+	return NULL;
+}
+
+/* Map an auth_type name, or -2. */
 static int
 config_auth_type(const char *s)
 {
-	if (strcmp(s, "scram-sha-256") == 0)
-		return AUTH_SCRAM;
-	if (strcmp(s, "md5") == 0)
-		return AUTH_MD5;
-	if (strcmp(s, "trust") == 0)
-		return AUTH_TRUST;
-	return -2;
+	int		 t;
+
+	return config_name_find(config_auth_names, s, &t) == 0 ? t : -2;
 }
 
 /* The config name of an auth type. */
 const char *
 config_auth_name(int t)
 {
-	switch (t) {
-	case AUTH_SCRAM:
-		return "scram-sha-256";
-	case AUTH_MD5:
-		return "md5";
-	case AUTH_TRUST:
-		return "trust";
-	}
-	return "default";
+	const char	*name = config_name_of(config_auth_names, t);
+
+	return name ? name : "default";
 }
 
-/* Map a TLS mode name, or -1. */
+/* Map a TLS mode name (toward a server), or -1. */
 static int
 config_tls_mode(const char *s)
 {
-	if (strcmp(s, "disable") == 0)
-		return TLS_DISABLE;
-	if (strcmp(s, "allow") == 0)
-		return TLS_ALLOW;
-	if (strcmp(s, "prefer") == 0)
-		return TLS_PREFER;
-	if (strcmp(s, "require") == 0)
-		return TLS_REQUIRE;
-	if (strcmp(s, "verify-ca") == 0)
-		return TLS_VERIFY_CA;
-	if (strcmp(s, "verify-full") == 0)
-		return TLS_VERIFY_FULL;
-	return -1;
+	int		 m;
+
+	return config_name_find(config_tls_names, s, &m) == 0 ? m : -1;
 }
 
-/* Map a syslog facility name. */
+/* Is name one of the NULL-terminated list (or NULL: none)? */
 static int
-config_facility(const char *s)
+config_known(const char *name, const char *const *known)
 {
-	static const struct {
-		const char	*name;
-		int		 code;
-	} f[] = {
-		{ "daemon", LOG_DAEMON }, { "user", LOG_USER },
-		{ "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
-		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 },
-		{ "local4", LOG_LOCAL4 }, { "local5", LOG_LOCAL5 },
-		{ "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
-	};
-	size_t		 i;
+	for (; known && *known; known++)
+		if (strcmp(name, *known) == 0)
+			return 1;
+	return 0;
+}
 
-	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		if (strcmp(s, f[i].name) == 0)
-			return f[i].code;
-	return -1;
+/*
+ * Report the members of a group that are neither in the known list nor
+ * settings of the table in the group where ("": the top level).
+ */
+static void
+config_check_keys(struct config_ctx *cx, const config_setting_t *group,
+    const char *where, const char *const *known)
+{
+	const config_setting_t *m;
+	int		 i;
+
+	for (i = 0; (m = config_setting_get_elem(group, i)) != NULL; i++) {
+		const char	*name = config_setting_name(m);
+
+		if (name != NULL && !config_known(name, known) &&
+		    !config_in_table(where, name))
+			config_err(cx, config_line(m),
+			    "unknown setting \"%s%s%s\"", where,
+			    *where ? "." : "", name);
+	}
 }
 
 /*
@@ -294,40 +464,157 @@ config_parse_listen(const char *s, struct pgm_listen *l, const char **why)
 	return 0;
 }
 
-/* Load the top-level scalars and groups other than the lists. */
+/* Refuse the value of an enum setting: name the ones it may take. */
+static void
+config_err_names(struct config_ctx *cx, int line, const struct pgm_setting *s,
+    const char *value)
+{
+	char		 msg[256];
+	size_t		 n;
+	int		 i, r;
+
+	if (s->bad != NULL) {
+		config_err(cx, line, "%s \"%s\" %s", s->key, value, s->bad);
+		return;
+	}
+	n = snprintf(msg, sizeof(msg), "%s must be ", s->key);
+	for (i = 0; s->names[i].name != NULL && n < sizeof(msg); i++) {
+		r = snprintf(msg + n, sizeof(msg) - n, "%s\"%s\"",
+		    i == 0 ? "" : s->names[i + 1].name == NULL ? " or " : ", ",
+		    s->names[i].name);
+		if (r < 0)
+			break;
+		n += r;
+	}
+	config_err(cx, line, "%s", msg);
+}
+
+/* Load one setting of the table from its group g (NULL: not there). */
+static void
+config_load_setting(struct config_ctx *cx, const config_setting_t *g,
+    const struct pgm_setting *s)
+{
+	const char	*name = s->key + config_group_len(s->key);
+	char		*str = NULL;
+	int		 v;
+
+	if (*name == '.')
+		name++;
+	switch (s->type) {
+	case SET_INT:
+		config_get_int(cx, g, name, s->key, s->min, s->max,
+		    config_intp(cx->conf, s));
+		break;
+	case SET_BOOL:
+		config_get_bool(cx, g, name, s->key, config_intp(cx->conf, s));
+		break;
+	case SET_STR:
+		config_get_str(cx, g, name, s->key, config_strp(cx->conf, s));
+		break;
+	case SET_ENUM:
+		if (config_get_str(cx, g, name, s->key, &str) != 1 ||
+		    str == NULL)
+			break;
+		if (config_name_find(s->names, str, &v) == 0)
+			*config_intp(cx->conf, s) = v;
+		else
+			config_err_names(cx, config_line(
+			    config_setting_get_member(g, name)), s, str);
+		break;
+	}
+	free(str);
+}
+
+/* The workers group's values together. */
+static void
+config_check_workers(struct config_ctx *cx, const config_setting_t *g)
+{
+	struct pgm_config *c = cx->conf;
+
+	if (c->workers_min_spare > c->workers_max_spare)
+		config_err(cx, config_line(g), "workers.min_spare (%d)"
+		    " is larger than workers.max_spare (%d)",
+		    c->workers_min_spare, c->workers_max_spare);
+	if (c->workers_min_spare > c->workers_max)
+		config_err(cx, config_line(g), "workers.min_spare (%d)"
+		    " is larger than workers.max (%d)",
+		    c->workers_min_spare, c->workers_max);
+}
+
+/* The pool group's values together. */
+static void
+config_check_pool(struct config_ctx *cx, const config_setting_t *g)
+{
+	struct pgm_config *c = cx->conf;
+
+	if (c->pool_min_size > c->pool_default_size)
+		config_err(cx, config_line(g), "pool.min_size (%d) is "
+		    "larger than pool.default_size (%d)",
+		    c->pool_min_size, c->pool_default_size);
+}
+
+/* The tls group's values together; resolve tls.client_mode. */
+static void
+config_check_tls(struct config_ctx *cx, const config_setting_t *g)
+{
+	struct pgm_config *c = cx->conf;
+
+	c->tls_line = config_line(g);
+	if ((c->tls_server_cert_file == NULL) !=
+	    (c->tls_server_key_file == NULL))
+		config_err(cx, c->tls_line, "tls.server_cert_file and "
+		    "tls.server_key_file go together");
+	/* With a certificate, TLS is offered unless told otherwise. */
+	if (c->tls_client_mode == -1)
+		c->tls_client_mode = c->tls_cert_file != NULL &&
+		    c->tls_key_file != NULL ? TLS_PREFER : TLS_DISABLE;
+	if (c->tls_client_mode != TLS_DISABLE &&
+	    (c->tls_cert_file == NULL || c->tls_key_file == NULL))
+		config_err(cx, c->tls_line, "tls.client_mode needs "
+		    "tls.cert_file and tls.key_file");
+}
+
+/*
+ * What a group's settings must satisfy together, checked once the
+ * group is loaded, whether or not the file has it (g NULL).
+ */
+static const struct {
+	const char	*group;
+	void		(*check)(struct config_ctx *, const config_setting_t *);
+} config_group_checks[] = {
+	{ "workers", config_check_workers },
+	{ "pool", config_check_pool },
+	{ "tls", config_check_tls },
+};
+
+/* Run the checks of the group of key, if it has any. */
+static void
+config_check_group(struct config_ctx *cx, const char *key,
+    const config_setting_t *g)
+{
+	size_t		 i, n = config_group_len(key);
+
+	for (i = 0; i < sizeof(config_group_checks) /
+	    sizeof(config_group_checks[0]); i++)
+		if (n > 0 && strlen(config_group_checks[i].group) == n &&
+		    strncmp(config_group_checks[i].group, key, n) == 0)
+			config_group_checks[i].check(cx, g);
+}
+
+/* Load listen, then the settings of the table, group by group. */
 static void
 config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 {
-	static const char *const top[] = { "listen", "control_socket",
-	    "admin", "auth_type", "workers", "pool", "shutdown_timeout",
-	    "client", "server",
-	    "mirror_queue", "mirror", "metrics", "log", "tls", "databases",
-	    "users", "mirrors", "user", "group", NULL };
-	static const char *const k_admin[] = { "database", "user",
-	    "password", NULL };
-	static const char *const k_workers[] = { "min_spare", "max_spare",
-	    "max", "max_clients", NULL };
-	static const char *const k_client[] = { "login_timeout",
-	    "idle_timeout", "idle_transaction_timeout", "max_connections",
-	    "max_message_size", NULL };
-	static const char *const k_server[] = { "connect_timeout", "lifetime",
-	    "idle_timeout", "allow_cleartext_password", NULL };
-	static const char *const k_tls[] = { "cert_file", "key_file",
-	    "client_mode", "server_mode", "ca_file", "client_ca_file",
-	    "server_cert_file", "server_key_file", NULL };
-	static const char *const k_pool[] = { "mode", "default_size",
-	    "min_size", "wait_timeout", "reset_query", NULL };
-	static const char *const k_metrics[] = { "listen", NULL };
-	static const char *const k_mirror[] = { "workers", "retry_max",
-	    "replay_timeout", NULL };
-	static const char *const k_log[] = { "destination", "facility",
-	    "stats_period", NULL };
+	static const char *const lists[] = { "listen", "databases", "users",
+	    "mirrors", NULL };
 	struct pgm_config *c = cx->conf;
+	const struct pgm_setting *set, *first;
 	const config_setting_t *g, *s;
-	char		*str = NULL;
+	char		 group[64];
+	size_t		 glen;
 	int		 i;
 
-	config_check_keys(cx, root, "", top);
+	config_check_keys(cx, root, "", lists);
 
 	if ((s = config_setting_get_member(root, "listen")) == NULL)
 		config_err(cx, 0, "listen is not set");
@@ -362,211 +649,19 @@ config_load_globals(struct config_ctx *cx, const config_setting_t *root)
 			config_err(cx, config_line(s), "listen is empty");
 	}
 
-	config_get_str(cx, root, "control_socket", "control_socket",
-	    &c->control_socket);
-	config_get_str(cx, root, "user", "user", &c->user);
-	config_get_str(cx, root, "group", "group", &c->group);
-
-	if ((g = config_get_group(cx, root, "admin")) != NULL) {
-		config_check_keys(cx, g, "admin", k_admin);
-		config_get_str(cx, g, "database", "admin.database",
-		    &c->admin_database);
-		config_get_str(cx, g, "user", "admin.user", &c->admin_user);
-		config_get_str(cx, g, "password", "admin.password",
-		    &c->admin_password);
-	}
-
-	if (config_get_str(cx, root, "auth_type", "auth_type", &str) == 1 &&
-	    str != NULL) {
-		if ((c->auth_type = config_auth_type(str)) == -2) {
-			config_err(cx, config_line(config_setting_get_member(
-			    root, "auth_type")), "auth_type must be "
-			    "\"scram-sha-256\", \"md5\" or \"trust\"");
-			c->auth_type = AUTH_SCRAM;
+	for (set = config_settings; set->key != NULL;) {
+		first = set;
+		g = root;
+		if ((glen = config_group_len(set->key)) > 0) {
+			snprintf(group, sizeof(group), "%.*s", (int)glen,
+			    set->key);
+			if ((g = config_get_group(cx, root, group)) != NULL)
+				config_check_keys(cx, g, group, NULL);
 		}
-	}
-	free(str);
-	str = NULL;
-
-	if ((g = config_get_group(cx, root, "workers")) != NULL) {
-		config_check_keys(cx, g, "workers", k_workers);
-		config_get_int(cx, g, "min_spare", "workers.min_spare", 1,
-		    10000, &c->workers_min_spare);
-		config_get_int(cx, g, "max_spare", "workers.max_spare", 1,
-		    10000, &c->workers_max_spare);
-		config_get_int(cx, g, "max", "workers.max", 1, 100000,
-		    &c->workers_max);
-		config_get_int(cx, g, "max_clients", "workers.max_clients", 0,
-		    INT_MAX, &c->workers_max_clients);
-		if (c->workers_min_spare > c->workers_max_spare)
-			config_err(cx, config_line(g), "workers.min_spare (%d)"
-			    " is larger than workers.max_spare (%d)",
-			    c->workers_min_spare, c->workers_max_spare);
-		if (c->workers_min_spare > c->workers_max)
-			config_err(cx, config_line(g), "workers.min_spare (%d)"
-			    " is larger than workers.max (%d)",
-			    c->workers_min_spare, c->workers_max);
-	}
-
-	if ((g = config_get_group(cx, root, "pool")) != NULL) {
-		config_check_keys(cx, g, "pool", k_pool);
-		if (config_get_str(cx, g, "mode", "pool.mode", &str) == 1 &&
-		    str != NULL && strcmp(str, "session") != 0)
-			config_err(cx, config_line(config_setting_get_member(g,
-			    "mode")), "pool.mode \"%s\" is not supported: "
-			    "pgmirror pools sessions (\"session\")", str);
-		free(str);
-		str = NULL;
-		config_get_int(cx, g, "default_size", "pool.default_size", 1,
-		    100000, &c->pool_default_size);
-		config_get_int(cx, g, "min_size", "pool.min_size", 0,
-		    100000, &c->pool_min_size);
-		config_get_int(cx, g, "wait_timeout", "pool.wait_timeout", 0,
-		    86400, &c->pool_wait_timeout);
-		config_get_str(cx, g, "reset_query", "pool.reset_query",
-		    &c->pool_reset_query);
-		if (c->pool_min_size > c->pool_default_size)
-			config_err(cx, config_line(g), "pool.min_size (%d) is "
-			    "larger than pool.default_size (%d)",
-			    c->pool_min_size, c->pool_default_size);
-	}
-
-	config_get_int(cx, root, "shutdown_timeout", "shutdown_timeout", 0,
-	    86400, &c->shutdown_timeout);
-
-	if ((g = config_get_group(cx, root, "client")) != NULL) {
-		config_check_keys(cx, g, "client", k_client);
-		config_get_int(cx, g, "login_timeout", "client.login_timeout",
-		    1, 86400, &c->client_login_timeout);
-		config_get_int(cx, g, "idle_timeout", "client.idle_timeout",
-		    0, 31 * 86400, &c->client_idle_timeout);
-		config_get_int(cx, g, "idle_transaction_timeout",
-		    "client.idle_transaction_timeout", 0, 31 * 86400,
-		    &c->client_idle_transaction_timeout);
-		config_get_int(cx, g, "max_connections",
-		    "client.max_connections", 0, 1000000,
-		    &c->client_max_connections);
-		config_get_int(cx, g, "max_message_size",
-		    "client.max_message_size", 8192, PGM_MESSAGE_MAX,
-		    &c->client_max_message_size);
-	}
-
-	if ((g = config_get_group(cx, root, "server")) != NULL) {
-		config_check_keys(cx, g, "server", k_server);
-		config_get_int(cx, g, "connect_timeout",
-		    "server.connect_timeout", 1, 3600,
-		    &c->server_connect_timeout);
-		config_get_int(cx, g, "lifetime", "server.lifetime", 0,
-		    31 * 86400, &c->server_lifetime);
-		config_get_int(cx, g, "idle_timeout", "server.idle_timeout", 0,
-		    31 * 86400, &c->server_idle_timeout);
-		config_get_bool(cx, g, "allow_cleartext_password",
-		    "server.allow_cleartext_password",
-		    &c->server_allow_cleartext);
-	}
-	config_get_int(cx, root, "mirror_queue", "mirror_queue", 1,
-	    10000000, &c->mirror_queue);
-	if ((g = config_get_group(cx, root, "mirror")) != NULL) {
-		config_check_keys(cx, g, "mirror", k_mirror);
-		config_get_int(cx, g, "workers", "mirror.workers", 1, 64,
-		    &c->mirror_workers);
-		config_get_int(cx, g, "retry_max", "mirror.retry_max", 1,
-		    3600, &c->mirror_retry_max);
-		config_get_int(cx, g, "replay_timeout",
-		    "mirror.replay_timeout", 0, 86400,
-		    &c->mirror_replay_timeout);
-	}
-
-	if ((g = config_get_group(cx, root, "tls")) != NULL) {
-		config_check_keys(cx, g, "tls", k_tls);
-		c->tls_line = config_line(g);
-		config_get_str(cx, g, "cert_file", "tls.cert_file",
-		    &c->tls_cert_file);
-		config_get_str(cx, g, "key_file", "tls.key_file",
-		    &c->tls_key_file);
-		config_get_str(cx, g, "ca_file", "tls.ca_file", &c->tls_ca_file);
-		config_get_str(cx, g, "client_ca_file", "tls.client_ca_file",
-		    &c->tls_client_ca_file);
-		if (config_get_str(cx, g, "client_mode", "tls.client_mode",
-		    &str) == 1 && str != NULL &&
-		    ((c->tls_client_mode = config_tls_mode(str)) == -1 ||
-		    c->tls_client_mode > TLS_REQUIRE)) {
-			config_err(cx, config_line(config_setting_get_member(g,
-			    "client_mode")), "tls.client_mode must be "
-			    "\"disable\", \"allow\", \"prefer\" or \"require\"");
-			c->tls_client_mode = TLS_DISABLE;
-		}
-		free(str);
-		str = NULL;
-		if (config_get_str(cx, g, "server_mode", "tls.server_mode",
-		    &str) == 1 && str != NULL &&
-		    (c->tls_server_mode = config_tls_mode(str)) == -1) {
-			config_err(cx, config_line(config_setting_get_member(g,
-			    "server_mode")), "tls.server_mode must be "
-			    "\"disable\", \"allow\", \"prefer\", \"require\", "
-			    "\"verify-ca\" or \"verify-full\"");
-			c->tls_server_mode = TLS_DISABLE;
-		}
-		free(str);
-		str = NULL;
-		config_get_str(cx, g, "server_cert_file", "tls.server_cert_file",
-		    &c->tls_server_cert_file);
-		config_get_str(cx, g, "server_key_file", "tls.server_key_file",
-		    &c->tls_server_key_file);
-		if ((c->tls_server_cert_file == NULL) !=
-		    (c->tls_server_key_file == NULL))
-			config_err(cx, c->tls_line, "tls.server_cert_file and "
-			    "tls.server_key_file go together");
-		/* With a certificate, TLS is offered unless told otherwise. */
-		if (c->tls_client_mode == -1)
-			c->tls_client_mode = c->tls_cert_file != NULL &&
-			    c->tls_key_file != NULL ? TLS_PREFER : TLS_DISABLE;
-		if (c->tls_client_mode != TLS_DISABLE &&
-		    (c->tls_cert_file == NULL || c->tls_key_file == NULL))
-			config_err(cx, c->tls_line, "tls.client_mode needs "
-			    "tls.cert_file and tls.key_file");
-	}
-
-	if (c->tls_client_mode == -1)
-		c->tls_client_mode = TLS_DISABLE;
-
-	if ((g = config_get_group(cx, root, "metrics")) != NULL) {
-		config_check_keys(cx, g, "metrics", k_metrics);
-		config_get_str(cx, g, "listen", "metrics.listen",
-		    &c->metrics_listen);
-	}
-
-	if ((g = config_get_group(cx, root, "log")) != NULL) {
-		config_check_keys(cx, g, "log", k_log);
-		if (config_get_str(cx, g, "destination", "log.destination",
-		    &str) == 1 && str != NULL) {
-			if (strcmp(str, "stderr") == 0)
-				c->log_stderr = 1;
-			else if (strcmp(str, "syslog") == 0)
-				c->log_stderr = 0;
-			else
-				config_err(cx, config_line(
-				    config_setting_get_member(g, "destination")),
-				    "log.destination must be \"syslog\" or "
-				    "\"stderr\"");
-		}
-		free(str);
-		str = NULL;
-		if (config_get_str(cx, g, "facility", "log.facility",
-		    &str) == 1 && str != NULL) {
-			if ((c->log_facility = config_facility(str)) == -1) {
-				config_err(cx, config_line(
-				    config_setting_get_member(g, "facility")),
-				    "log.facility \"%s\" is not a syslog "
-				    "facility (daemon, user, local0..local7)",
-				    str);
-				c->log_facility = LOG_DAEMON;
-			}
-		}
-		free(str);
-		str = NULL;
-		config_get_int(cx, g, "stats_period", "log.stats_period", 0,
-		    86400, &c->stats_period);
+		for (; set->key != NULL && config_same_group(set->key,
+		    first->key); set++)
+			config_load_setting(cx, g, set);
+		config_check_group(cx, first->key, g);
 	}
 }
 
@@ -999,6 +1094,19 @@ config_load(const char *path, struct pgm_config_errors *errs)
 	return c;
 }
 
+/* Give every setting of the table its default. */
+static void
+config_defaults(struct config_ctx *cx)
+{
+	const struct pgm_setting *s;
+
+	for (s = config_settings; s->key != NULL; s++)
+		if (s->type == SET_STR)
+			*config_strp(cx->conf, s) = config_strdup(cx, s->defstr);
+		else
+			*config_intp(cx->conf, s) = s->def;
+}
+
 /* Load and check a config from its text; path is for messages. */
 struct pgm_config *
 config_load_text(const char *path, const char *text,
@@ -1018,32 +1126,7 @@ config_load_text(const char *path, const char *text,
 	}
 	cx.conf = c;
 	c->path = config_strdup(&cx, path);
-	c->auth_type = AUTH_SCRAM;
-	c->workers_min_spare = 4;
-	c->workers_max_spare = 32;
-	c->workers_max = 512;
-	c->pool_default_size = 100;
-	c->pool_min_size = 0;
-	c->pool_wait_timeout = 30;
-	c->pool_reset_query = config_strdup(&cx, "DISCARD ALL");
-	c->shutdown_timeout = 30;
-	c->client_login_timeout = 60;
-	c->client_max_message_size = PGM_MESSAGE_MAX;
-	c->server_connect_timeout = 15;
-	c->server_lifetime = 3600;
-	c->server_idle_timeout = 600;
-	c->server_allow_cleartext = 0;	/* refused without TLS */
-	c->tls_client_mode = -1;	/* resolved once the tls group is read */
-	c->mirror_queue = 20000;
-	c->mirror_workers = 2;
-	c->mirror_retry_max = 30;
-	c->mirror_replay_timeout = 300;
-	c->control_socket = config_strdup(&cx, PGM_CONTROL_SOCKET);
-	c->admin_database = config_strdup(&cx, "pgmirror");
-	c->admin_user = config_strdup(&cx, "admin");
-	c->metrics_listen = config_strdup(&cx, "127.0.0.1:9930");
-	c->log_facility = LOG_DAEMON;
-	c->stats_period = 60;
+	config_defaults(&cx);
 
 	config_init(&cf);
 	if (config_read_string(&cf, text) == CONFIG_FALSE) {
@@ -1071,6 +1154,7 @@ config_load_text(const char *path, const char *text,
 void
 config_free(struct pgm_config *c)
 {
+	const struct pgm_setting *st;
 	int		 i;
 
 	if (c == NULL)
@@ -1108,22 +1192,15 @@ config_free(struct pgm_config *c)
 	free(c->admin.plain);
 	explicit_bzero(&c->admin.scram, sizeof(c->admin.scram));
 	explicit_bzero(c->admin.md5, sizeof(c->admin.md5));
-	free(c->user);
-	free(c->group);
-	if (c->admin_password != NULL)
-		explicit_bzero(c->admin_password, strlen(c->admin_password));
-	free(c->admin_password);
-	free(c->admin_database);
-	free(c->admin_user);
-	free(c->control_socket);
-	free(c->metrics_listen);
-	free(c->pool_reset_query);
-	free(c->tls_cert_file);
-	free(c->tls_key_file);
-	free(c->tls_ca_file);
-	free(c->tls_client_ca_file);
-	free(c->tls_server_cert_file);
-	free(c->tls_server_key_file);
+	for (st = config_settings; st->key != NULL; st++) {
+		char	*v;
+
+		if (st->type != SET_STR || (v = *config_strp(c, st)) == NULL)
+			continue;
+		if (st->flags & SET_SECRET)
+			explicit_bzero(v, strlen(v));
+		free(v);
+	}
 	free(c->path);
 	free(c->text);
 	free(c);
@@ -1232,4 +1309,63 @@ config_pool_valid(const struct pgm_config *c, int pool)
 	u = &c->users[pool / c->ndatabases];
 	return config_find_user(c, u->name, pool % c->ndatabases) ==
 	    pool / c->ndatabases;
+}
+
+/* Do two configs have the same value of setting s? */
+int
+config_setting_same(const struct pgm_setting *s, const struct pgm_config *a,
+    const struct pgm_config *b)
+{
+	const char	*x, *y;
+
+	if (s->type != SET_STR)
+		return config_intv(a, s) == config_intv(b, s);
+	x = config_strv(a, s);
+	y = config_strv(b, s);
+	return (x == NULL && y == NULL) || (x && y && strcmp(x, y) == 0);
+}
+
+/*
+ * Give config to the value of setting s in config from (a reload
+ * keeping the running value); a string moves, from keeps NULL.
+ */
+void
+config_setting_take(const struct pgm_setting *s, struct pgm_config *to,
+    struct pgm_config *from)
+{
+	if (s->type != SET_STR) {
+		*config_intp(to, s) = config_intv(from, s);
+		return;
+	}
+	free(*config_strp(to, s));
+	*config_strp(to, s) = *config_strp(from, s);
+	*config_strp(from, s) = NULL;
+}
+
+/*
+ * The value of setting s in c as SHOW CONFIG shows it: as it would be
+ * written in the file, "" when unset, and never a secret.  Returns buf
+ * or a string of c.
+ */
+const char *
+config_setting_text(const struct pgm_setting *s, const struct pgm_config *c,
+    char *buf, size_t len)
+{
+	const char	*v;
+
+	if (s->type == SET_STR) {
+		v = config_strv(c, s);
+		if (v == NULL)
+			return "";
+		return s->flags & SET_SECRET ? "********" : v;
+	}
+	if (s->flags & SET_SECRET)
+		return "********";
+	if (s->type == SET_BOOL)
+		return config_intv(c, s) ? "true" : "false";
+	if (s->type == SET_ENUM &&
+	    (v = config_name_of(s->names, config_intv(c, s))) != NULL)
+		return v;
+	snprintf(buf, len, "%d", config_intv(c, s));
+	return buf;
 }

@@ -363,10 +363,18 @@ ctl_show_stats(struct ctl_conn *c)
 	}
 }
 
+/*
+ * SHOW CONFIG: the file, the listen addresses, every setting of the
+ * table in its order (a password only as "********"), then the
+ * databases and mirrors entries.
+ */
 static void
 ctl_show_config(struct ctl_conn *c)
 {
 	const struct pgm_config *cf = pgm_conf;
+	const struct pgm_setting *s;
+	const char	*f[3];
+	char		 v[32];
 	int		 i;
 
 	ctl_rowf(c, "name\tvalue");
@@ -376,20 +384,12 @@ ctl_show_config(struct ctl_conn *c)
 		    cf->listen[i].path : "", cf->listen[i].host ?
 		    cf->listen[i].host : "", cf->listen[i].path || cf->listen[i].host
 		    ? "" : "*", cf->listen[i].port);
-	ctl_rowf(c, "control_socket\t%s", cf->control_socket);
-	ctl_rowf(c, "admin.database\t%s", cf->admin_database);
-	ctl_rowf(c, "admin.user\t%s", cf->admin_user);
-	ctl_rowf(c, "auth_type\t%s", config_auth_name(cf->auth_type));
-	ctl_rowf(c, "workers.min_spare\t%d", cf->workers_min_spare);
-	ctl_rowf(c, "workers.max_spare\t%d", cf->workers_max_spare);
-	ctl_rowf(c, "workers.max\t%d", cf->workers_max);
-	ctl_rowf(c, "pool.default_size\t%d", cf->pool_default_size);
-	ctl_rowf(c, "pool.min_size\t%d", cf->pool_min_size);
-	ctl_rowf(c, "pool.wait_timeout\t%d", cf->pool_wait_timeout);
-	ctl_rowf(c, "shutdown_timeout\t%d", cf->shutdown_timeout);
-	ctl_rowf(c, "mirror_queue\t%d", cf->mirror_queue);
-	ctl_rowf(c, "mirror.workers\t%d", cf->mirror_workers);
-	ctl_rowf(c, "log.stats_period\t%d", cf->stats_period);
+	for (s = config_settings; s->key != NULL; s++) {
+		f[0] = s->key;
+		f[1] = config_setting_text(s, cf, v, sizeof(v));
+		f[2] = NULL;
+		ctl_row(c, f);
+	}
 	for (i = 0; i < cf->ndatabases; i++)
 		ctl_rowf(c, "databases.%s\t%s:%d/%s", cf->databases[i].name,
 		    cf->databases[i].host, cf->databases[i].port,

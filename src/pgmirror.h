@@ -58,6 +58,10 @@ enum pgm_auth_type {
 	AUTH_DEFAULT = -1		/* per user: use the global one */
 };
 
+enum pgm_pool_mode {
+	POOL_SESSION
+};
+
 enum pgm_tls_mode {
 	TLS_DISABLE,
 	TLS_ALLOW,
@@ -154,6 +158,7 @@ struct pgm_config {
 	int		 pool_default_size;
 	int		 pool_min_size;
 	int		 pool_wait_timeout;	/* seconds */
+	int		 pool_mode;	/* POOL_SESSION, the only one */
 	char		*pool_reset_query;
 	int		 shutdown_timeout;	/* seconds */
 	int		 mirror_queue;	/* default mirrors[].queue */
@@ -175,6 +180,44 @@ struct pgm_config {
 	char		*user;		/* run as, when started as root */
 	char		*group;
 };
+
+/*
+ * The scalar settings of pgmirror.conf: config.c's config_settings[],
+ * one row each, ended by a row whose key is NULL.  Loading, defaults,
+ * config_free, SHOW CONFIG and the reload's checks walk it; the lists
+ * (listen, databases, users, mirrors) are loaded by hand.  The rows of
+ * a group are next to each other.
+ */
+enum pgm_set_type {
+	SET_INT,		/* an integer within [min, max] */
+	SET_BOOL,		/* true or false, stored as 1 or 0 */
+	SET_STR,		/* a string (char *), or NULL when unset */
+	SET_ENUM		/* a string among names, stored as its value */
+};
+
+#define SET_RESTART	0x01	/* a reload keeps the running value */
+#define SET_SHM		0x02	/* sizes shared memory: reload refused */
+#define SET_SHM_MIRRORS	0x04	/* ... when there are mirrors */
+#define SET_SECRET	0x08	/* never shown; wiped when freed */
+
+struct pgm_set_name {
+	const char	*name;
+	int		 value;
+};
+
+struct pgm_setting {
+	const char	*key;		/* full name: "client.idle_timeout" */
+	enum pgm_set_type type;
+	size_t		 off;		/* of its int or char * in pgm_config */
+	int		 def;		/* default of SET_INT, _BOOL, _ENUM */
+	const char	*defstr;	/* default of SET_STR */
+	int		 min, max;	/* SET_INT */
+	const struct pgm_set_name *names; /* SET_ENUM, ended by a NULL name */
+	const char	*bad;		/* SET_ENUM: why others are refused */
+	int		 flags;		/* SET_RESTART ... */
+};
+
+extern const struct pgm_setting config_settings[];
 
 /* One error found while loading a config, with its place. */
 struct pgm_config_error {
@@ -668,6 +711,12 @@ int	 config_same_connection(const struct pgm_database *,
 int	 config_allow_cleartext(const struct pgm_config *,
 	    const struct pgm_database *);
 const char *config_auth_name(int);
+int	 config_setting_same(const struct pgm_setting *,
+	    const struct pgm_config *, const struct pgm_config *);
+void	 config_setting_take(const struct pgm_setting *, struct pgm_config *,
+	    struct pgm_config *);
+const char *config_setting_text(const struct pgm_setting *,
+	    const struct pgm_config *, char *, size_t);
 
 /* proto.c */
 void	 buf_init(struct pgm_buf *);

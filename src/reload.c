@@ -18,17 +18,23 @@
 
 #include "pgmirror.h"
 
-/* Do two configs route the same databases and users, in the same order? */
+/*
+ * Do two configs size shared memory the same: the settings that size
+ * it, the same databases and users in the same order, the same mirrors?
+ */
 static int
 reload_same_shape(const struct pgm_config *a, const struct pgm_config *b)
 {
+	const struct pgm_setting *s;
 	int		 i;
 
 	if (a->ndatabases != b->ndatabases || a->nusers != b->nusers ||
-	    a->workers_max != b->workers_max ||
-	    a->nmirrors != b->nmirrors ||
-	    (a->nmirrors > 0 && a->mirror_workers != b->mirror_workers))
+	    a->nmirrors != b->nmirrors)
 		return 0;
+	for (s = config_settings; s->key != NULL; s++)
+		if (((s->flags & SET_SHM) || ((s->flags & SET_SHM_MIRRORS) &&
+		    a->nmirrors > 0)) && !config_setting_same(s, a, b))
+			return 0;
 	for (i = 0; i < a->nmirrors; i++)
 		if (a->mirrors[i].src != b->mirrors[i].src ||
 		    a->mirrors[i].dst != b->mirrors[i].dst ||
@@ -179,6 +185,7 @@ int
 reload_apply(char *why, size_t len)
 {
 	struct pgm_config *nc, *old = pgm_conf;
+	const struct pgm_setting *s;
 	char		 tlserr[512];
 	int		 retire, refused = 0;
 
@@ -207,19 +214,11 @@ reload_apply(char *why, size_t len)
 		old->listen = l;
 		old->nlisten = n;
 	}
-	if (old->log_stderr != nc->log_stderr ||
-	    old->log_facility != nc->log_facility) {
-		log_warnx("reload: log.destination and log.facility need a "
-		    "restart");
-		nc->log_stderr = old->log_stderr;
-		nc->log_facility = old->log_facility;
-	}
-	if (!reload_same_str(old->control_socket, nc->control_socket)) {
-		log_warnx("reload: control_socket needs a restart");
-		free(nc->control_socket);
-		nc->control_socket = old->control_socket;
-		old->control_socket = NULL;
-	}
+	for (s = config_settings; s->key != NULL; s++)
+		if ((s->flags & SET_RESTART) && !config_setting_same(s, old, nc)) {
+			log_warnx("reload: %s needs a restart", s->key);
+			config_setting_take(s, nc, old);
+		}
 	/*
 	 * Mirror workers keep their destination sessions unless what they
 	 * connect with changed: then each replays what it took and leaves,

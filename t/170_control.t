@@ -16,6 +16,10 @@
 #     session (user app, database appdb, its client port in the address,
 #     idle, its worker's pid, the backend pid it sees, the server's
 #     address); show servers has it "in use"; show pools has open >= 1.
+#     show config lists every setting of pgmirror.conf(5) once, in its
+#     order (client.*, server.*, tls.*, ... with their defaults), and
+#     besides only config_file, listen and the databases entries;
+#     admin.password shows as ******** and no password is ever in it.
 #  2. Malformed requests: an unknown command, an empty line, binary bytes
 #     with a newline, binary bytes without one and then the write side
 #     shut, a line of 5000 bytes, an unknown show, bad maintenance
@@ -54,10 +58,15 @@
 #     the open session and new ones work; a good changed file (a new
 #     pool.wait_timeout): reload --check says OK and applies nothing (same
 #     generation, show config unchanged), reload applies it (generation +
-#     1, show config shows the new value).
+#     1, show config shows the new value).  A file that also changes
+#     control_socket and log.facility: the reload applies the rest, logs
+#     that each of the two needs a restart, and show config keeps their
+#     running values (nothing listens at the new socket); the file as
+#     before reloads with nothing needing a restart.
 #  7. Admin console: psql -A as admin in database pgmirror: SHOW MIRRORS,
 #     SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS, SHOW VERSION,
-#     STATUS give result sets with the columns of 1; MAINTENANCE ON appdb
+#     STATUS give result sets with the columns of 1; SHOW CONFIG has every
+#     setting, admin.password as ******** and no password; MAINTENANCE ON appdb
 #     and MAINTENANCE OFF act (seen through the socket), also as one query
 #     string; a query over 4 kB is FATAL 08P01; an unknown statement is
 #     ERROR 42601 and the next statement
@@ -125,6 +134,18 @@ my ($VERSION) = do {
 	$out =~ /^pgmirror (\S+)$/m;
 };
 ok($VERSION, "pgmirror -V says version " . ($VERSION // '?'));
+
+# Every scalar setting of pgmirror.conf(5), in the order show config gives.
+my @SETTINGS = qw(control_socket user group admin.database admin.user admin.password
+	auth_type workers.min_spare workers.max_spare workers.max workers.max_clients
+	pool.mode pool.default_size pool.min_size pool.wait_timeout pool.reset_query
+	shutdown_timeout client.login_timeout client.idle_timeout
+	client.idle_transaction_timeout client.max_connections client.max_message_size
+	server.connect_timeout server.lifetime server.idle_timeout
+	server.allow_cleartext_password mirror_queue mirror.workers mirror.retry_max
+	mirror.replay_timeout tls.cert_file tls.key_file tls.ca_file tls.client_ca_file
+	tls.client_mode tls.server_mode tls.server_cert_file tls.server_key_file
+	metrics.listen log.destination log.facility log.stats_period);
 
 my %COLS = (
 	clients => [qw(pid user database address state state_seconds server backend_pid)],
@@ -234,6 +255,20 @@ ok($dworker, "DBD::Pg session open: client port $dport, backend $dbackend, worke
 	is($cfg{control_socket}, $SOCK, '1: show config: control_socket');
 	is($cfg{'admin.database'}, 'pgmirror', '1: show config: admin.database defaults to pgmirror');
 	is($cfg{'databases.appdb2'}, "$pg->{host}:$pg->{port}/appdb2", '1: show config: databases.appdb2');
+	my $raw = $pgm->ctl_raw('show config');
+	my @names = map { $_->[0] } @{ parse_answer($raw)->{rows} };
+	my %want = map { $_ => 1 } @SETTINGS;
+	is_deeply([ grep { $want{$_} } @names ], \@SETTINGS,
+		'1: show config: every setting of pgmirror.conf(5), each once, in order') or diag($raw);
+	is_deeply([ grep { !$want{$_} && !/^(config_file|listen|databases\.\w+|mirrors\.\w+)$/ } @names ], [],
+		'1: show config: nothing else but config_file, listen and the databases entries') or diag($raw);
+	is_deeply([ @cfg{qw(client.idle_timeout client.max_message_size server.connect_timeout
+		server.allow_cleartext_password pool.mode pool.reset_query mirror.workers tls.client_mode
+		tls.cert_file log.facility admin.user)} ],
+		[ 0, 1073741824, 15, 'false', 'session', 'DISCARD ALL', 2, 'disable', '', 'daemon', 'admin' ],
+		'1: show config: defaults of client.*, server.*, pool.*, mirror.*, tls.*, log.* as written in the file');
+	is($cfg{'admin.password'}, '********', '1: show config: admin.password is set, shown as ********');
+	unlike($raw, qr/adminpw|\bsecret\b/, '1: show config: never the admin password nor a user\'s');
 
 	my $c = client_row($dport);
 	ok($c, "1: show clients lists the DBD::Pg session (address ends in :$dport)");
@@ -617,6 +652,29 @@ SKIP: {
 	%cfg = map { $_->{name} => $_->{value} } $pgm->rows('show config');
 	is($cfg{'pool.wait_timeout'}, 17, '6: ... pool.wait_timeout is now 17');
 	is($s6->selectrow_array('SELECT pg_backend_pid()'), $b6, '6: the open session goes on, same backend');
+
+	# What needs a restart keeps its running value.
+	my $other = tmp_base() . '/other-ctl.sock';
+	(my $restart = $changed) =~ s/^control_socket = .*$/control_socket = "$other";/m
+	  or die 'no control_socket line';
+	$restart =~ s/^log = \{/log = { facility = "local5";/m or die 'no log line';
+	$restart =~ s/wait_timeout = 17;/wait_timeout = 18;/ or die 'no wait_timeout';
+	write_file($conf, $restart);
+	my $from = length $pgm->log;
+	($rc, $out, $err) = $pgm->ctl('reload');
+	is($rc, 0, '6: reload of a changed control_socket and log.facility exits 0') or diag($err);
+	my $log = substr($pgm->log, $from);
+	like($log, qr/reload: control_socket needs a restart/, '6: ... the log says control_socket needs a restart');
+	like($log, qr/reload: log\.facility needs a restart/, '6: ... and log.facility') or diag($log);
+	%cfg = map { $_->{name} => $_->{value} } row_hashes(parse_answer($pgm->ctl_raw('show config')));
+	is_deeply([ @cfg{qw(control_socket log.facility pool.wait_timeout)} ], [ $SOCK, 'daemon', 18 ],
+		'6: ... show config: the running control_socket and log.facility, the new pool.wait_timeout');
+	ok(!-e $other, '6: ... and nothing listens at the new control_socket');
+	write_file($conf, $changed);
+	$from = length $pgm->log;
+	($rc, $out, $err) = $pgm->ctl('reload');
+	is($rc, 0, '6: reload of the file as before exits 0') or diag($err);
+	unlike(substr($pgm->log, $from), qr/needs a restart/, '6: ... with nothing that needs a restart');
 	$s6->disconnect;
 	daemon_ok('6: after the reload');
 }
@@ -658,7 +716,16 @@ SKIP: {
 		}
 	}
 
-	my ($rc, $out, $err) = $console->('MAINTENANCE ON appdb;');
+	my ($rc, $out, $err) = $console->('SHOW CONFIG;');
+	is($rc, 0, '7: SHOW CONFIG; in the console works') or diag($err);
+	my %ccfg = map { split /\|/, $_, 2 } grep { /\|/ } split /\n/, $out;
+	is_deeply([ grep { !exists $ccfg{$_} } @SETTINGS ], [], '7: SHOW CONFIG: every setting')
+	  or diag($out);
+	is($ccfg{'client.idle_timeout'}, 0, '7: SHOW CONFIG: client.idle_timeout 0');
+	is($ccfg{'admin.password'}, '********', '7: SHOW CONFIG: admin.password as ********');
+	unlike($out, qr/adminpw|\bsecret\b/, '7: SHOW CONFIG: never a password');
+
+	($rc, $out, $err) = $console->('MAINTENANCE ON appdb;');
 	is($rc, 0, '7: MAINTENANCE ON appdb; works') or diag($err);
 	is($pgm->status->{maintenance}, 'appdb', '7: ... status through the socket: appdb');
 	($rc, $out, $err) = $console->('MAINTENANCE OFF;');

@@ -5,8 +5,10 @@
  * default), syntax and semantic errors with their line numbers, the
  * password forms (plain, md5 verifier, SCRAM verifier), the look-ups
  * (database, user, pool index and size), the mirrors list and the
- * mirror group (values, defaults, and each error with its line) and a
- * missing file.  Config files are written to a fresh mkdtemp
+ * mirror group (values, defaults, and each error with its line), every
+ * row of the settings table (its default, its value loaded, bad values
+ * refused at their line, how SHOW CONFIG shows it, never a password) and
+ * a missing file.  Config files are written to a fresh mkdtemp
  * directory, removed at the end.
  */
 #include <sys/stat.h>
@@ -812,6 +814,347 @@ test_cleartext(void)
 	config_free(c);
 }
 
+/*
+ * The settings table (config_settings[]).  Its rows are checked against
+ * the loader through their own fields, so a row added to the table is
+ * tested without a line here.
+ */
+
+/* The minimal config, with one more line (4) before databases. */
+#define TABLE_HEAD	"listen = [ \"127.0.0.1:6432\" ];\n"	/* 1 */
+#define TABLE_TAIL	"databases = ( { name = \"d\"; host = \"h\"; } );\n" \
+			"users = ( { name = \"u\"; password = \"p\"; } );\n"
+
+/* Length of the group of a key ("client" of "client.x"); 0: top. */
+static size_t
+key_group_len(const char *key)
+{
+	const char	*dot = strchr(key, '.');
+
+	return dot ? (size_t)(dot - key) : 0;
+}
+
+/* Are two keys in the same group? */
+static int
+key_same_group(const char *a, const char *b)
+{
+	size_t		 n = key_group_len(a);
+
+	return n == key_group_len(b) && strncmp(a, b, n) == 0;
+}
+
+/* The int a setting is stored in. */
+static int
+setting_int(const struct pgm_config *c, const struct pgm_setting *s)
+{
+	int		 v;
+
+	memcpy(&v, (const char *)c + s->off, sizeof(v));
+	return v;
+}
+
+/* The string a setting is stored in. */
+static const char *
+setting_str(const struct pgm_config *c, const struct pgm_setting *s)
+{
+	const char	*v;
+
+	memcpy(&v, (const char *)c + s->off, sizeof(v));
+	return v;
+}
+
+/* The name of value v of enum setting s. */
+static const char *
+enum_name(const struct pgm_setting *s, int v)
+{
+	int		 i;
+
+	for (i = 0; s->names[i].name != NULL; i++)
+		if (s->names[i].value == v)
+			return s->names[i].name;
+	return "(none)";
+}
+
+/*
+ * A value of s other than its default that the loader takes alone and
+ * with every other such value at once: the smallest integer (the next
+ * one if that is the default), the other boolean, a string made of the
+ * key, the last name of another value.  *want: the int it gives.
+ */
+static const char *
+setting_other(const struct pgm_setting *s, char *buf, size_t len, int *want)
+{
+	int		 i, j;
+
+	switch (s->type) {
+	case SET_INT:
+		*want = s->def != s->min ? s->min : s->min + 1;
+		snprintf(buf, len, "%d", *want);
+		break;
+	case SET_BOOL:
+		*want = !s->def;
+		snprintf(buf, len, "%s", *want ? "true" : "false");
+		break;
+	case SET_STR:
+		*want = 0;
+		snprintf(buf, len, "\"v-%s\"", s->key);
+		break;
+	case SET_ENUM:
+		for (i = 0, j = 0; s->names[i].name != NULL; i++)
+			if (s->names[i].value != s->def)
+				j = i;
+		*want = s->names[j].value;
+		snprintf(buf, len, "\"%s\"", s->names[j].name);
+		break;
+	}
+	return buf;
+}
+
+/* Append "key = value;" to text, inside a group of its own if any. */
+static void
+setting_line(char *text, size_t len, const struct pgm_setting *s,
+    const char *value)
+{
+	size_t		 n = key_group_len(s->key), used = strlen(text);
+
+	if (n == 0)
+		snprintf(text + used, len - used, "%s = %s;\n", s->key, value);
+	else
+		snprintf(text + used, len - used, "%.*s = { %s = %s; };\n",
+		    (int)n, s->key, s->key + n + 1, value);
+}
+
+/* Loads the minimal config with s = value at line 4: one error there? */
+static void
+setting_refused(const struct pgm_setting *s, const char *value,
+    const char *msg, const char *what)
+{
+	struct pgm_config_errors errs;
+	struct pgm_config *c;
+	char		 text[1024];
+
+	snprintf(text, sizeof(text), TABLE_HEAD "\n\n");
+	setting_line(text, sizeof(text), s, value);
+	strncat(text, TABLE_TAIL, sizeof(text) - strlen(text) - 1);
+	c = load(text, &errs);
+	if (!tap_ok(c == NULL && errs.n == 1 && has_error(&errs, 4, msg),
+	    "%s = %s (%s): one error at line 4", s->key, value, what)) {
+		tap_diag("want: 4: %s", msg);
+		show_errors(&errs);
+	}
+	config_free(c);
+}
+
+/* How many tests test_table runs. */
+static int
+test_table_count(void)
+{
+	const struct pgm_setting *s;
+	int		 n = 7;
+
+	for (s = config_settings; s->key != NULL; s++)
+		n += 3 + (s->type == SET_INT ? 2 : 0) +
+		    (s->type == SET_ENUM ? 1 : 0);
+	return n;
+}
+
+/* Every row of the table: defaulted, loaded, bad values refused. */
+static void
+test_table(void)
+{
+	const struct pgm_setting *s, *t;
+	struct pgm_config_errors errs;
+	struct pgm_config *c, *d;
+	char		 text[8192], val[128], msg[256], buf[32];
+	const char	*txt;
+	int		 want, ok, i;
+	size_t		 n;
+
+	/* The loader reads a group once: its rows must be together. */
+	ok = 1;
+	for (s = config_settings; s->key != NULL; s++)
+		for (t = config_settings; t < s; t++)
+			if (strcmp(s->key, t->key) == 0 ||
+			    (t + 1 < s && key_same_group(s->key, t->key) &&
+			    key_group_len(s->key) > 0 &&
+			    !key_same_group(s->key, (s - 1)->key))) {
+				tap_diag("%s after %s", s->key, t->key);
+				ok = 0;
+			}
+	tap_ok(ok, "table: keys unique, the rows of a group together");
+
+	/* Every default. */
+	c = load(TABLE_HEAD TABLE_TAIL, &errs);
+	if (!tap_ok(c != NULL, "table: minimal config loads"))
+		show_errors(&errs);
+	for (s = config_settings; c != NULL && s->key != NULL; s++) {
+		if (s->type == SET_STR)
+			tap_ok(s->defstr == NULL ? setting_str(c, s) == NULL :
+			    setting_str(c, s) != NULL &&
+			    strcmp(setting_str(c, s), s->defstr) == 0,
+			    "%s defaults to %s", s->key,
+			    s->defstr ? s->defstr : "unset");
+		else if (strcmp(s->key, "tls.client_mode") == 0)
+			tap_is_int(setting_int(c, s), TLS_DISABLE,
+			    "%s without a certificate defaults to disable",
+			    s->key);
+		else
+			tap_is_int(setting_int(c, s), s->def,
+			    "%s defaults to %d", s->key, s->def);
+	}
+	config_free(c);
+
+	/* Every setting written with another value, all at once. */
+	snprintf(text, sizeof(text), "%s", TABLE_HEAD);
+	for (s = config_settings; s->key != NULL; s++) {
+		n = key_group_len(s->key);
+		if (s == config_settings || !key_same_group(s->key,
+		    (s - 1)->key)) {
+			if (s != config_settings && key_group_len((s - 1)->key))
+				strncat(text, "};\n", sizeof(text) -
+				    strlen(text) - 1);
+			if (n > 0)
+				snprintf(text + strlen(text), sizeof(text) -
+				    strlen(text), "%.*s = {\n", (int)n, s->key);
+		}
+		setting_other(s, val, sizeof(val), &want);
+		snprintf(text + strlen(text), sizeof(text) - strlen(text),
+		    "  %s = %s;\n", s->key + (n ? n + 1 : 0), val);
+	}
+	if (key_group_len((s - 1)->key))
+		strncat(text, "};\n", sizeof(text) - strlen(text) - 1);
+	strncat(text, TABLE_TAIL, sizeof(text) - strlen(text) - 1);
+	c = load(text, &errs);
+	if (!tap_ok(c != NULL && errs.n == 0, "table: every setting set "
+	    "to another value loads")) {
+		show_errors(&errs);
+		tap_diag("%s", text);
+	}
+	for (s = config_settings; c != NULL && s->key != NULL; s++) {
+		setting_other(s, val, sizeof(val), &want);
+		if (s->type == SET_STR) {
+			snprintf(val, sizeof(val), "v-%s", s->key);
+			tap_is_str(setting_str(c, s), val, "%s is loaded",
+			    s->key);
+		} else
+			tap_is_int(setting_int(c, s), want, "%s = %s is "
+			    "loaded", s->key, val);
+	}
+
+	/* As SHOW CONFIG shows them: a password never. */
+	ok = 1;
+	for (s = config_settings; c != NULL && s->key != NULL; s++) {
+		txt = config_setting_text(s, c, buf, sizeof(buf));
+		if (s->flags & SET_SECRET)
+			ok &= strcmp(txt, "********") == 0;
+		else if (s->type == SET_STR)
+			ok &= strcmp(txt, setting_str(c, s)) == 0;
+		else if (s->type == SET_BOOL)
+			ok &= strcmp(txt, setting_int(c, s) ? "true" :
+			    "false") == 0;
+		if (!ok) {
+			tap_diag("%s shown as \"%s\"", s->key, txt);
+			break;
+		}
+	}
+	tap_ok(c != NULL && ok && c->admin_password != NULL &&
+	    strcmp(c->admin_password, "v-admin.password") == 0,
+	    "table: shown as written, admin.password as ********");
+	d = load(TABLE_HEAD TABLE_TAIL, &errs);
+	ok = c != NULL && d != NULL;
+	for (s = config_settings; ok && s->key != NULL; s++) {
+		txt = config_setting_text(s, d, buf, sizeof(buf));
+		if (s->type == SET_ENUM)
+			ok = strcmp(txt, enum_name(s, setting_int(d, s))) == 0;
+		else if (s->type == SET_INT) {
+			snprintf(val, sizeof(val), "%d", setting_int(d, s));
+			ok = strcmp(txt, val) == 0;
+		} else if (s->type == SET_STR && setting_str(d, s) == NULL)
+			ok = strcmp(txt, "") == 0;
+		if (!ok)
+			tap_diag("%s shown as \"%s\"", s->key, txt);
+	}
+	tap_ok(ok, "table: defaults shown: integers in decimal, enums by "
+	    "name, unset strings empty");
+
+	/* What a reload does with a setting that needs a restart. */
+	ok = c != NULL && d != NULL;
+	for (s = config_settings; ok && s->key != NULL; s++) {
+		/* pool.mode has one value only. */
+		if (!config_setting_same(s, c, c) ||
+		    config_setting_same(s, c, d) !=
+		    (s->type == SET_ENUM && s->names[1].name == NULL))
+			ok = 0;
+		if (!ok)
+			tap_diag("%s: config_setting_same", s->key);
+	}
+	tap_ok(ok, "table: config_setting_same tells each changed setting");
+	for (s = config_settings; ok && s->key != NULL; s++) {
+		config_setting_take(s, d, c);
+		if (s->type == SET_STR && setting_str(c, s) != NULL)
+			ok = 0;
+		setting_other(s, val, sizeof(val), &want);
+		if (s->type == SET_STR ? strncmp(setting_str(d, s), "v-", 2)
+		    != 0 : setting_int(d, s) != want)
+			ok = 0;
+		if (!ok)
+			tap_diag("%s: config_setting_take", s->key);
+	}
+	tap_ok(ok, "table: config_setting_take moves each value over");
+	config_free(c);
+	config_free(d);
+
+	/* Every setting refuses what it cannot take, at its line. */
+	for (s = config_settings; s->key != NULL; s++) {
+		switch (s->type) {
+		case SET_INT:
+			snprintf(msg, sizeof(msg), "%s must be an integer",
+			    s->key);
+			setting_refused(s, "\"x\"", msg, "a string");
+			snprintf(val, sizeof(val), "%lldL",
+			    (long long)s->min - 1);
+			snprintf(msg, sizeof(msg), "%s must be between %d and "
+			    "%d, not %lld", s->key, s->min, s->max,
+			    (long long)s->min - 1);
+			setting_refused(s, val, msg, "below");
+			snprintf(val, sizeof(val), "%lldL",
+			    (long long)s->max + 1);
+			snprintf(msg, sizeof(msg), "%s must be between %d and "
+			    "%d, not %lld", s->key, s->min, s->max,
+			    (long long)s->max + 1);
+			setting_refused(s, val, msg, "above");
+			break;
+		case SET_BOOL:
+			snprintf(msg, sizeof(msg), "%s must be true or false",
+			    s->key);
+			setting_refused(s, "1", msg, "a number");
+			break;
+		case SET_STR:
+		case SET_ENUM:
+			snprintf(msg, sizeof(msg), "%s must be a string",
+			    s->key);
+			setting_refused(s, "5", msg, "a number");
+			if (s->type == SET_STR)
+				break;
+			if (s->bad != NULL)
+				snprintf(msg, sizeof(msg), "%s \"no-such\" %s",
+				    s->key, s->bad);
+			else {
+				snprintf(msg, sizeof(msg), "%s must be ",
+				    s->key);
+				for (i = 0; s->names[i].name != NULL; i++)
+					snprintf(msg + strlen(msg),
+					    sizeof(msg) - strlen(msg),
+					    "%s\"%s\"", i == 0 ? "" :
+					    s->names[i + 1].name ? ", " :
+					    " or ", s->names[i].name);
+			}
+			setting_refused(s, "\"no-such\"", msg, "no such name");
+			break;
+		}
+	}
+}
+
 /* A file that cannot be read. */
 static void
 test_missing(void)
@@ -836,7 +1179,7 @@ main(void)
 	struct scram_secret sec;
 	char		 verifier[SCRAM_VERIFIER_MAX];
 
-	tap_plan(121);
+	tap_plan(121 + test_table_count());
 	if (mkdtemp(tmpdir) == NULL) {
 		perror("mkdtemp");
 		return 1;
@@ -855,6 +1198,7 @@ main(void)
 	test_lookups();
 	test_mirrors();
 	test_cleartext();
+	test_table();
 	test_missing();
 	cleanup();
 	return tap_done();
