@@ -71,7 +71,7 @@ log_escape(char *s, size_t len)
 }
 
 /* Format and emit one line at a syslog priority. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_emit(int pri, const char *errtext, const char *fmt, va_list ap)
 {
 	char		 msg[1024];

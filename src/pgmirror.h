@@ -24,11 +24,11 @@
 #ifdef HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #else
-#define sd_notify(u, s)		0
-#define sd_notifyf(u, f, ...)	0
-#define sd_listen_fds(u)	0
-#define sd_watchdog_enabled(u, p) 0
 #define SD_LISTEN_FDS_START	3
+static inline int sd_notify(int u, const char *s) { (void)u; (void)s; return 0; }
+static inline int sd_notifyf(int u, const char *f, ...) { (void)u; (void)f; return 0; }
+static inline int sd_listen_fds(int u) { (void)u; return 0; }
+static inline int sd_watchdog_enabled(int u, uint64_t *p) { (void)u; (void)p; return 0; }
 #endif
 
 struct ssl_st;

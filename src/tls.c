@@ -180,6 +180,7 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
 {
 	SSL		*ssl;
 	uint8_t		 addr[16];
+	char		 sni[256];
 
 	ERR_clear_error();
 	if ((ssl = SSL_new(tls_server_ctx)) == NULL ||
@@ -201,9 +202,10 @@ tls_connect(int fd, const char *host, int mode, int64_t deadline,
 		}
 	}
 	/* SNI, as libpq sends it: a host name, never an address. */
+	snprintf(sni, sizeof(sni), "%s", host);	/* OpenSSL takes it unconst */
 	if (inet_pton(AF_INET, host, addr) != 1 &&
 	    inet_pton(AF_INET6, host, addr) != 1)
-		(void)SSL_set_tlsext_host_name(ssl, host);
+		(void)SSL_set_tlsext_host_name(ssl, sni);
 	if (tls_handshake(ssl, fd, SSL_connect, deadline, why) == -1) {
 		SSL_free(ssl);
 		return NULL;

@@ -213,7 +213,7 @@ do_fn(void)
 		memset(text, 0, sizeof(text));
 		args[0].isint = 0;
 		args[0].len = (int)strlen(in);
-		args[0].u.ptr = (int *)(void *)in;
+		args[0].u.ptr = (int *)(uintptr_t)in;	/* PQfn does not write it */
 		res = PQfn(conn, func_oid("md5(text)"), (int *)(void *)text, &len,
 		    0, args, 1);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK)

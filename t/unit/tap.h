@@ -46,7 +46,7 @@ tap_plan_(int n)
 }
 
 /* Records one result and prints its ok/not ok line; returns ok. */
-static inline int
+static inline int __attribute__((format(printf, 4, 0)))
 tap_vresult_(int ok, const char *file, int line, const char *fmt, va_list ap)
 {
 	struct tap_state *st = tap_state_();

@@ -748,7 +748,7 @@ scan_log_free(struct scan_log *l)
 
 	for (i = 0; i < l->n; i++)
 		if (l->e[i].ev == SCAN_BODY)
-			free((void *)l->e[i].cap);
+			free((void *)(uintptr_t)l->e[i].cap);	/* our copy */
 	l->n = 0;
 }
 
