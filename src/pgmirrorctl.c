@@ -1,8 +1,8 @@
 /*
  * pgmirrorctl.c: the control program of pgmirror.
  *
- * Owns the command line (tables of words matched by unique prefix),
- * the output formats (aligned for people, -t tab-separated, -j JSON),
+ * Owns the command line (the grammar is ctlcmd.c's: words matched by
+ * unique prefix), the output formats (aligned for people, -t tab-separated, -j JSON),
  * and the ways of driving pgmirror:
  *
  *  - the control socket: one request line out ("maintenance on appdb
@@ -18,8 +18,8 @@
  *  - verify: no daemon at all; two databases of the config file,
  *    connected to directly, their tables compared.
  *
- * Standalone: libc, libpq and libconfig, no code shared with the
- * daemon (the pgmctl_ prefix keeps its names apart from control.c's).
+ * libc, libpq and libconfig, and the daemon's control grammar
+ * (ctlcmd.c; the pgmctl_ prefix keeps its names apart from control.c's).
  * The config file is read only for a setting that is needed.  Errors
  * go to stderr, one line each; the exit status is 0 or 1.
  */
@@ -44,14 +44,14 @@
 #include <libconfig.h>
 #include <libpq-fe.h>
 
+#include "ctlcmd.h"
+
 #define PGMCTL_CONFIG_FILE		"/etc/pgmirror/pgmirror.conf"
 #define PGMCTL_CONTROL_SOCKET	"/run/pgmirror/pgmirror.sock"
 #define PGMCTL_ADMIN_PORT		"6432"	/* -H HOST without a port */
-#define PGMCTL_LINE_MAX		4096	/* request line, newline included */
 #define PGMCTL_ANSWER_MAX		(64 * 1024 * 1024)
 #define PGMCTL_READ_TIMEOUT	60	/* s, commands without their own */
 #define PGMCTL_GRACE		30	/* s beyond a command's own timeout */
-#define PGMCTL_SECONDS_MAX		86400	/* --wait, --timeout */
 #define PGMCTL_FLEET_TIMEOUT	60	/* s, fleet switchover, as pgmirror's */
 #define PGMCTL_DRAIN_POLL_MS	250	/* fleet switchover: SHOW MIRRORS */
 #define PGMCTL_CONNECT_TIMEOUT	"10"	/* s, libpq, unless PGCONNECT_TIMEOUT */
@@ -61,55 +61,6 @@
 #define PGMCTL_KEEPALIVES_COUNT	"3"
 
 #define nitems(a)	(sizeof(a) / sizeof((a)[0]))
-
-/* The commands; the order is that of pgmctl_cmds. */
-enum pgmctl_cmd {
-	CMD_MAINTENANCE,
-	CMD_RELOAD,
-	CMD_SHOW,
-	CMD_STATUS,
-	CMD_SWITCHOVER,
-	CMD_VERIFY
-};
-
-static const char *const pgmctl_cmds[] = { "maintenance", "reload", "show",
-    "status", "switchover", "verify" };
-static const char *const pgmctl_shows[] = { "clients", "config", "mirrors",
-    "pools", "servers", "stats", "version" };
-static const char *const pgmctl_onoff[] = { "off", "on" };
-
-/* The options after the command words, and the commands that take them. */
-#define OPT_CHECK	0x01
-#define OPT_CHECKSUM	0x02
-#define OPT_SYNC	0x04
-#define OPT_TIMEOUT	0x08
-#define OPT_WAIT	0x10
-
-static const struct pgmctl_opt {
-	const char	*name;
-	int		 flag;
-	int		 seconds;	/* takes a number of seconds */
-	enum pgmctl_cmd	 cmd;
-} pgmctl_opts[] = {
-	{ "check",		OPT_CHECK,	0, CMD_RELOAD },
-	{ "checksum",		OPT_CHECKSUM,	0, CMD_VERIFY },
-	{ "sync-sequences",	OPT_SYNC,	0, CMD_SWITCHOVER },
-	{ "timeout",		OPT_TIMEOUT,	1, CMD_SWITCHOVER },
-	{ "wait",		OPT_WAIT,	1, CMD_MAINTENANCE },
-};
-
-/* A parsed command line. */
-struct pgmctl_req {
-	enum pgmctl_cmd	 cmd;
-	int		 show;		/* show: index in pgmctl_shows */
-	int		 on;		/* maintenance: on (1) or off (0) */
-	const char	*database;	/* maintenance: one database, or NULL */
-	const char	*source;	/* verify */
-	const char	*destination;	/* verify */
-	long		 wait;		/* --wait, -1 if not given */
-	long		 timeout;	/* --timeout, -1 if not given */
-	int		 opts;		/* OPT_* flags given */
-};
 
 /* A table: the header row, then nrows rows, ncols cells each. */
 struct pgmctl_table {
@@ -170,16 +121,17 @@ static int		 pgmctl_sigfd[2] = { -1, -1 };
 static void __attribute__((noreturn))
 pgmctl_usage(int status)
 {
-	fprintf(status ? stderr : stdout,
-	    "usage: pgmirrorctl [-hjt] [-c config] [-H host:port,...] "
+	FILE		*f = status ? stderr : stdout;
+	char		 line[256];
+	int		 i;
+
+	fprintf(f, "usage: pgmirrorctl [-hjt] [-c config] [-H host:port,...] "
 	    "[-s socket] command\n"
-	    "commands:\n"
-	    "  status\n"
-	    "  show clients|config|mirrors|pools|servers|stats|version\n"
-	    "  maintenance on|off [database] [--wait seconds]\n"
-	    "  reload [--check]\n"
-	    "  switchover [--timeout seconds] [--sync-sequences]\n"
-	    "  verify source destination [--checksum]\n"
+	    "commands:\n");
+	for (i = 0; ctlcmd_synopsis(CTLCMD_ARGV, i, line, sizeof(line)) == 0;
+	    i++)
+		fprintf(f, "  %s\n", line);
+	fprintf(f,
 	    "options:\n"
 	    "  -c config  configuration file (default %s)\n"
 	    "  -H hosts   use the admin consoles of these instances\n"
@@ -236,6 +188,17 @@ pgmctl_strdup(const char *s)
 	return p;
 }
 
+/* strndup or die. */
+static char *
+pgmctl_strndup(const char *s, size_t n)
+{
+	char		*p;
+
+	if ((p = strndup(s, n)) == NULL)
+		err(1, NULL);
+	return p;
+}
+
 /* A malloc'ed printf, or die. */
 static char * __attribute__((format(printf, 1, 2)))
 pgmctl_printf(const char *fmt, ...)
@@ -279,276 +242,6 @@ pgmctl_oneline(char *s)
 	while (n > 0 && s[n - 1] == ' ')
 		s[--n] = '\0';
 	return s;
-}
-
-/* --- the command line ------------------------------------------------ */
-
-/*
- * Index of the name that word is a unique prefix of, an exact match
- * winning; -1 if none, -2 if several.
- */
-static int
-pgmctl_match(const char *word, const char *const *names, size_t n)
-{
-	size_t		 i, len = strlen(word);
-	int		 found = -1;
-
-	if (len == 0)
-		return -1;
-	for (i = 0; i < n; i++) {
-		if (strcmp(word, names[i]) == 0)
-			return (int)i;
-		if (strncmp(word, names[i], len) == 0)
-			found = found == -1 ? (int)i : -2;
-	}
-	return found;
-}
-
-/* Match word against names or exit with a usage error naming what. */
-static int
-pgmctl_lookup(const char *word, const char *const *names, size_t n,
-    const char *what)
-{
-	char		 list[256];
-	size_t		 i, len = 0;
-	int		 k;
-
-	if ((k = pgmctl_match(word, names, n)) >= 0)
-		return k;
-	list[0] = '\0';
-	for (i = 0; i < n; i++) {
-		if (k == -2 && strncmp(word, names[i], strlen(word)) != 0)
-			continue;
-		len += snprintf(list + len, sizeof(list) - len, "%s%s",
-		    len ? ", " : "", names[i]);
-		if (len >= sizeof(list))
-			break;
-	}
-	if (k == -2)
-		pgmctl_usage_err("ambiguous %s \"%s\": %s", what, word, list);
-	pgmctl_usage_err("unknown %s \"%s\"; valid ones are: %s", what, word,
-	    list);
-}
-
-/* A number of seconds given to option name, or a usage error. */
-static long
-pgmctl_seconds(const char *name, const char *s)
-{
-	char		*end;
-	long		 v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (!isdigit((unsigned char)*s) || *end != '\0' || errno != 0 ||
-	    v > PGMCTL_SECONDS_MAX)
-		pgmctl_usage_err("--%s wants a number of seconds from 0 to %d, "
-		    "not \"%s\"", name, PGMCTL_SECONDS_MAX, s);
-	return v;
-}
-
-/*
- * Is s usable as a database name in a request?  Requests are words
- * separated by spaces, and admin console statements end with ';'.
- */
-static int
-pgmctl_name_ok(const char *s)
-{
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s <= ' ' || *s == 0x7f || *s == ';' ||
-		    *s == '"' || *s == '\'')
-			return 0;
-	return 1;
-}
-
-/* Parse an option "--name[=value]" of command cmd at argv[*i]. */
-static void
-pgmctl_parse_opt(struct pgmctl_req *r, int argc, char **argv, int *i)
-{
-	const char	*names[nitems(pgmctl_opts)];
-	const struct pgmctl_opt *o;
-	const char	*arg = argv[*i] + 2, *value = NULL, *eq;
-	char		 name[64];
-	size_t		 j, n = 0;
-	int		 map[nitems(pgmctl_opts)], k;
-
-	for (j = 0; j < nitems(pgmctl_opts); j++)
-		if (pgmctl_opts[j].cmd == r->cmd) {
-			map[n] = (int)j;
-			names[n++] = pgmctl_opts[j].name;
-		}
-	if ((eq = strchr(arg, '=')) != NULL) {
-		value = eq + 1;
-		snprintf(name, sizeof(name), "%.*s", (int)(eq - arg), arg);
-	} else
-		snprintf(name, sizeof(name), "%s", arg);
-	if (n == 0)
-		pgmctl_usage_err("%s takes no option, not \"%s\"",
-		    pgmctl_cmds[r->cmd], argv[*i]);
-	k = pgmctl_lookup(name, names, n, "option");
-	o = &pgmctl_opts[map[k]];
-	if (!o->seconds) {
-		if (value != NULL)
-			pgmctl_usage_err("--%s takes no value", o->name);
-	} else if (value == NULL) {
-		if (*i + 1 >= argc)
-			pgmctl_usage_err("--%s wants a number of seconds",
-			    o->name);
-		value = argv[++*i];
-	}
-	if (o->flag == OPT_WAIT)
-		r->wait = pgmctl_seconds(o->name, value);
-	else if (o->flag == OPT_TIMEOUT)
-		r->timeout = pgmctl_seconds(o->name, value);
-	r->opts |= o->flag;
-}
-
-/* Parse the command and its arguments into r, or exit with usage. */
-static void
-pgmctl_parse(int argc, char **argv, struct pgmctl_req *r)
-{
-	const char	*pos[3];
-	int		 i, npos = 0, endopts = 0;
-
-	memset(r, 0, sizeof(*r));
-	r->wait = r->timeout = -1;
-	r->cmd = pgmctl_lookup(argv[0], pgmctl_cmds, nitems(pgmctl_cmds),
-	    "command");
-	for (i = 1; i < argc; i++) {
-		if (!endopts && strcmp(argv[i], "--") == 0)
-			endopts = 1;
-		else if (!endopts && strncmp(argv[i], "--", 2) == 0)
-			pgmctl_parse_opt(r, argc, argv, &i);
-		else if (!endopts && argv[i][0] == '-')
-			pgmctl_usage_err("unknown option \"%s\"", argv[i]);
-		else if (npos == nitems(pos))
-			pgmctl_usage_err("too many arguments for %s",
-			    pgmctl_cmds[r->cmd]);
-		else
-			pos[npos++] = argv[i];
-	}
-	switch (r->cmd) {
-	case CMD_SHOW:
-		if (npos != 1)
-			pgmctl_usage_err("show wants one of: clients, config, "
-			    "mirrors, pools, servers, stats, version");
-		r->show = pgmctl_lookup(pos[0], pgmctl_shows,
-		    nitems(pgmctl_shows), "show command");
-		break;
-	case CMD_MAINTENANCE:
-		if (npos < 1 || npos > 2)
-			pgmctl_usage_err("maintenance wants on or off, and "
-			    "optionally a database");
-		r->on = pgmctl_lookup(pos[0], pgmctl_onoff,
-		    nitems(pgmctl_onoff), "maintenance command");
-		if (npos == 2) {
-			if (!pgmctl_name_ok(pos[1]))
-				pgmctl_usage_err("invalid database name \"%s\"",
-				    pos[1]);
-			r->database = pos[1];
-		}
-		if (!r->on && r->wait >= 0)
-			pgmctl_usage_err("--wait goes with maintenance on");
-		break;
-	case CMD_VERIFY:
-		if (npos != 2)
-			pgmctl_usage_err("verify wants a source and a "
-			    "destination database");
-		r->source = pos[0];
-		r->destination = pos[1];
-		break;
-	default:
-		if (npos != 0)
-			pgmctl_usage_err("%s takes no argument",
-			    pgmctl_cmds[r->cmd]);
-		break;
-	}
-}
-
-/* A bounded string being built; overflow is sticky. */
-struct pgmctl_buf {
-	char		*p;
-	size_t		 size;
-	size_t		 len;
-	int		 over;
-};
-
-/* Append a printf to b. */
-static void __attribute__((format(printf, 2, 3)))
-pgmctl_buf_add(struct pgmctl_buf *b, const char *fmt, ...)
-{
-	va_list		 ap;
-	int		 n;
-
-	if (b->over)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(b->p + b->len, b->size - b->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= b->size - b->len)
-		b->over = 1;
-	else
-		b->len += n;
-}
-
-/* Append a command word, after a space, upper-cased for a statement. */
-static void
-pgmctl_buf_word(struct pgmctl_buf *b, int sql, const char *word)
-{
-	size_t		 start;
-
-	if (b->len > 0)
-		pgmctl_buf_add(b, " ");
-	start = b->len;
-	pgmctl_buf_add(b, "%s", word);
-	if (sql && !b->over)
-		for (; start < b->len; start++)
-			b->p[start] = (char)toupper((unsigned char)b->p[start]);
-}
-
-/*
- * Format the request: the control socket line without its newline
- * ("maintenance on appdb --wait 10"), or with sql the admin console
- * statement ("MAINTENANCE ON appdb WAIT 10;").  -1 if too long.
- */
-static int
-pgmctl_req_format(const struct pgmctl_req *r, int sql, char *buf, size_t size)
-{
-	struct pgmctl_buf b = { buf, size, 0, 0 };
-
-	buf[0] = '\0';
-	pgmctl_buf_word(&b, sql, pgmctl_cmds[r->cmd]);
-	switch (r->cmd) {
-	case CMD_SHOW:
-		pgmctl_buf_word(&b, sql, pgmctl_shows[r->show]);
-		break;
-	case CMD_MAINTENANCE:
-		pgmctl_buf_word(&b, sql, pgmctl_onoff[r->on]);
-		if (r->database != NULL)
-			pgmctl_buf_add(&b, " %s", r->database);
-		if (r->wait >= 0)
-			pgmctl_buf_add(&b, sql ? " WAIT %ld" : " --wait %ld",
-			    r->wait);
-		break;
-	case CMD_RELOAD:
-		if (r->opts & OPT_CHECK)
-			pgmctl_buf_add(&b, sql ? " CHECK" : " --check");
-		break;
-	case CMD_SWITCHOVER:
-		if (r->timeout >= 0)
-			pgmctl_buf_add(&b, sql ? " TIMEOUT %ld" :
-			    " --timeout %ld", r->timeout);
-		if (r->opts & OPT_SYNC)
-			pgmctl_buf_add(&b, sql ? " SYNC SEQUENCES" :
-			    " --sync-sequences");
-		break;
-	default:
-		break;
-	}
-	if (sql)
-		pgmctl_buf_add(&b, ";");
-	return b.over ? -1 : 0;
 }
 
 /* --- the config file ------------------------------------------------- */
@@ -726,54 +419,31 @@ pgmctl_table_col(const struct pgmctl_table *t, const char *name)
 }
 
 /*
- * Parse tab-separated lines, header first, into a table; text is
- * changed.  A final newline is dropped.  NULL if there are fewer than
- * min_rows rows or a row has not as many fields as the header, with
- * *why saying which.
+ * Parse tab-separated lines, header first, into a table (ctlcmd.c's
+ * format).  NULL if there are fewer than min_rows rows or a row has not
+ * as many fields as the header, with *why saying which.
  */
 static struct pgmctl_table *
-pgmctl_table_parse(char *text, size_t min_rows, const char **why)
+pgmctl_table_parse(const char *text, size_t min_rows, const char **why)
 {
-	struct pgmctl_table *t = NULL;
-	const char	**f = NULL;
-	char		*line, *next, *p;
-	size_t		 len = strlen(text), n, cap = 0;
+	struct pgmctl_table *t;
+	const char	*pos = text, *f;
+	size_t		 ncols, nrows, i, len;
 
-	*why = "no table";
-	if (len > 0 && text[len - 1] == '\n')
-		text[--len] = '\0';
-	if (len == 0 && min_rows > 0)
+	if (ctlcmd_table_scan(text, &ncols, &nrows, why) == -1)
 		return NULL;
-	for (line = text; line != NULL; line = next) {
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		for (n = 1, p = line; *p != '\0'; p++)
-			n += *p == '\t';
-		if (t != NULL && n != t->ncols) {
-			*why = "a row has not as many fields as the header";
-			pgmctl_table_free(t);
-			free(f);
-			return NULL;
-		}
-		if (n > cap) {
-			cap = n;
-			f = pgmctl_realloc(f, cap, sizeof(*f));
-		}
-		for (n = 0, f[n++] = p = line; *p != '\0'; p++)
-			if (*p == '\t') {
-				*p = '\0';
-				f[n++] = p + 1;
-			}
-		if (t == NULL)
-			t = pgmctl_table_new(n, f);
-		else
-			pgmctl_table_add(t, f);
-	}
-	free(f);
-	if (t->nrows < min_rows) {
+	if (nrows < min_rows) {
 		*why = "a header without rows";
-		pgmctl_table_free(t);
 		return NULL;
+	}
+	t = pgmctl_alloc(sizeof(*t));
+	t->ncols = ncols;
+	t->nrows = nrows;
+	t->cap = nrows + 1;
+	t->cell = pgmctl_realloc(NULL, t->cap * ncols, sizeof(char *));
+	for (i = 0; *pos != '\0'; i++) {
+		(void)ctlcmd_table_field(&pos, &f, &len);
+		t->cell[i] = pgmctl_strndup(f, len);
 	}
 	return t;
 }
@@ -812,29 +482,16 @@ static int
 pgmctl_answer_parse(char *buf, size_t len, struct pgmctl_answer *a,
     const char **why)
 {
-	char		*rest;
+	struct ctlcmd_answer ca;
 
 	memset(a, 0, sizeof(*a));
-	if (memchr(buf, '\0', len) != NULL) {
-		*why = "a NUL byte in the answer";
+	if (ctlcmd_answer_parse(buf, len, &ca, why) == -1)
 		return -1;
-	}
-	if ((rest = strchr(buf, '\n')) != NULL)
-		*rest++ = '\0';
-	else
-		rest = buf + len;
-	if (strcmp(buf, "OK") == 0)
-		a->ok = 1;
-	else if (strcmp(buf, "ERROR") == 0)
-		a->reason = pgmctl_strdup("unknown error");
-	else if (strncmp(buf, "ERROR ", 6) == 0)
-		a->reason = pgmctl_strdup(buf + 6);
-	else {
-		*why = "the answer starts with neither OK nor ERROR";
-		return -1;
-	}
-	if (*rest != '\0' &&
-	    (a->table = pgmctl_table_parse(rest, 0, why)) == NULL) {
+	a->ok = ca.ok;
+	if (!ca.ok)
+		a->reason = pgmctl_strdup(ca.reason);
+	if (ca.table != NULL &&
+	    (a->table = pgmctl_table_parse(ca.table, 0, why)) == NULL) {
 		pgmctl_answer_clear(a);
 		return -1;
 	}
@@ -1270,10 +927,10 @@ fail:
 
 /* Run a command through the control socket; the exit status. */
 static int
-pgmctl_local(const char *path, const struct pgmctl_req *r)
+pgmctl_local(const char *path, const struct ctlcmd_req *r)
 {
 	struct pgmctl_answer a;
-	char		 line[PGMCTL_LINE_MAX + 1];
+	char		 line[CTLCMD_LINE_MAX + 1];
 	int		 timeout = PGMCTL_READ_TIMEOUT, rc;
 
 	if (path == NULL) {
@@ -1284,17 +941,17 @@ pgmctl_local(const char *path, const struct pgmctl_req *r)
 			path = pgmctl_conf_str("control_socket", path);
 		}
 	}
-	/* The newline makes it PGMCTL_LINE_MAX at most. */
-	if (pgmctl_req_format(r, 0, line, sizeof(line) - 1) == -1) {
-		warnx("the request is longer than %d bytes", PGMCTL_LINE_MAX);
+	/* The newline makes it CTLCMD_LINE_MAX at most. */
+	if (ctlcmd_format(r, 0, line, sizeof(line) - 1) == -1) {
+		warnx("the request is longer than %d bytes", CTLCMD_LINE_MAX);
 		return 1;
 	}
 	strcat(line, "\n");
-	/* --wait and --timeout are at most PGMCTL_SECONDS_MAX. */
-	if (r->cmd == CMD_MAINTENANCE && r->wait >= 0)
-		timeout = (int)r->wait + PGMCTL_GRACE;
-	else if (r->cmd == CMD_SWITCHOVER)
-		timeout = r->timeout >= 0 ? (int)r->timeout + PGMCTL_GRACE : -1;
+	/* --wait and --timeout are at most CTLCMD_SECONDS_MAX. */
+	if (r->id == CTLCMD_MAINTENANCE && r->seconds >= 0)
+		timeout = (int)r->seconds + PGMCTL_GRACE;
+	else if (r->id == CTLCMD_SWITCHOVER)
+		timeout = r->seconds >= 0 ? (int)r->seconds + PGMCTL_GRACE : -1;
 	if (pgmctl_sock_call(path, line, timeout, &a) == -1)
 		return 1;
 	if (!a.ok)
@@ -1365,8 +1022,8 @@ pgmctl_connect_timeout(void)
 		v = strtol(s, &end, 10);
 		/* As libpq: at least 2 s. */
 		if (errno == 0 && end != s && *end == '\0' && v > 0)
-			return v < 2 ? 2 : v > PGMCTL_SECONDS_MAX ?
-			    PGMCTL_SECONDS_MAX : v;
+			return v < 2 ? 2 : v > CTLCMD_SECONDS_MAX ?
+			    CTLCMD_SECONDS_MAX : v;
 	}
 	return atol(PGMCTL_CONNECT_TIMEOUT);
 }
@@ -1467,7 +1124,7 @@ static void
 pgmctl_inst_error(struct pgmctl_inst *p, const PGresult *res)
 {
 	const char	*msg, *detail, *why;
-	char		*copy, *prefix;
+	char		*prefix;
 
 	if ((msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)) == NULL) {
 		msg = PQresultErrorMessage(res);
@@ -1482,13 +1139,11 @@ pgmctl_inst_error(struct pgmctl_inst *p, const PGresult *res)
 		pgmctl_answer_fail(&p->ans, "%s", msg);
 		return;
 	}
-	copy = pgmctl_strdup(detail);
 	if (strchr(detail, '\t') != NULL &&
-	    (p->ans.table = pgmctl_table_parse(copy, 1, &why)) != NULL)
+	    (p->ans.table = pgmctl_table_parse(detail, 1, &why)) != NULL)
 		pgmctl_answer_fail(&p->ans, "%s", msg);
 	else
 		pgmctl_answer_fail(&p->ans, "%s (%s)", msg, detail);
-	free(copy);
 }
 
 /* Take one result of the statement running at an instance. */
@@ -2052,9 +1707,9 @@ pgmctl_fleet_reload_failed(struct pgmctl_inst *in, size_t n)
  */
 static int
 pgmctl_fleet_switchover(struct pgmctl_inst *in, size_t n,
-    const struct pgmctl_req *r)
+    const struct ctlcmd_req *r)
 {
-	long		 timeout = r->timeout >= 0 ? r->timeout :
+	long		 timeout = r->seconds >= 0 ? r->seconds :
 			    PGMCTL_FLEET_TIMEOUT;
 	int64_t		 start = pgmctl_now_ms(), deadline;
 	char		 sql[64];
@@ -2102,7 +1757,7 @@ pgmctl_fleet_switchover(struct pgmctl_inst *in, size_t n,
 	if (pgmctl_fleet_drain(in, n, deadline) == -1)
 		return pgmctl_fleet_rollback(in, n, "drain");
 
-	if (r->opts & OPT_SYNC) {
+	if (r->opts & CTLCMD_OPT_SYNC) {
 		pgmctl_progress("sync sequences: %s", in[0].name);
 		if (pgmctl_inst_run(in, 1, "SYNC SEQUENCES;", pgmctl_now_ms() +
 		    ((int64_t)timeout + PGMCTL_FLEET_GRACE) * 1000, 1) != 0) {
@@ -2135,11 +1790,11 @@ pgmctl_fleet_switchover(struct pgmctl_inst *in, size_t n,
 
 /* Run a command through the admin consoles of -H; the exit status. */
 static int
-pgmctl_remote(const char *hosts, const struct pgmctl_req *r)
+pgmctl_remote(const char *hosts, const struct ctlcmd_req *r)
 {
 	struct pgmctl_inst	*in;
 	struct pgmctl_table *t;
-	char		 sql[PGMCTL_LINE_MAX];
+	char		 sql[CTLCMD_LINE_MAX];
 	size_t		 i, n;
 	long		 timeout = PGMCTL_READ_TIMEOUT;
 	int		 failed;
@@ -2147,17 +1802,17 @@ pgmctl_remote(const char *hosts, const struct pgmctl_req *r)
 	in = pgmctl_inst_parse(hosts, &n);
 	if (pgmctl_conf_load(1) == -1)
 		return 1;
-	if (pgmctl_req_format(r, 1, sql, sizeof(sql)) == -1) {
-		warnx("the statement is longer than %d bytes", PGMCTL_LINE_MAX);
+	if (ctlcmd_format(r, 1, sql, sizeof(sql)) == -1) {
+		warnx("the statement is longer than %d bytes", CTLCMD_LINE_MAX);
 		return 1;
 	}
 	/* As through the control socket, but never forever. */
-	if (r->cmd == CMD_MAINTENANCE && r->wait >= 0)
-		timeout = r->wait + PGMCTL_GRACE;
-	else if (r->cmd == CMD_SWITCHOVER)
-		timeout = (r->timeout >= 0 ? r->timeout :
+	if (r->id == CTLCMD_MAINTENANCE && r->seconds >= 0)
+		timeout = r->seconds + PGMCTL_GRACE;
+	else if (r->id == CTLCMD_SWITCHOVER)
+		timeout = (r->seconds >= 0 ? r->seconds :
 		    PGMCTL_FLEET_TIMEOUT) + PGMCTL_GRACE;
-	if (r->cmd == CMD_SWITCHOVER && n > 1)
+	if (r->id == CTLCMD_SWITCHOVER && n > 1)
 		failed = pgmctl_fleet_switchover(in, n, r);
 	else {
 		pgmctl_inst_run(in, n, sql, pgmctl_now_ms() +
@@ -2379,23 +2034,23 @@ pgmctl_verify_user(const char *src, const char *dst)
 
 /* Compare the tables of two databases of the config; the exit status. */
 static int
-pgmctl_verify(const struct pgmctl_req *r)
+pgmctl_verify(const struct ctlcmd_req *r)
 {
 	struct pgmctl_side	 side[2];
 	struct pgmctl_table *t;
 	const char	*user, *row[6], *name, *status;
 	char		*rows[2], *md5[2];
 	size_t		 i[2], k, nc;
-	int		 checksum = (r->opts & OPT_CHECKSUM) != 0;
+	int		 checksum = (r->opts & CTLCMD_OPT_CHECKSUM) != 0;
 	int		 c, have[2], bad = 0, rc = 1;
 
 	if (pgmctl_conf_load(0) == -1)
 		return 1;
 	memset(side, 0, sizeof(side));
 	side[0].label = "source";
-	side[0].entry = r->source;
+	side[0].entry = r->arg[0];
 	side[1].label = "destination";
-	side[1].entry = r->destination;
+	side[1].entry = r->arg[1];
 	for (k = 0; k < 2; k++) {
 		const config_setting_t *d = pgmctl_conf_database(side[k].entry);
 		const char *host;
@@ -2407,9 +2062,9 @@ pgmctl_verify(const struct pgmctl_req *r)
 			return 1;
 		}
 	}
-	if ((user = pgmctl_verify_user(r->source, r->destination)) == NULL) {
+	if ((user = pgmctl_verify_user(r->arg[0], r->arg[1])) == NULL) {
 		warnx("%s: no users entry for database \"%s\"",
-		    pgmctl_conf_path(), r->source);
+		    pgmctl_conf_path(), r->arg[0]);
 		return 1;
 	}
 	for (k = 0; k < 2; k++)
@@ -2494,7 +2149,8 @@ out:
 int
 main(int argc, char *argv[])
 {
-	struct pgmctl_req	 req;
+	struct ctlcmd_req req;
+	char		 why[512];
 	const char	*sock = NULL, *hosts = NULL;
 	int		 ch, rc;
 
@@ -2532,8 +2188,9 @@ main(int argc, char *argv[])
 		pgmctl_usage(1);
 	if (sock != NULL && hosts != NULL)
 		pgmctl_usage_err("-s and -H do not go together");
-	pgmctl_parse(argc, argv, &req);
-	if (req.cmd == CMD_VERIFY) {
+	if (ctlcmd_parse(argc, argv, CTLCMD_ARGV, &req, why, sizeof(why)) == -1)
+		pgmctl_usage_err("%s", why);
+	if (req.id == CTLCMD_VERIFY) {
 		if (sock != NULL || hosts != NULL)
 			pgmctl_usage_err("verify reads the config file; "
 			    "it takes no -s or -H");
