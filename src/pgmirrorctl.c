@@ -18,9 +18,11 @@
  *  - verify: no daemon at all; two databases of the config file,
  *    connected to directly, their tables compared.
  *
- * libc, libpq and libconfig, and the daemon's control grammar
- * (ctlcmd.c; the pgmctl_ prefix keeps its names apart from control.c's).
- * The config file is read only for a setting that is needed.  Errors
+ * libc and libpq, and of the daemon the control grammar (ctlcmd.c)
+ * and the config loader (config.c, with scram.c and log.c); the pgmctl_
+ * prefix keeps its names apart from control.c's.  The config file is
+ * read only when a setting of it is needed, and checked as pgmirror
+ * checks it.  Errors
  * go to stderr, one line each; the exit status is 0 or 1.
  */
 #include <sys/socket.h>
@@ -41,13 +43,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libconfig.h>
 #include <libpq-fe.h>
 
 #include "ctlcmd.h"
+#include "pgmirror.h"
 
-#define PGMCTL_CONFIG_FILE		"/etc/pgmirror/pgmirror.conf"
-#define PGMCTL_CONTROL_SOCKET	"/run/pgmirror/pgmirror.sock"
+#define PGMCTL_ADMIN_DATABASE	"pgmirror"	/* without a config file */
+#define PGMCTL_ADMIN_USER	"admin"
 #define PGMCTL_ADMIN_PORT		"6432"	/* -H HOST without a port */
 #define PGMCTL_ANSWER_MAX		(64 * 1024 * 1024)
 #define PGMCTL_READ_TIMEOUT	60	/* s, commands without their own */
@@ -111,8 +113,7 @@ enum pgmctl_format {
 
 static enum pgmctl_format pgmctl_format = FMT_ALIGNED;
 static const char	*pgmctl_conffile;	/* -c, or NULL */
-static config_t		 pgmctl_conf;
-static int		 pgmctl_conf_loaded;
+static struct pgm_config *pgmctl_conf;	/* once pgmctl_conf_load'ed */
 /* Fleet switchover: the signal caught, and a pipe to wake poll with. */
 static volatile sig_atomic_t pgmctl_interrupted;
 static int		 pgmctl_sigfd[2] = { -1, -1 };
@@ -139,7 +140,7 @@ pgmctl_usage(int status)
 	    "  -s socket  control socket (default %s)\n"
 	    "  -t         print tables as tab-separated lines\n"
 	    "  -h         print this help and exit\n",
-	    PGMCTL_CONFIG_FILE, PGMCTL_CONTROL_SOCKET);
+	    PGM_CONFIG_FILE, PGM_CONTROL_SOCKET);
 	exit(status);
 }
 
@@ -250,110 +251,39 @@ pgmctl_oneline(char *s)
 static const char *
 pgmctl_conf_path(void)
 {
-	return pgmctl_conffile ? pgmctl_conffile : PGMCTL_CONFIG_FILE;
+	return pgmctl_conffile ? pgmctl_conffile : PGM_CONFIG_FILE;
 }
 
 /*
- * Load the config file: -c, or the default one.  A missing default file
- * is no error when optional is set: its settings keep their defaults.
- * -1 after printing why.
+ * Load and check the config file into pgmctl_conf: -c, or the default
+ * one.  A missing default file is no error when optional is set:
+ * pgmctl_conf stays NULL, and the settings keep their defaults.  -1
+ * after printing why, each error on its line.
  */
 static int
 pgmctl_conf_load(int optional)
 {
+	static struct pgm_config_errors errs;
+	static int	 missing;
 	const char	*path = pgmctl_conf_path();
+	int		 i;
 
-	if (pgmctl_conf_loaded)
+	if (pgmctl_conf != NULL || missing)
 		return 0;
-	config_init(&pgmctl_conf);
 	if (pgmctl_conffile == NULL && optional && access(path, F_OK) == -1 &&
 	    errno == ENOENT) {
-		pgmctl_conf_loaded = 1;
+		missing = 1;
 		return 0;
 	}
-	if (config_read_file(&pgmctl_conf, path) == CONFIG_FALSE) {
-		if (config_error_type(&pgmctl_conf) == CONFIG_ERR_FILE_IO)
-			warn("cannot read %s", path);
+	if ((pgmctl_conf = config_load(path, &errs)) != NULL)
+		return 0;
+	for (i = 0; i < errs.n; i++)
+		if (errs.err[i].line > 0)
+			warnx("%s:%d: %s", errs.file, errs.err[i].line,
+			    errs.err[i].msg);
 		else
-			warnx("%s:%d: %s", path,
-			    config_error_line(&pgmctl_conf),
-			    config_error_text(&pgmctl_conf));
-		config_destroy(&pgmctl_conf);
-		return -1;
-	}
-	pgmctl_conf_loaded = 1;
-	return 0;
-}
-
-/* A string setting of the loaded config, or def. */
-static const char *
-pgmctl_conf_str(const char *path, const char *def)
-{
-	const char	*s;
-
-	if (config_lookup_string(&pgmctl_conf, path, &s) == CONFIG_TRUE)
-		return s;
-	return def;
-}
-
-/* The databases entry named name, or NULL. */
-static const config_setting_t *
-pgmctl_conf_database(const char *name)
-{
-	const config_setting_t *list, *e;
-	const char	*s;
-	int		 i;
-
-	if ((list = config_lookup(&pgmctl_conf, "databases")) == NULL)
-		return NULL;
-	for (i = 0; (e = config_setting_get_elem(list, i)) != NULL; i++)
-		if (config_setting_lookup_string(e, "name", &s) ==
-		    CONFIG_TRUE && strcmp(s, name) == 0)
-			return e;
-	return NULL;
-}
-
-/*
- * The users entry of user name for the databases entry db, as the
- * daemon picks it: one naming db wins over one for all databases.
- */
-static const config_setting_t *
-pgmctl_conf_user(const char *name, const char *db)
-{
-	const config_setting_t *list, *e, *any = NULL;
-	const char	*s, *d;
-	int		 i;
-
-	if ((list = config_lookup(&pgmctl_conf, "users")) == NULL)
-		return NULL;
-	for (i = 0; (e = config_setting_get_elem(list, i)) != NULL; i++) {
-		if (config_setting_lookup_string(e, "name", &s) !=
-		    CONFIG_TRUE || strcmp(s, name) != 0)
-			continue;
-		if (config_setting_lookup_string(e, "database", &d) !=
-		    CONFIG_TRUE)
-			any = any ? any : e;
-		else if (strcmp(d, db) == 0)
-			return e;
-	}
-	return any;
-}
-
-/* pw if it is a plain text password, NULL for none or a verifier. */
-static const char *
-pgmctl_conf_plain(const char *pw)
-{
-	size_t		 i;
-
-	if (pw == NULL || strncmp(pw, "SCRAM-SHA-256$", 14) == 0)
-		return NULL;
-	if (strlen(pw) == 35 && strncmp(pw, "md5", 3) == 0) {
-		for (i = 3; i < 35; i++)
-			if (!isxdigit((unsigned char)pw[i]))
-				return pw;
-		return NULL;
-	}
-	return pw;
+			warnx("%s: %s", errs.file, errs.err[i].msg);
+	return -1;
 }
 
 /* --- tables and answers ---------------------------------------------- */
@@ -934,11 +864,11 @@ pgmctl_local(const char *path, const struct ctlcmd_req *r)
 	int		 timeout = PGMCTL_READ_TIMEOUT, rc;
 
 	if (path == NULL) {
-		path = PGMCTL_CONTROL_SOCKET;
+		path = PGM_CONTROL_SOCKET;
 		if (pgmctl_conffile != NULL) {
 			if (pgmctl_conf_load(0) == -1)
 				return 1;
-			path = pgmctl_conf_str("control_socket", path);
+			path = pgmctl_conf->control_socket;
 		}
 	}
 	/* The newline makes it CTLCMD_LINE_MAX at most. */
@@ -1078,11 +1008,12 @@ pgmctl_inst_start(struct pgmctl_inst *p, int64_t deadline)
 	keys[k] = "port";
 	vals[k++] = p->port;
 	keys[k] = "dbname";
-	vals[k++] = pgmctl_conf_str("admin.database", "pgmirror");
+	vals[k++] = pgmctl_conf ? pgmctl_conf->admin_database :
+	    PGMCTL_ADMIN_DATABASE;
 	keys[k] = "user";
-	vals[k++] = pgmctl_conf_str("admin.user", "admin");
+	vals[k++] = pgmctl_conf ? pgmctl_conf->admin_user : PGMCTL_ADMIN_USER;
 	/* Without one, libpq looks at PGPASSWORD and ~/.pgpass. */
-	pw = pgmctl_conf_plain(pgmctl_conf_str("admin.password", NULL));
+	pw = pgmctl_conf ? pgmctl_conf->admin.plain : NULL;
 	if (pw != NULL) {
 		keys[k] = "password";
 		vals[k++] = pw;
@@ -1884,51 +1815,63 @@ pgmctl_strpcmp(const void *a, const void *b)
 }
 
 /*
- * Connect one side of verify as user, with the users entry's plain
- * password if there is one, and list its tables.  -1 after saying why.
+ * libpq's sslmode for a databases entry: its tls_mode, else
+ * tls.server_mode; NULL (libpq's default) when neither says more than
+ * "disable", which is also what pgmirror does without either.
+ */
+static const char *
+pgmctl_verify_sslmode(const struct pgm_database *d)
+{
+	static const char *const modes[] = { "disable", "allow", "prefer",
+	    "require", "verify-ca", "verify-full" };
+	int		 m;
+
+	if (d->tls_mode >= 0)
+		m = d->tls_mode;
+	else if ((m = pgmctl_conf->tls_server_mode) == TLS_DISABLE)
+		return NULL;
+	return m >= 0 && (size_t)m < nitems(modes) ? modes[m] : NULL;
+}
+
+/*
+ * Connect one side of verify as user, with its users entry's plain
+ * password if it has one, and list its tables.  -1 after saying why.
  */
 static int
-pgmctl_verify_open(struct pgmctl_side *s, const char *user,
-    const config_setting_t *uent)
+pgmctl_verify_open(struct pgmctl_side *s, const char *user)
 {
-	const config_setting_t *d = pgmctl_conf_database(s->entry);
-	const char	*keys[14], *vals[14], *host = "", *db, *mode = NULL;
-	const char	*pw;
+	const struct pgm_config *cf = pgmctl_conf;
+	const struct pgm_database *d;
+	const char	*keys[14], *vals[14], *mode;
 	char		 port[16];
 	PGresult	*res;
-	int		 k = 0, i, p = 5432;
+	int		 k = 0, i, db, u;
 
-	config_setting_lookup_string(d, "host", &host);
-	if (config_setting_lookup_string(d, "database", &db) != CONFIG_TRUE)
-		db = s->entry;
-	config_setting_lookup_int(d, "port", &p);
-	snprintf(port, sizeof(port), "%d", p);
-	if (config_setting_lookup_string(d, "tls_mode", &mode) != CONFIG_TRUE)
-		mode = pgmctl_conf_str("tls.server_mode", NULL);
+	db = config_find_database(cf, s->entry);
+	d = &cf->databases[db];
+	u = config_find_user(cf, user, db);
+	snprintf(port, sizeof(port), "%d", d->port);
 	keys[k] = "host";
-	vals[k++] = host;
+	vals[k++] = d->host;
 	keys[k] = "port";
 	vals[k++] = port;
 	keys[k] = "dbname";
-	vals[k++] = db;
+	vals[k++] = d->dbname;
 	keys[k] = "user";
 	vals[k++] = user;
-	if (uent == NULL || config_setting_lookup_string(uent, "password",
-	    &pw) != CONFIG_TRUE)
-		pw = NULL;
-	if ((pw = pgmctl_conf_plain(pw)) != NULL) {
+	if (u >= 0 && cf->users[u].plain != NULL) {
 		keys[k] = "password";
-		vals[k++] = pw;
+		vals[k++] = cf->users[u].plain;
 	}
-	if (mode != NULL) {
+	if ((mode = pgmctl_verify_sslmode(d)) != NULL) {
 		keys[k] = "sslmode";
 		vals[k++] = mode;
 	}
-	if ((vals[k] = pgmctl_conf_str("tls.ca_file", NULL)) != NULL)
+	if ((vals[k] = cf->tls_ca_file) != NULL)
 		keys[k++] = "sslrootcert";
-	if ((vals[k] = pgmctl_conf_str("tls.server_cert_file", NULL)) != NULL)
+	if ((vals[k] = cf->tls_server_cert_file) != NULL)
 		keys[k++] = "sslcert";
-	if ((vals[k] = pgmctl_conf_str("tls.server_key_file", NULL)) != NULL)
+	if ((vals[k] = cf->tls_server_key_file) != NULL)
 		keys[k++] = "sslkey";
 	keys[k] = "fallback_application_name";
 	vals[k++] = "pgmirrorctl verify";
@@ -1944,7 +1887,8 @@ pgmctl_verify_open(struct pgmctl_side *s, const char *user,
 		err(1, NULL);
 	if (PQstatus(s->conn) != CONNECTION_OK) {
 		warnx("cannot connect to %s \"%s\" (%s port %s, database %s, "
-		    "user %s): %s", s->label, s->entry, host, port, db, user,
+		    "user %s): %s", s->label, s->entry, d->host, port, d->dbname,
+		    user,
 		    pgmctl_oneline(PQerrorMessage(s->conn)));
 		return -1;
 	}
@@ -2012,19 +1956,17 @@ pgmctl_verify_table(struct pgmctl_side *s, const char *table, int checksum,
  * usable for both databases, else the first one usable for the source.
  */
 static const char *
-pgmctl_verify_user(const char *src, const char *dst)
+pgmctl_verify_user(int src, int dst)
 {
-	const config_setting_t *list, *e;
+	const struct pgm_config *cf = pgmctl_conf;
 	const char	*name, *first = NULL;
 	int		 i;
 
-	if ((list = config_lookup(&pgmctl_conf, "users")) == NULL)
-		return NULL;
-	for (i = 0; (e = config_setting_get_elem(list, i)) != NULL; i++) {
-		if (config_setting_lookup_string(e, "name", &name) !=
-		    CONFIG_TRUE || pgmctl_conf_user(name, src) == NULL)
+	for (i = 0; i < cf->nusers; i++) {
+		name = cf->users[i].name;
+		if (config_find_user(cf, name, src) == -1)
 			continue;
-		if (pgmctl_conf_user(name, dst) != NULL)
+		if (config_find_user(cf, name, dst) != -1)
 			return name;
 		if (first == NULL)
 			first = name;
@@ -2042,7 +1984,7 @@ pgmctl_verify(const struct ctlcmd_req *r)
 	char		*rows[2], *md5[2];
 	size_t		 i[2], k, nc;
 	int		 checksum = (r->opts & CTLCMD_OPT_CHECKSUM) != 0;
-	int		 c, have[2], bad = 0, rc = 1;
+	int		 c, have[2], db[2], bad = 0, rc = 1;
 
 	if (pgmctl_conf_load(0) == -1)
 		return 1;
@@ -2051,25 +1993,20 @@ pgmctl_verify(const struct ctlcmd_req *r)
 	side[0].entry = r->arg[0];
 	side[1].label = "destination";
 	side[1].entry = r->arg[1];
-	for (k = 0; k < 2; k++) {
-		const config_setting_t *d = pgmctl_conf_database(side[k].entry);
-		const char *host;
-
-		if (d == NULL || config_setting_lookup_string(d, "host",
-		    &host) != CONFIG_TRUE) {
+	for (k = 0; k < 2; k++)
+		if ((db[k] = config_find_database(pgmctl_conf,
+		    side[k].entry)) == -1) {
 			warnx("%s: no databases entry \"%s\" with a host",
 			    pgmctl_conf_path(), side[k].entry);
 			return 1;
 		}
-	}
-	if ((user = pgmctl_verify_user(r->arg[0], r->arg[1])) == NULL) {
+	if ((user = pgmctl_verify_user(db[0], db[1])) == NULL) {
 		warnx("%s: no users entry for database \"%s\"",
 		    pgmctl_conf_path(), r->arg[0]);
 		return 1;
 	}
 	for (k = 0; k < 2; k++)
-		if (pgmctl_verify_open(&side[k], user,
-		    pgmctl_conf_user(user, side[k].entry)) == -1)
+		if (pgmctl_verify_open(&side[k], user) == -1)
 			goto out;
 
 	nc = 0;
@@ -2154,6 +2091,7 @@ main(int argc, char *argv[])
 	const char	*sock = NULL, *hosts = NULL;
 	int		 ch, rc;
 
+	log_setproc("pgmirrorctl", -1);	/* should config.c say a word */
 	/* "+": stop at the command, whose own options start with "--". */
 	while ((ch = getopt(argc, argv, "+c:hH:js:t")) != -1) {
 		switch (ch) {
@@ -2199,8 +2137,7 @@ main(int argc, char *argv[])
 		rc = pgmctl_remote(hosts, &req);
 	else
 		rc = pgmctl_local(sock, &req);
-	if (pgmctl_conf_loaded)
-		config_destroy(&pgmctl_conf);
+	config_free(pgmctl_conf);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		warn("stdout");
 		rc = 1;
