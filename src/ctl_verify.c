@@ -125,9 +125,8 @@ pgmctl_verify_open(struct pgmctl_side *s, const char *user)
 		err(1, NULL);
 	if (PQstatus(s->conn) != CONNECTION_OK) {
 		warnx("cannot connect to %s \"%s\" (%s port %s, database %s, "
-		    "user %s): %s", s->label, s->entry, d->host, port, d->dbname,
-		    user,
-		    pgmctl_oneline(PQerrorMessage(s->conn)));
+		    "user %s): %s", s->label, s->entry, d->host, port,
+		    d->dbname, user, pgmctl_oneline(PQerrorMessage(s->conn)));
 		return -1;
 	}
 	res = PQexec(s->conn, pgmctl_verify_setup);

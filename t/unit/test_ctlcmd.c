@@ -112,6 +112,7 @@ from_sql(const char *sql)
 	return line;
 }
 
+/* Every request of the socket, and its answer to each malformed one. */
 static void
 test_request(void)
 {
@@ -230,6 +231,7 @@ test_request(void)
 	    "reload --check with an argument");
 }
 
+/* pgmirrorctl's command line: abbreviations, and each usage error. */
 static void
 test_argv(void)
 {
@@ -317,6 +319,7 @@ test_argv(void)
 	    "destination database", "argv: verify a");
 }
 
+/* Requests written back as lines and as console statements. */
 static void
 test_format(void)
 {
@@ -358,6 +361,7 @@ sql_line(const char *sql)
 	return strcmp(line, "(-1)") == 0 ? line : req_line(line);
 }
 
+/* Console statements turned into request lines, and back. */
 static void
 test_sql(void)
 {
@@ -402,6 +406,7 @@ test_sql(void)
 		    "%s: line -> statement -> line", cmds[i]);
 }
 
+/* The synopses of pgmirrorctl's usage, from the table. */
 static void
 test_synopsis(void)
 {
@@ -457,6 +462,7 @@ fields(const char *table)
 	return out;
 }
 
+/* The answer parser: OK, ERROR, tables, and malformed answers. */
 static void
 test_answer(void)
 {
