@@ -201,7 +201,8 @@ main(int argc, char *argv[])
 	const char	*sock = NULL, *hosts = NULL;
 	int		 ch, rc;
 
-	log_setproc("pgmirrorctl", -1);	/* should config.c say a word */
+	/* A line config.c may log names us, not the daemon. */
+	log_setproc("pgmirrorctl", -1);
 	/* "+": stop at the command, whose own options start with "--". */
 	while ((ch = getopt(argc, argv, "+c:hH:js:t")) != -1) {
 		switch (ch) {
