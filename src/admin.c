@@ -6,10 +6,11 @@
  * that speaks the simple query protocol.  Each query is a command of
  * pgmirrorctl written as a statement ("SHOW MIRRORS;", "MAINTENANCE ON
  * appdb WAIT 10;", "RELOAD;", "SWITCHOVER TIMEOUT 30 SYNC SEQUENCES;"),
- * which the worker turns into a control request, sends to the
- * supervisor over the control socket (control.c does the work, once
- * for both), and answers as a result set of text columns, or as an
- * ErrorResponse whose DETAIL holds the table that came with the error.
+ * which the worker turns into a control request with the grammar of
+ * ctlcmd.c, sends to the supervisor over the control socket (control.c
+ * does the work, once for both), and answers as a result set of text
+ * columns, or as an ErrorResponse whose DETAIL holds the table that
+ * came with the error.
  */
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -19,9 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
+#include "ctlcmd.h"
 #include "pgmirror.h"
 
 #define ADMIN_IDLE_TIMEOUT	3600000	/* ms a console may stay silent */
@@ -40,62 +41,6 @@ admin_wanted(const struct pgm_client *cl)
 	if (db == NULL || *db == '\0')
 		db = user;
 	return db != NULL && strcmp(db, pgm_conf->admin_database) == 0;
-}
-
-/*
- * Turn a statement into a control request line: keywords in lower
- * case, WAIT n / TIMEOUT n / CHECK / SYNC SEQUENCES as options.
- * Returns -1 if it is empty or too long.
- */
-static int
-admin_translate(const char *sql, char *out, size_t outlen)
-{
-	char		 buf[ADMIN_QUERY_MAX], *w[16], *p;
-	size_t		 n = 0;
-	int		 nw = 0, i;
-
-	snprintf(buf, sizeof(buf), "%s", sql);
-	for (p = buf; *p != '\0' && nw < 16; ) {
-		while (isspace((unsigned char)*p) || *p == ';')
-			*p++ = '\0';
-		if (*p == '\0')
-			break;
-		w[nw++] = p;
-		while (*p != '\0' && !isspace((unsigned char)*p) && *p != ';')
-			p++;
-	}
-	if (nw == 0)
-		return -1;
-	out[0] = '\0';
-	for (i = 0; i < nw; i++) {
-		const char *word = w[i];
-		char	 lower[64];
-		size_t	 k;
-
-		for (k = 0; word[k] != '\0' && k < sizeof(lower) - 1; k++)
-			lower[k] = (char)tolower((unsigned char)word[k]);
-		lower[k] = '\0';
-		if (strcmp(lower, "wait") == 0 || strcmp(lower, "timeout") == 0 ||
-		    strcmp(lower, "check") == 0)
-			n += snprintf(out + n, outlen - n, "%s--%s",
-			    n ? " " : "", lower);
-		else if (strcmp(lower, "sync") == 0 && i + 1 < nw &&
-		    strcasecmp(w[i + 1], "sequences") == 0) {
-			n += snprintf(out + n, outlen - n, "%s%s", n ? " " : "",
-			    i == 0 ? "sync-sequences" : "--sync-sequences");
-			i++;
-		} else if (i == 0 || (i == 1 && (strcmp(lower, "on") == 0 ||
-		    strcmp(lower, "off") == 0 || strcasecmp(w[0], "show") ==
-		    0)))
-			n += snprintf(out + n, outlen - n, "%s%s", n ? " " : "",
-			    lower);
-		else
-			n += snprintf(out + n, outlen - n, "%s%s", n ? " " : "",
-			    word);
-		if (n >= outlen)
-			return -1;
-	}
-	return 0;
 }
 
 /* Send a request line to the control socket; the answer goes to ans. */
@@ -137,117 +82,158 @@ admin_control(const char *line, struct pgm_buf *ans)
 	return ans->failed ? -1 : 0;
 }
 
-/* Answer a control reply as a result set or an error. */
-static void
-admin_answer(struct pgm_buf *b, const char *cmd, char *ans)
+/*
+ * The SQLSTATE of an error of the control grammar or the supervisor:
+ * a syntax error for an unknown command or a usage, else "object not
+ * in prerequisite state".
+ */
+static const char *
+admin_sqlstate(const char *reason)
 {
-	char		*line, *next, *f, *tab, tag[64];
-	int		 header = 1, ncols = 0, i, rows = 0;
+	return strncmp(reason, "unknown", 7) == 0 ||
+	    strncmp(reason, "usage", 5) == 0 ? "42601" : "55000";
+}
 
-	if ((next = strchr(ans, '\n')) != NULL)
-		*next++ = '\0';
-	if (strncmp(ans, "ERROR ", 6) == 0 || strncmp(ans, "OK", 2) != 0) {
-		buf_msg_begin(b, 'E');
-		buf_put_u8(b, 'S');
-		buf_put_str(b, "ERROR");
-		buf_put_u8(b, 'V');
-		buf_put_str(b, "ERROR");
-		buf_put_u8(b, 'C');
-		buf_put_str(b, strncmp(ans, "ERROR unknown", 13) == 0 ||
-		    strncmp(ans, "ERROR usage", 11) == 0 ? "42601" : "55000");
-		buf_put_u8(b, 'M');
-		buf_put_str(b, strncmp(ans, "ERROR ", 6) == 0 ? ans + 6 :
-		    "no answer from the supervisor");
-		if (next != NULL && *next != '\0') {
-			buf_put_u8(b, 'D');
-			buf_put_str(b, next);
-		}
+/* An ErrorResponse with a reason, and a DETAIL unless detail is NULL. */
+static void
+admin_error(struct pgm_buf *b, const char *sqlstate, const char *reason,
+    const char *detail)
+{
+	buf_msg_begin(b, 'E');
+	buf_put_u8(b, 'S');
+	buf_put_str(b, "ERROR");
+	buf_put_u8(b, 'V');
+	buf_put_str(b, "ERROR");
+	buf_put_u8(b, 'C');
+	buf_put_str(b, sqlstate);
+	buf_put_u8(b, 'M');
+	buf_put_str(b, reason);
+	if (detail != NULL && *detail != '\0') {
+		buf_put_u8(b, 'D');
+		buf_put_str(b, detail);
+	}
+	buf_put_u8(b, 0);
+	buf_msg_end(b);
+}
+
+/* The table of an answer as a RowDescription and its DataRows. */
+static void
+admin_table(struct pgm_buf *b, const struct ctlcmd_answer *a)
+{
+	const char	*pos = a->table, *f;
+	size_t		 len;
+	int		 more;
+
+	buf_msg_begin(b, 'T');
+	buf_put_u8(b, (uint8_t)(a->ncols >> 8));
+	buf_put_u8(b, (uint8_t)a->ncols);
+	do {
+		more = ctlcmd_table_field(&pos, &f, &len);
+		buf_put(b, f, len);
 		buf_put_u8(b, 0);
+		buf_put_u32(b, 0);		/* table */
+		buf_put_u8(b, 0);		/* column */
+		buf_put_u8(b, 0);
+		buf_put_u32(b, 25);		/* text */
+		buf_put_u8(b, 0xff);		/* typlen -1 */
+		buf_put_u8(b, 0xff);
+		buf_put_u32(b, 0xffffffff);	/* typmod */
+		buf_put_u8(b, 0);		/* text format */
+		buf_put_u8(b, 0);
+	} while (more);
+	buf_msg_end(b);
+	while (*pos != '\0') {
+		buf_msg_begin(b, 'D');
+		buf_put_u8(b, (uint8_t)(a->ncols >> 8));
+		buf_put_u8(b, (uint8_t)a->ncols);
+		do {
+			more = ctlcmd_table_field(&pos, &f, &len);
+			buf_put_u32(b, (uint32_t)len);
+			buf_put(b, f, len);
+		} while (more);
 		buf_msg_end(b);
+	}
+}
+
+/*
+ * Answer the supervisor's answer to request r (len bytes at ans, then
+ * a NUL) as a result set and a command tag, or as an error.
+ */
+static void
+admin_answer(struct pgm_buf *b, const struct ctlcmd_req *r, char *ans,
+    size_t len)
+{
+	struct ctlcmd_answer a;
+	const char	*why;
+	char		 tag[64], *p;
+
+	if (len == 0) {
+		admin_error(b, "55000", "no answer from the supervisor", NULL);
 		return;
 	}
-	for (line = next; line != NULL && *line != '\0'; line = next) {
-		if ((next = strchr(line, '\n')) != NULL)
-			*next++ = '\0';
-		if (header) {
-			for (ncols = 1, f = line; (f = strchr(f, '\t')) != NULL;
-			    f++)
-				ncols++;
-			buf_msg_begin(b, 'T');
-			buf_put_u8(b, (uint8_t)(ncols >> 8));
-			buf_put_u8(b, (uint8_t)ncols);
-			for (f = line, i = 0; i < ncols; i++) {
-				if ((tab = strchr(f, '\t')) != NULL)
-					*tab = '\0';
-				buf_put_str(b, f);
-				buf_put_u32(b, 0);	/* table */
-				buf_put_u8(b, 0);	/* column */
-				buf_put_u8(b, 0);
-				buf_put_u32(b, 25);	/* text */
-				buf_put_u8(b, 0xff);	/* typlen -1 */
-				buf_put_u8(b, 0xff);
-				buf_put_u32(b, 0xffffffff);	/* typmod */
-				buf_put_u8(b, 0);	/* text format */
-				buf_put_u8(b, 0);
-				f = tab != NULL ? tab + 1 : f + strlen(f);
-			}
-			buf_msg_end(b);
-			header = 0;
-			continue;
-		}
-		buf_msg_begin(b, 'D');
-		buf_put_u8(b, (uint8_t)(ncols >> 8));
-		buf_put_u8(b, (uint8_t)ncols);
-		for (f = line, i = 0; i < ncols; i++) {
-			size_t	 len;
-
-			tab = f != NULL ? strchr(f, '\t') : NULL;
-			len = f == NULL ? 0 : tab != NULL ? (size_t)(tab - f) :
-			    strlen(f);
-			buf_put_u32(b, (uint32_t)len);
-			if (len > 0)
-				buf_put(b, f, len);
-			f = tab != NULL ? tab + 1 : NULL;
-		}
-		buf_msg_end(b);
-		rows++;
+	if (ctlcmd_answer_parse(ans, len, &a, &why) == -1) {
+		log_warnx("admin console: malformed answer from the "
+		    "supervisor: %s", why);
+		admin_error(b, "55000", "malformed answer from the supervisor",
+		    why);
+		return;
 	}
-	if (!header && strncmp(cmd, "show", 4) == 0)
-		snprintf(tag, sizeof(tag), "SHOW %d", rows);
+	if (!a.ok) {
+		admin_error(b, admin_sqlstate(a.reason), a.reason, a.table);
+		return;
+	}
+	if (a.table != NULL)
+		admin_table(b, &a);
+	if (a.table != NULL && r->id == CTLCMD_SHOW)
+		snprintf(tag, sizeof(tag), "SHOW %zu", a.nrows);
 	else {
-		snprintf(tag, sizeof(tag), "%s", cmd);
-		if ((f = strchr(tag, ' ')) != NULL && strncmp(tag, "maint",
-		    5) != 0)
-			*f = '\0';
-		else if (f != NULL && (f = strchr(f + 1, ' ')) != NULL)
-			*f = '\0';
-		for (f = tag; *f != '\0'; f++)
-			*f = (char)toupper((unsigned char)*f);
+		snprintf(tag, sizeof(tag), "%s%s", ctlcmd_name(r->id),
+		    r->id != CTLCMD_MAINTENANCE ? "" : r->sub ? " on" :
+		    " off");
+		for (p = tag; *p != '\0'; p++)
+			*p = (char)toupper((unsigned char)*p);
 	}
 	buf_msg_begin(b, 'C');
 	buf_put_str(b, tag);
 	buf_msg_end(b);
 }
 
-/* One query of the console. */
+/*
+ * One query of the console: a statement turned into a request line,
+ * checked here (an error of the grammar is answered without asking
+ * the supervisor), then run by the supervisor.
+ */
 static void
 admin_query(struct pgm_buf *b, const char *sql)
 {
+	struct ctlcmd_req r;
 	struct pgm_buf	 ans;
-	char		 line[ADMIN_QUERY_MAX];
+	char		 line[CTLCMD_LINE_MAX], req[CTLCMD_LINE_MAX];
+	char		*w[CTLCMD_WORDS_MAX], err[512];
+	int		 n;
 
-	if (admin_translate(sql, line, sizeof(line)) == -1) {
+	if (ctlcmd_from_sql(sql, line, sizeof(line)) == -1) {
 		buf_msg_begin(b, 'I');		/* EmptyQueryResponse */
 		buf_msg_end(b);
 		return;
 	}
 	log_info("admin console: %s", line);
+	n = ctlcmd_split(line, w, CTLCMD_WORDS_MAX);
+	if (ctlcmd_parse(n, w, CTLCMD_REQUEST, &r, err, sizeof(err)) == -1) {
+		admin_error(b, admin_sqlstate(err), err, NULL);
+		return;
+	}
+	/* With its newline, CTLCMD_LINE_MAX bytes at most. */
+	if (ctlcmd_format(&r, 0, req, sizeof(req)) == -1) {
+		admin_error(b, "54000", "request too long", NULL);
+		return;
+	}
 	buf_init(&ans);
-	if (admin_control(line, &ans) == -1)
+	if (admin_control(req, &ans) == -1)
 		proto_error(b, "ERROR", "08006", "cannot reach the supervisor "
 		    "at %s: %s", pgm_conf->control_socket, strerror(errno));
 	else
-		admin_answer(b, line, (char *)ans.data);
+		admin_answer(b, &r, (char *)ans.data, ans.len - 1);
 	buf_free(&ans);
 }
 

@@ -4,11 +4,13 @@
  * pgmirrorctl and the admin console (admin.c) drive pgmirror through a
  * Unix stream socket at control_socket, mode 0660, answering only root
  * and the daemon's own user or group (SO_PEERCRED).  The protocol: the
- * client sends one line of at most CTL_LINE_MAX bytes, the command words
- * separated by spaces ("show clients", "maintenance on appdb --wait 10",
- * "switchover --timeout 30 --sync-sequences"); the daemon answers "OK"
- * or "ERROR reason" on the first line, then maybe a table (a line of
- * column names, then rows; fields separated by tabs), then closes.
+ * client sends one line of at most CTLCMD_LINE_MAX bytes, the command
+ * words separated by spaces ("show clients", "maintenance on appdb
+ * --wait 10", "switchover --timeout 30 --sync-sequences"); the daemon
+ * answers "OK" or "ERROR reason" on the first line, then maybe a table
+ * (a line of column names, then rows; fields separated by tabs), then
+ * closes.  The grammar of the requests and the answer format are
+ * ctlcmd.c's; this file runs the commands.
  *
  * The supervisor never waits on a control client: connections are
  * non-blocking and kept in a small table that the supervisor's loop
@@ -44,9 +46,9 @@
 
 #include <libpq-fe.h>
 
+#include "ctlcmd.h"
 #include "pgmirror.h"
 
-#define CTL_LINE_MAX	4096
 #define CTL_MAXCONN	PGM_CONTROL_MAXCONN
 #define CTL_READ_TIMEOUT 10000		/* ms for a client to send its line */
 #define CTL_DEFAULT_TIMEOUT 60		/* s: switchover without --timeout */
@@ -61,7 +63,7 @@ enum ctl_wait {
 
 struct ctl_conn {
 	int		 fd;		/* -1: free */
-	char		 line[CTL_LINE_MAX + 1];
+	char		 line[CTLCMD_LINE_MAX + 1];
 	size_t		 len;
 	int64_t		 deadline;	/* for reading the request */
 	struct pgm_buf	 out;		/* the answer, being written */
@@ -102,14 +104,11 @@ ctl_error(struct ctl_conn *c, const char *fmt, ...)
 {
 	char		 msg[512];
 	va_list		 ap;
-	size_t		 i;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	for (i = 0; msg[i] != '\0'; i++)
-		if (msg[i] == '\n' || msg[i] == '\t')
-			msg[i] = ' ';
+	ctlcmd_clean(msg, strlen(msg), 0);
 	buf_put_strn(&c->out, "ERROR ");
 	buf_put_strn(&c->out, msg);
 	buf_put(&c->out, "\n", 1);
@@ -119,9 +118,12 @@ ctl_error(struct ctl_conn *c, const char *fmt, ...)
 static void
 ctl_field(struct ctl_conn *c, const char *s, int last)
 {
-	for (; *s != '\0'; s++)
-		buf_put_u8(&c->out, (uint8_t)(*s == '\t' || *s == '\n' ||
-		    *s == '\r' ? ' ' : *s));
+	size_t		 start = c->out.len;
+
+	buf_put_strn(&c->out, s);
+	if (!c->out.failed)
+		ctlcmd_clean((char *)c->out.data + start, c->out.len - start,
+		    0);
 	buf_put_u8(&c->out, last ? '\n' : '\t');
 }
 
@@ -139,14 +141,11 @@ ctl_rowf(struct ctl_conn *c, const char *fmt, ...)
 {
 	char		 line[2048];
 	va_list		 ap;
-	size_t		 i;
 
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	for (i = 0; line[i] != '\0'; i++)
-		if (line[i] == '\n' || line[i] == '\r')
-			line[i] = ' ';
+	ctlcmd_clean(line, strlen(line), 1);
 	buf_put_strn(&c->out, line);
 	buf_put(&c->out, "\n", 1);
 }
@@ -779,102 +778,37 @@ ctl_advance(struct ctl_conn *c, int64_t now)
 /* ------------------------------------------------------------------ */
 /* Requests.                                                          */
 
-/* Split a line into words; returns their number. */
-static int
-ctl_words(char *line, char **w, int max)
-{
-	int		 n = 0;
-	char		*p = line;
-
-	while (*p != '\0' && n < max) {
-		while (*p == ' ' || *p == '\t')
-			p++;
-		if (*p == '\0')
-			break;
-		w[n++] = p;
-		while (*p != '\0' && *p != ' ' && *p != '\t')
-			p++;
-		if (*p != '\0')
-			*p++ = '\0';
-	}
-	return n;
-}
-
-/* Parse "--name N" options after the fixed words; -1 on a bad one. */
-static int
-ctl_options(struct ctl_conn *c, char **w, int n, int *seconds,
-    int *sync)
-{
-	int		 i;
-	char		*end;
-	long		 v;
-
-	for (i = 0; i < n; i++) {
-		if ((strcmp(w[i], "--wait") == 0 ||
-		    strcmp(w[i], "--timeout") == 0) && seconds != NULL) {
-			if (i + 1 == n) {
-				ctl_error(c, "%s needs a number of seconds",
-				    w[i]);
-				return -1;
-			}
-			v = strtol(w[++i], &end, 10);
-			if (*end != '\0' || v < 0 || v > 86400) {
-				ctl_error(c, "%s: not a number of seconds "
-				    "from 0 to 86400", w[i]);
-				return -1;
-			}
-			*seconds = (int)v;
-		} else if (strcmp(w[i], "--sync-sequences") == 0 &&
-		    sync != NULL)
-			*sync = 1;
-		else {
-			ctl_error(c, "unexpected \"%s\"", w[i]);
-			return -1;
-		}
-	}
-	return 0;
-}
-
+/* Run maintenance on|off [DATABASE] [--wait SECONDS]. */
 static void
-ctl_cmd_maintenance(struct ctl_conn *c, char **w, int n)
+ctl_cmd_maintenance(struct ctl_conn *c, const struct ctlcmd_req *r)
 {
-	int		 db = -1, on, wait = -1, first = 2;
+	int		 db = -1;
 
-	if (n < 2 || (strcmp(w[1], "on") != 0 && strcmp(w[1], "off") != 0)) {
-		ctl_error(c, "usage: maintenance on|off [DATABASE] "
-		    "[--wait SECONDS]");
+	if (r->arg[0] != NULL &&
+	    (db = config_find_database(pgm_conf, r->arg[0])) == -1) {
+		ctl_error(c, "no database \"%s\"", r->arg[0]);
 		return;
 	}
-	on = strcmp(w[1], "on") == 0;
-	if (n > 2 && strncmp(w[2], "--", 2) != 0) {
-		if ((db = config_find_database(pgm_conf, w[2])) == -1) {
-			ctl_error(c, "no database \"%s\"", w[2]);
-			return;
-		}
-		first = 3;
-	}
-	if (ctl_options(c, w + first, n - first, &wait, NULL) == -1)
-		return;
-	ctl_set_maintenance(db, on);
-	if (on && wait >= 0) {
+	ctl_set_maintenance(db, r->sub);
+	if (r->sub && r->seconds >= 0) {
 		c->wait = CTL_MAINT_WAIT;
 		c->db = db;
-		c->until = net_now_ms() + (int64_t)wait * 1000;
+		c->until = net_now_ms() + (int64_t)r->seconds * 1000;
 		ctl_advance(c, net_now_ms());
 		return;
 	}
 	ctl_ok(c);
 }
 
+/* Start a switchover [--timeout SECONDS] [--sync-sequences]. */
 static void
-ctl_cmd_switchover(struct ctl_conn *c, char **w, int n)
+ctl_cmd_switchover(struct ctl_conn *c, const struct ctlcmd_req *r)
 {
 	static struct pgm_config_errors errs;
 	struct pgm_config *nc;
-	int		 timeout = CTL_DEFAULT_TIMEOUT, sync = 0, i;
+	int		 timeout, i;
 
-	if (ctl_options(c, w + 1, n - 1, &timeout, &sync) == -1)
-		return;
+	timeout = r->seconds >= 0 ? (int)r->seconds : CTL_DEFAULT_TIMEOUT;
 	for (i = 0; i < CTL_MAXCONN; i++)
 		if (&ctl_conns[i] != c && ctl_conns[i].fd != -1 &&
 		    ctl_conns[i].wait >= CTL_SW_IDLE) {
@@ -890,7 +824,7 @@ ctl_cmd_switchover(struct ctl_conn *c, char **w, int n)
 	}
 	config_free(nc);
 	c->old_maint = pgm_shm->maintenance;
-	c->sync_sequences = sync;
+	c->sync_sequences = (r->opts & CTLCMD_OPT_SYNC) != 0;
 	c->until = net_now_ms() + (int64_t)timeout * 1000;
 	c->wait = CTL_SW_IDLE;
 	log_info("switchover: maintenance on; waiting up to %d s", timeout);
@@ -898,20 +832,17 @@ ctl_cmd_switchover(struct ctl_conn *c, char **w, int n)
 	ctl_advance(c, net_now_ms());
 }
 
+/* Run reload [--check]. */
 static void
-ctl_cmd_reload(struct ctl_conn *c, char **w, int n)
+ctl_cmd_reload(struct ctl_conn *c, const struct ctlcmd_req *r)
 {
 	char		 why[512];
 
-	if (n == 2 && strcmp(w[1], "--check") == 0) {
+	if (r->opts & CTLCMD_OPT_CHECK) {
 		if (reload_check(why, sizeof(why)) == -1)
 			ctl_error(c, "%s", why);
 		else
 			ctl_ok(c);
-		return;
-	}
-	if (n != 1) {
-		ctl_error(c, "usage: reload [--check]");
 		return;
 	}
 	if (reload_apply(why, sizeof(why)) == -1)
@@ -920,19 +851,54 @@ ctl_cmd_reload(struct ctl_conn *c, char **w, int n)
 		ctl_ok(c);
 }
 
+/* Start copying the sequences alone (a fleet switchover's step). */
 static void
 ctl_cmd_sync(struct ctl_conn *c)
 {
+	c->old_maint = 1;	/* a failure must not lift maintenance */
+	c->sync_only = 1;
 	if (ctl_sw_start_sync(c) == 0)
 		c->until = net_now_ms() + 600 * 1000;
 	/* ctl_advance answers; a failure answered already */
+}
+
+/* Answer show WHAT. */
+static void
+ctl_cmd_show(struct ctl_conn *c, int what)
+{
+	ctl_ok(c);
+	switch (what) {
+	case CTLCMD_SHOW_CLIENTS:
+		ctl_show_clients(c, 0, -1);
+		break;
+	case CTLCMD_SHOW_CONFIG:
+		ctl_show_config(c);
+		break;
+	case CTLCMD_SHOW_MIRRORS:
+		ctl_show_mirrors(c);
+		break;
+	case CTLCMD_SHOW_POOLS:
+		ctl_show_pools(c);
+		break;
+	case CTLCMD_SHOW_SERVERS:
+		ctl_show_servers(c);
+		break;
+	case CTLCMD_SHOW_STATS:
+		ctl_show_stats(c);
+		break;
+	case CTLCMD_SHOW_VERSION:
+		ctl_rowf(c, "version");
+		ctl_rowf(c, "pgmirror %s", PACKAGE_VERSION);
+		break;
+	}
 }
 
 /* Run one request line. */
 static void
 ctl_request(struct ctl_conn *c)
 {
-	char		*w[16];
+	struct ctlcmd_req r;
+	char		*w[CTLCMD_WORDS_MAX], err[512];
 	int		 n;
 
 	if (c->refused) {
@@ -942,52 +908,37 @@ ctl_request(struct ctl_conn *c)
 		ctl_done(c);
 		return;
 	}
-	n = ctl_words(c->line, w, 16);
+	n = ctlcmd_split(c->line, w, CTLCMD_WORDS_MAX);
 	log_debug("control: %s%s%s", n > 0 ? w[0] : "", n > 1 ? " " : "",
 	    n > 1 ? w[1] : "");
-	if (n == 0) {
-		ctl_error(c, "empty request");
-	} else if (strcmp(w[0], "status") == 0 && n == 1) {
-		ctl_ok(c);
-		ctl_status(c);
-	} else if (strcmp(w[0], "show") == 0 && n == 2) {
-		if (strcmp(w[1], "clients") == 0) {
+	if (ctlcmd_parse(n, w, CTLCMD_REQUEST, &r, err, sizeof(err)) == -1)
+		ctl_error(c, "%s", err);
+	else {
+		switch (r.id) {
+		case CTLCMD_STATUS:
 			ctl_ok(c);
-			ctl_show_clients(c, 0, -1);
-		} else if (strcmp(w[1], "mirrors") == 0) {
-			ctl_ok(c);
-			ctl_show_mirrors(c);
-		} else if (strcmp(w[1], "pools") == 0) {
-			ctl_ok(c);
-			ctl_show_pools(c);
-		} else if (strcmp(w[1], "servers") == 0) {
-			ctl_ok(c);
-			ctl_show_servers(c);
-		} else if (strcmp(w[1], "stats") == 0) {
-			ctl_ok(c);
-			ctl_show_stats(c);
-		} else if (strcmp(w[1], "config") == 0) {
-			ctl_ok(c);
-			ctl_show_config(c);
-		} else if (strcmp(w[1], "version") == 0) {
-			ctl_ok(c);
-			ctl_rowf(c, "version");
-			ctl_rowf(c, "pgmirror %s", PACKAGE_VERSION);
-		} else
-			ctl_error(c, "show what? mirrors, pools, clients, "
-			    "servers, stats, config or version");
-	} else if (strcmp(w[0], "maintenance") == 0) {
-		ctl_cmd_maintenance(c, w, n);
-	} else if (strcmp(w[0], "reload") == 0) {
-		ctl_cmd_reload(c, w, n);
-	} else if (strcmp(w[0], "switchover") == 0) {
-		ctl_cmd_switchover(c, w, n);
-	} else if (strcmp(w[0], "sync-sequences") == 0 && n == 1) {
-		c->old_maint = 1;	/* a failure must not lift maintenance */
-		c->sync_only = 1;
-		ctl_cmd_sync(c);
-	} else
-		ctl_error(c, "unknown command \"%s\"", w[0]);
+			ctl_status(c);
+			break;
+		case CTLCMD_SHOW:
+			ctl_cmd_show(c, r.sub);
+			break;
+		case CTLCMD_MAINTENANCE:
+			ctl_cmd_maintenance(c, &r);
+			break;
+		case CTLCMD_RELOAD:
+			ctl_cmd_reload(c, &r);
+			break;
+		case CTLCMD_SWITCHOVER:
+			ctl_cmd_switchover(c, &r);
+			break;
+		case CTLCMD_SYNC_SEQUENCES:
+			ctl_cmd_sync(c);
+			break;
+		case CTLCMD_VERIFY:	/* pgmirrorctl's own: no request */
+			ctl_error(c, "unknown command \"%s\"", w[0]);
+			break;
+		}
+	}
 	if (c->wait == CTL_NONE)
 		ctl_done(c);
 }
@@ -1167,7 +1118,7 @@ ctl_read(struct ctl_conn *c)
 		ctl_request(c);
 	} else if (c->len == sizeof(c->line) - 1) {
 		log_warnx("control: request longer than %d bytes refused",
-		    CTL_LINE_MAX);
+		    CTLCMD_LINE_MAX);
 		ctl_error(c, "request too long");
 		ctl_done(c);
 	}
