@@ -626,9 +626,28 @@ ctlcmd_parse(int argc, char *const *argv, enum ctlcmd_dialect d,
 		return ctlcmd_err(err, errlen, "unknown command \"%s\"",
 		    argv[0]);
 	r->id = defs[k]->id;
-	if (d == CTLCMD_ARGV)
-		return ctlcmd_parse_argv(defs[k], argc, argv, r, err, errlen);
-	return ctlcmd_parse_request(defs[k], argc, argv, r, err, errlen);
+	if ((d == CTLCMD_ARGV ? ctlcmd_parse_argv(defs[k], argc, argv, r, err,
+	    errlen) : ctlcmd_parse_request(defs[k], argc, argv, r, err,
+	    errlen)) == -1)
+		return -1;
+	/*
+	 * An argument goes into a request line and a console statement: it
+	 * may not hold what ends them (a control character, a semicolon),
+	 * nor start as an option does ("--").
+	 */
+	for (k = 0; k < (int)nitems(r->arg); k++) {
+		const char	*p;
+
+		if (r->arg[k] != NULL && strncmp(r->arg[k], "--", 2) == 0)
+			return ctlcmd_err(err, errlen, "invalid argument "
+			    "\"%s\": it starts with \"--\"", r->arg[k]);
+
+		for (p = r->arg[k]; p != NULL && *p != '\0'; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == ';')
+				return ctlcmd_err(err, errlen, "invalid "
+				    "character in \"%s\"", r->arg[k]);
+	}
+	return 0;
 }
 
 /*

@@ -527,15 +527,38 @@ test_answer(void)
 	tap_is_str(clean, "a\tb c d", "clean: a row keeps its tabs");
 }
 
+/* Arguments that a request line or a statement could not carry. */
+static void
+test_bad_args(void)
+{
+	struct ctlcmd_req r;
+	char		*w[3], a0[] = "maintenance", a1[] = "on", a2[] = "a\nb";
+	char		 a3[] = "a;b";
+
+	w[0] = a0;
+	w[1] = a1;
+	w[2] = a2;
+	tap_ok(ctlcmd_parse(3, w, CTLCMD_ARGV, &r, err, sizeof(err)) == -1,
+	    "argv: a database name with a newline is refused (%s)", err);
+	w[2] = a3;
+	tap_ok(ctlcmd_parse(3, w, CTLCMD_REQUEST, &r, err, sizeof(err)) ==
+	    -1 && strstr(err, "invalid character") != NULL,
+	    "request: a database name with a semicolon is refused (%s)", err);
+	tap_ok(parse("maintenance on -- --w=5", CTLCMD_ARGV, &r) == -1 &&
+	    strstr(err, "starts with \"--\"") != NULL,
+	    "argv: a database name starting with \"--\" is refused (%s)", err);
+}
+
 int
 main(void)
 {
-	tap_plan(158);
+	tap_plan(161);
 	test_request();
 	test_argv();
 	test_format();
 	test_sql();
 	test_synopsis();
 	test_answer();
+	test_bad_args();
 	return tap_done();
 }
