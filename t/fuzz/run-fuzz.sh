@@ -58,7 +58,8 @@ if [ -f "$dict" ]; then
 	set -- "$@" -dict="$dict"
 fi
 if [ -f "$opts" ]; then
-	# shellcheck disable=SC2046: one flag a line, no spaces in them
+	# One flag a line, no spaces in them: split on purpose.
+	# shellcheck disable=SC2046
 	set -- "$@" $(sed -e 's/#.*//' "$opts")
 fi
 
@@ -84,7 +85,8 @@ elif [ -n "$(ls "$art")" ]; then
 fi
 
 if [ -z "$why" ]; then
-	echo "$name: $runs runs in $secs s, no report ($(ls "$work" | wc -l) inputs in t/fuzz/work/$name)"
+	inputs=$(find "$work" -type f | wc -l)
+	echo "$name: $runs runs in $secs s, no report ($inputs inputs in t/fuzz/work/$name)"
 	exit 0
 fi
 echo "$name: FAILED ($why); log: $log"
