@@ -546,6 +546,13 @@ move_init(int generation)
 	move_gen = generation;
 }
 
+/* The generation of the config this worker's sessions run with. */
+int
+move_generation(void)
+{
+	return move_gen;
+}
+
 /*
  * Called by the relay when the session is between transactions and a
  * new request waits, unsent.  Moves the session if a reload pointed its

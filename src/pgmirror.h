@@ -919,6 +919,7 @@ void	 client_end(struct pgm_client *, enum pgm_relay_end, int);
 
 /* move.c */
 void	 move_init(int);
+int	 move_generation(void);
 int	 move_check(struct pgm_client *, struct pgm_server **,
 	    struct pgm_buf *);
 

@@ -523,9 +523,11 @@ relay_idle_left(const struct relay_state *st, int64_t last,
 
 /*
  * A new request of an idle session goes to the server: first, if a
- * reload moved its database, the session follows it (move.c), once the
- * server is between messages.  Returns 0, or -1 when the session must
- * end (*srvp may then be NULL).
+ * reload moved its database, the session follows it (move.c).  A move
+ * needs the server between messages: while one it sent (a notice, a
+ * notification) is half relayed, the request waits, held (returns 1),
+ * rather than go to a server the config has left.  Returns 0, or -1
+ * when the session must end (*srvp may then be NULL).
  */
 static int
 relay_request_out(struct pgm_client *cl, struct relay_state *st,
@@ -533,8 +535,9 @@ relay_request_out(struct pgm_client *cl, struct relay_state *st,
 {
 	struct pgm_server *srv = *srvp;
 
-	if (relay_s2c.scan.hdrlen != 0)
-		return 0;	/* moves at a later request */
+	if (relay_s2c.scan.hdrlen != 0 && __atomic_load_n(
+	    &pgm_shm->generation, __ATOMIC_ACQUIRE) != move_generation())
+		return 1;
 	if (move_check(cl, srvp, &relay_out) == -1)
 		return -1;
 	if (*srvp != srv)
@@ -582,6 +585,7 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 	ssize_t		 n;
 	size_t		 old, budget, skip;
 	int		 fillflags, clientflags, slow = 0, timeout, timed, idle;
+	int		 held;
 	int64_t		 last, left;
 	enum pgm_relay_end idle_end = RELAY_IDLE_TIMEOUT;
 	unsigned int	 turns = 0;
@@ -626,13 +630,17 @@ relay_session(struct pgm_client *cl, struct pgm_server **srvp, int *reusable,
 			break;
 		}
 		if (st.held && relay_hold_check(cl, &st)) {
-			if (relay_request_out(cl, &st, srvp) == -1) {
+			if ((held = relay_request_out(cl, &st, srvp)) == -1) {
 				end = RELAY_MOVE_FAILED;
 				srv = *srvp;
 				break;
 			}
 			srv = *srvp;
-			if (relay_flush(c2s, cap) == -1) {
+			if (held == 1) {
+				/* Held again until the server's message is whole. */
+				st.held = 1;
+				relay_set_state(st.slot, SLOT_TX_WAITING);
+			} else if (relay_flush(c2s, cap) == -1) {
 				end = RELAY_SERVER_GONE;
 				break;
 			}
@@ -825,12 +833,17 @@ c:
 					relay_hold(&st, skip);
 					continue;
 				}
-				if (relay_request_out(cl, &st, srvp) == -1) {
+				if ((held = relay_request_out(cl, &st,
+				    srvp)) == -1) {
 					end = RELAY_MOVE_FAILED;
 					srv = *srvp;	/* maybe none left */
 					break;
 				}
 				srv = *srvp;
+				if (held == 1) {
+					relay_hold(&st, skip);
+					continue;
+				}
 			}
 			if (relay_flush(c2s, cap) == -1) {
 				end = RELAY_SERVER_GONE;
