@@ -389,7 +389,10 @@ $mixed->stop;
 		ok($r->{ok} && $r->{key}, 'cancel: raw session with BackendKeyData') or diag(explain($r));
 		my $t = time;
 		$c->send_msg('Q', "SELECT pg_sleep(20)\0");
-		sleep 0.5;
+		# A cancel that reaches the backend before the query is lost,
+		# as it is with PostgreSQL itself: wait until it runs.
+		wait_until(sub { $pgA->psql("SELECT count(*) FROM pg_stat_activity"
+			. " WHERE query = 'SELECT pg_sleep(20)' AND state = 'active'") == 1 }, 10, 0.05);
 		my $k = $m->raw;
 		$k->send_cancel($r->{key});
 		$k->hang_up;
